@@ -1,0 +1,1 @@
+"""The report bundle: HTML, JSON, JUnit, manifest, signature, onboarding snippets."""

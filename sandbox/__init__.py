@@ -1,0 +1,1 @@
+"""Local sandbox cloud: real OpenStack services from PyPI on loopback."""
