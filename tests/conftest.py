@@ -1,0 +1,55 @@
+"""Fixtures shared by the project's own tests.
+
+Integration tests share one sandbox cloud per session (it takes about a minute to start). A sandbox that is
+already running (e.g. `tox -e sandbox -- up` in another terminal) is reused and left running.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """The running sandbox cloud (sandbox.api.Sandbox), started for this session unless already up."""
+    from sandbox.api import Sandbox
+
+    sb = Sandbox()
+    started_here = False
+    if not sb.is_running():
+        sb.up()
+        started_here = True
+    try:
+        yield sb
+    finally:
+        if started_here and not os.environ.get("SANDBOX_KEEP"):
+            sb.down()
+
+
+@pytest.fixture
+def run_suite(sandbox, tmp_path):
+    """Run the conformance suite through its real command line against the sandbox.
+
+    Returns a function: run_suite(*pytest_args, profile="sandbox", zuul="sandbox-zuul", ci="sandbox-ci",
+    env=None, timeout=1800) -> subprocess.CompletedProcess (text, stdout and stderr captured).
+    """
+
+    def run(*args, profile="sandbox", zuul="sandbox-zuul", ci="sandbox-ci", env=None, timeout=1800,
+            report_dir=None):
+        command = [
+            sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider",
+            f"--profile={profile}", f"--zuul-cloud={zuul}", f"--ci-cloud={ci}",
+            f"--report-dir={report_dir or tmp_path / 'reports'}", *args,
+        ]
+        full_env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(sandbox.clouds_yaml), **(env or {})}
+        return subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=timeout,
+                              cwd=REPO_ROOT)
+
+    return run
