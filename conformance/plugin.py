@@ -1,1 +1,472 @@
-"""Placeholder: filled in by its owner."""
+"""The suite's pytest plugin: options, profile, clouds, verdicts and the per-requirement summary.
+
+Registered as the `conformance` pytest11 entry point, so it is loaded by every pytest run, including the
+project's own tests: it stays inert unless the conformance checks (the `conformance.checks` package) are
+being run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import conformance.checks
+from conformance import cloud as cloudlayer
+from conformance import results as res
+from conformance.errors import BadInput
+from conformance.profiles import DEFAULT_PROFILE, Profile, load_profile
+from conformance.redact import redact
+
+CHECKS_DIR = Path(conformance.checks.__file__).resolve().parent
+ROLES = cloudlayer.ROLES
+ROLE_OPTIONS = {"zuul": "--zuul-cloud", "ci": "--ci-cloud"}
+TARGET = "conformance_target"
+
+
+class ConformanceWarning(UserWarning):
+    """A requirement result with verdict WARN (the profile asks to warn rather than fail)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one parametrized check runs: the role of the `cloud` fixture and the region of each role."""
+
+    role: str
+    regions: tuple[tuple[str, str], ...]   # ((role, region), ...)
+    id: str
+
+    def region_of(self, role: str) -> str:
+        return dict(self.regions)[role]
+
+
+@dataclass
+class _State:
+    active: bool = False
+    controller: bool = True
+    profile: Profile | None = None
+    clouds: dict[str, str] = field(default_factory=dict)          # role -> clouds.yaml entry
+    regions: dict[str, list[str]] = field(default_factory=dict)   # role -> regions to check
+    seen: set = field(default_factory=set)                          # (nodeid, result json) already gathered
+
+
+_STATE = pytest.StashKey[_State]()
+_ITEM_RESULTS = pytest.StashKey[list]()
+
+
+# ------------------------------------------------------------------------------------------------- options
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("conformance", "OpenStack cloud conformance (opendev donor requirements)")
+    group.addoption("--zuul-cloud", dest="conformance_zuul_cloud", metavar="NAME",
+                    default=_env("CONFORMANCE_ZUUL_CLOUD", "openstackzuul"),
+                    help="clouds.yaml entry of the zuul project (test nodes). "
+                         "Env CONFORMANCE_ZUUL_CLOUD; default: %(default)s")
+    group.addoption("--ci-cloud", dest="conformance_ci_cloud", metavar="NAME",
+                    default=_env("CONFORMANCE_CI_CLOUD", "openstackci"),
+                    help="clouds.yaml entry of the ci project (mirror, control plane). "
+                         "Env CONFORMANCE_CI_CLOUD; default: %(default)s")
+    group.addoption("--region", dest="conformance_regions", metavar="NAME", action="append", default=None,
+                    help="region to check (repeatable). Env CONFORMANCE_REGION (comma-separated); "
+                         "default: every region the clouds.yaml entry names")
+    group.addoption("--profile", dest="conformance_profile", metavar="NAME|PATH",
+                    default=_env("CONFORMANCE_PROFILE", DEFAULT_PROFILE),
+                    help="requirement profile: a name in profiles/ or a YAML file. "
+                         "Env CONFORMANCE_PROFILE; default: %(default)s")
+    group.addoption("--report-dir", dest="conformance_report_dir", metavar="DIR",
+                    default=_env("CONFORMANCE_REPORT_DIR", "reports"),
+                    help="folder for the run's report bundle. "
+                         "Env CONFORMANCE_REPORT_DIR; default: %(default)s")
+
+
+def option_regions(config: pytest.Config) -> list[str]:
+    regions = config.getoption("conformance_regions") or []
+    if not regions and os.environ.get("CONFORMANCE_REGION"):
+        regions = os.environ["CONFORMANCE_REGION"].split(",")
+    return [r.strip() for r in regions if r and r.strip()]
+
+
+def report_dir(config: pytest.Config) -> Path:
+    """The --report-dir folder (relative paths are relative to where pytest was started)."""
+    return Path(config.invocation_params.dir, config.getoption("conformance_report_dir"))
+
+
+# ------------------------------------------------------------------------------------------------ activity
+def runs_checks(config: pytest.Config) -> bool:
+    """True when the run collects the conformance checks (not, e.g., the project's own `pytest tests`)."""
+    for arg in config.args:
+        target = str(arg).split("::")[0]
+        if config.getoption("pyargs", False) and os.sep not in target and not target.endswith(".py"):
+            if target == "conformance" or target.startswith("conformance.checks"):
+                return True
+            try:
+                spec = importlib.util.find_spec(target)
+            except (ImportError, ValueError):
+                spec = None
+            if spec is not None and spec.origin:
+                target = str(Path(spec.origin).parent if spec.origin.endswith("__init__.py") else spec.origin)
+        path = Path(config.invocation_params.dir, target).resolve()
+        if path == CHECKS_DIR or CHECKS_DIR in path.parents or path in CHECKS_DIR.parents:
+            return True
+    return False
+
+
+def _state(config: pytest.Config) -> _State:
+    return config.stash.get(_STATE, None) or _State()
+
+
+def _active(config: pytest.Config) -> bool:
+    return _state(config).active
+
+
+def _usage_error(exc: Exception) -> pytest.UsageError:
+    return pytest.UsageError(redact(str(exc)).splitlines()[0])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "requirement(*ids): the requirement IDs (R1..R13) a check proves")
+    state = _State(active=runs_checks(config), controller=not hasattr(config, "workerinput"))
+    config.stash[_STATE] = state
+    if not state.active or config.getoption("help", False):
+        return
+    try:
+        state.profile = load_profile(config.getoption("conformance_profile"))
+        state.clouds = {role: config.getoption(f"conformance_{role}_cloud") for role in ROLES}
+        for role, name in state.clouds.items():
+            try:
+                state.regions[role] = option_regions(config) or cloudlayer.cloud_regions(name)
+            except BadInput as exc:
+                raise BadInput(f"{ROLE_OPTIONS[role]} {name}: {exc}") from None
+    except BadInput as exc:
+        raise _usage_error(exc) from None
+    session = res.SessionResults(profile=state.profile, started_at=res.now_utc(), options={
+        "zuul_cloud": state.clouds["zuul"], "ci_cloud": state.clouds["ci"], "regions": option_regions(config),
+        "profile": config.getoption("conformance_profile"), "report_dir": str(report_dir(config)),
+    })
+    config.stash[res.SESSION_RESULTS] = session
+    if not state.controller:
+        session.clouds = json.loads(config.workerinput.get("conformance_clouds", "{}"))
+        return
+    inspect_only = any(config.getoption(name, False) for name in
+                       ("collectonly", "showfixtures", "show_fixtures_per_test", "markers"))
+    if not inspect_only:
+        try:
+            session.clouds = _check_clouds(state, session)
+        except BadInput as exc:
+            raise _usage_error(exc) from None
+
+
+def _check_clouds(state: _State, session: res.SessionResults) -> dict[str, dict[str, Any]]:
+    """Authenticate each role once, in the controller, before any check runs or anything is created."""
+    facts = {}
+    for role in ROLES:
+        name, regions = state.clouds[role], state.regions[role]
+        prefix = f"{ROLE_OPTIONS[role]} {name}"
+        try:
+            cloud = cloudlayer.open_cloud(name, regions[0] or None, role, policy=cloudlayer.STARTUP_POLICY,
+                                          timeout=5.0)
+        except BadInput as exc:
+            raise BadInput(f"{prefix}: {exc}") from None
+        try:
+            cloudlayer.check_access(cloud)
+            try:
+                facts[role] = cloud.facts(regions)
+                known = cloud.catalog_regions()
+            except Exception as exc:  # TLS trouble etc.: R7 and the checks report it
+                facts[role] = {"cloud": name, "auth_url": cloud.auth_url, "regions": regions,
+                               "error": redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__}
+                known = set()
+            unknown = [r for r in regions if r and known and r not in known]
+            if unknown:
+                raise BadInput(f"{prefix}: region {unknown[0]!r} is not in the cloud's catalog "
+                               f"(regions there: {', '.join(sorted(known))})")
+        finally:
+            session.add_calls([c.to_dict() for c in cloud.calls])
+            cloudlayer.CALL_LOG.drain()
+            cloud.close()
+    return facts
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """xdist: hand the controller's public cloud facts to each worker (they are not re-probed there)."""
+    session = node.config.stash.get(res.SESSION_RESULTS, None)
+    if session is not None:
+        node.workerinput["conformance_clouds"] = json.dumps(session.clouds, default=str)
+
+
+# ------------------------------------------------------------------------------------------ parametrizing
+def _targets(state: _State, uses_cloud: bool, uses_zuul: bool, uses_ci: bool) -> list[Target]:
+    regions = state.regions
+
+    def region_for(role: str, wanted: str) -> str:
+        return wanted if wanted in regions[role] else regions[role][0]
+
+    def label(region: str) -> str:
+        return region or "default"
+
+    targets = []
+    if uses_cloud:
+        for role in ROLES:
+            for region in regions[role]:
+                pairs = tuple((r, region if r == role else region_for(r, region)) for r in ROLES)
+                targets.append(Target(role, pairs, f"{role}-{label(region)}"))
+    elif uses_zuul and uses_ci:
+        common = [r for r in regions["zuul"] if r in regions["ci"]] or regions["zuul"]
+        for region in common:
+            pairs = (("zuul", region), ("ci", region_for("ci", region)))
+            targets.append(Target("zuul", pairs, label(region)))
+    else:
+        role = "zuul" if uses_zuul else "ci"
+        other = "ci" if role == "zuul" else "zuul"
+        for region in regions[role]:
+            pairs = ((role, region), (other, region_for(other, region)))
+            targets.append(Target(role, pairs, f"{role}-{label(region)}"))
+    return targets
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    state = _state(metafunc.config)
+    if not state.active or TARGET not in metafunc.fixturenames or not state.regions:
+        return
+    names = metafunc.fixturenames
+    uses_cloud = "cloud" in names or not ({"zuul", "ci"} & set(names))
+    targets = _targets(state, uses_cloud, "zuul" in names, "ci" in names)
+    metafunc.parametrize(TARGET, targets, ids=[t.id for t in targets], scope="session")
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+class CloudCache:
+    """One Cloud per (role, region) per process, opened on first use."""
+
+    def __init__(self, state: _State):
+        self._state = state
+        self._clouds: dict[tuple[str, str], cloudlayer.Cloud] = {}
+
+    def get(self, role: str, region: str) -> cloudlayer.Cloud:
+        key = (role, region)
+        if key not in self._clouds:
+            self._clouds[key] = cloudlayer.open_cloud(self._state.clouds[role], region or None, role)
+        return self._clouds[key]
+
+    def close(self) -> None:
+        for cloud in self._clouds.values():
+            cloud.close()
+        self._clouds.clear()
+
+
+@pytest.fixture(scope="session")
+def conformance_target(request) -> Target:
+    """Parametrized by the plugin for every test using `zuul`, `ci` or `cloud`."""
+    raise pytest.UsageError(f"{request.node.nodeid}: cloud fixtures need the conformance plugin's "
+                            "parametrization (run the checks with --pyargs conformance.checks)")
+
+
+@pytest.fixture(scope="session")
+def _conformance_clouds(pytestconfig):
+    cache = CloudCache(_state(pytestconfig))
+    yield cache
+    cache.close()
+
+
+@pytest.fixture(scope="session")
+def profile(pytestconfig) -> Profile:
+    """The merged, validated profile of the run (--profile)."""
+    state = _state(pytestconfig)
+    if state.profile is None:
+        try:
+            state.profile = load_profile(pytestconfig.getoption("conformance_profile"))
+        except BadInput as exc:
+            pytest.fail(str(exc), pytrace=False)
+    return state.profile
+
+
+@pytest.fixture(scope="session")
+def zuul(conformance_target: Target, _conformance_clouds: CloudCache) -> cloudlayer.Cloud:
+    """The zuul project's Cloud in the current region parameter."""
+    return _conformance_clouds.get("zuul", conformance_target.region_of("zuul"))
+
+
+@pytest.fixture(scope="session")
+def ci(conformance_target: Target, _conformance_clouds: CloudCache) -> cloudlayer.Cloud:
+    """The ci project's Cloud in the current region parameter."""
+    return _conformance_clouds.get("ci", conformance_target.region_of("ci"))
+
+
+@pytest.fixture(scope="session")
+def cloud(conformance_target: Target, _conformance_clouds: CloudCache) -> cloudlayer.Cloud:
+    """Each project's Cloud (parametrized over role x region), for checks that apply to both projects."""
+    role = conformance_target.role
+    return _conformance_clouds.get(role, conformance_target.region_of(role))
+
+
+@pytest.fixture(scope="session")
+def session_results(pytestconfig) -> res.SessionResults:
+    """This process's SessionResults (under xdist the controller's copy is the one that is complete)."""
+    return pytestconfig.stash[res.SESSION_RESULTS]
+
+
+class Recorder:
+    """`record(...)`: one requirement result of the current test (see ARCHITECTURE.md)."""
+
+    def __init__(self, item: pytest.Item):
+        self._item = item
+
+    def __call__(self, requirement: str, check: str, *, scope: str, measured: Any = "", threshold: Any = "",
+                 ok: bool | None = None, verdict: str | None = None, reason: str = "",
+                 data: dict[str, Any] | None = None) -> dict[str, Any]:
+        result = res.make_result(requirement, check, scope=scope, measured=measured, threshold=threshold,
+                                 ok=ok, verdict=verdict, reason=reason, data=data, test=self._item.nodeid)
+        _attach_result(self._item, result)
+        if result["verdict"] == "WARN":
+            message = f"{requirement} {check} {scope}: {result['reason']}"
+            warnings.warn(ConformanceWarning(message), stacklevel=2)
+        return result
+
+
+def _attach_result(item: pytest.Item, result: dict[str, Any]) -> None:
+    item.stash.setdefault(_ITEM_RESULTS, []).append(result)
+    item.user_properties.append((res.RESULT_KEY, res.dumps(result)))
+
+
+@pytest.fixture
+def record(request) -> Recorder:
+    """record("R8", "quota.instances", scope=cloud.scope, measured=150, threshold=">= 100", ok=True)"""
+    return Recorder(request.node)
+
+
+# ----------------------------------------------------------------------------------------- verdict hooks
+def _describe(result: dict[str, Any]) -> str:
+    where = res.scope_of(result)
+    value = " ".join(filter(None, [result["measured"], result["threshold"]]))
+    return f"{result['requirement']} {result['check']} {where}: {result['reason'] or value}".strip()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    outcome = yield
+    recorded = item.stash.get(_ITEM_RESULTS, [])
+    failed = [r for r in recorded if r["verdict"] == "FAIL"]
+    if failed:
+        pytest.fail("\n".join(_describe(r) for r in failed), pytrace=False)
+    if recorded and all(r["verdict"] == "SKIP" for r in recorded):
+        pytest.skip("; ".join(_describe(r) for r in recorded))
+    return outcome
+
+
+def _requirement_ids(item: pytest.Item) -> list[str]:
+    ids = []
+    for mark in item.iter_markers("requirement"):
+        ids.extend(a for a in mark.args if a not in ids)
+    return ids
+
+
+def _scope_of_item(item: pytest.Item) -> str:
+    target = getattr(item, "callspec", None) and item.callspec.params.get(TARGET)
+    if isinstance(target, Target):
+        return f"{target.role}/{target.region_of(target.role) or 'default'}"
+    return ""
+
+
+def _first_line(report: pytest.TestReport) -> str:
+    if isinstance(report.longrepr, tuple):  # skip: (path, line, reason)
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(report.longrepr or "")
+    return redact(text.strip().splitlines()[0] if text.strip() else "")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    report = yield
+    if not _active(item.config):
+        return report
+    recorded = item.stash.get(_ITEM_RESULTS, [])
+    # A check that crashed or was skipped before recording still gets a line per requirement in the summary.
+    unexplained_failure = report.failed and not any(r["verdict"] == "FAIL" for r in recorded)
+    unexplained_skip = report.skipped and not recorded and call.when != "teardown"
+    if unexplained_failure or unexplained_skip:
+        what = "check could not run" if report.when == "setup" else "check errored"
+        for requirement in _requirement_ids(item):
+            result = res.make_result(
+                requirement, item.originalname.removeprefix("test_"), scope=_scope_of_item(item),
+                verdict="SKIP" if unexplained_skip else "FAIL",
+                reason=_first_line(report) if unexplained_skip else f"{what}: {_first_line(report)}",
+                test=item.nodeid)
+            _attach_result(item, result)
+            report.user_properties.append((res.RESULT_KEY, res.dumps(result)))
+    if report.when == "teardown":
+        calls = cloudlayer.CALL_LOG.drain()
+        if calls:
+            report.user_properties.append((res.CALLS_KEY, res.dumps([c.to_dict() for c in calls])))
+    return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """In the controller: gather results and call records from every report (local or from xdist workers)."""
+    # Reports carry no config: the controller's state is kept at session start.
+    state, session = _CONTROLLER.get("state"), _CONTROLLER.get("session")
+    if state is None or session is None:
+        return
+    for entry in report.user_properties:
+        name, value = entry[0], entry[1]
+        if name == res.RESULT_KEY:
+            key = (report.nodeid, value)
+            if key not in state.seen:
+                state.seen.add(key)
+                session.add_result(json.loads(value))
+        elif name == res.CALLS_KEY:
+            session.add_calls(json.loads(value))
+
+
+# The controller's state for hooks that receive no config (pytest_runtest_logreport).
+_CONTROLLER: dict[str, Any] = {}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    state = _state(session.config)
+    _CONTROLLER.clear()
+    if state.active and state.controller and res.SESSION_RESULTS in session.config.stash:
+        _CONTROLLER.update(state=state, session=session.config.stash[res.SESSION_RESULTS])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    results = session.config.stash.get(res.SESSION_RESULTS, None)
+    if results is not None and _state(session.config).controller:
+        leftover = cloudlayer.CALL_LOG.drain()
+        results.add_calls([c.to_dict() for c in leftover])
+        results.finished_at = res.now_utc()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _CONTROLLER.clear()
+
+
+# ------------------------------------------------------------------------------------------------- summary
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    state = _state(config)
+    results = config.stash.get(res.SESSION_RESULTS, None)
+    if not state.active or not state.controller or results is None:
+        return
+    tr = terminalreporter
+    profile = results.profile
+    tr.write_sep("=", f"conformance results (profile {profile.name}, sha256 {profile.sha256[:12]})")
+    for relaxation in profile.relaxations:
+        tr.write_line(f"profile relaxes {relaxation.key}: {relaxation.reason}", yellow=True)
+    lines = res.summary_lines(results.results)
+    if not lines:
+        tr.write_line("no requirement results were recorded")
+    colours = {"PASS": {"green": True}, "FAIL": {"red": True, "bold": True}, "WARN": {"yellow": True},
+               "SKIP": {"yellow": True}}
+    for verdict, line in lines:
+        tr.write_line(line, **colours.get(verdict, {}))

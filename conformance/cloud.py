@@ -1,0 +1,622 @@
+"""The cloud layer: the one place that opens openstacksdk connections or otherwise talks to the network.
+
+    cloud = open_cloud("openstackzuul", region="RegionOne", role="zuul")   # BadInput on a bad clouds.yaml
+    cloud.call(cloud.conn.compute.get_limits)                             # with the retry policy
+    cloud.calls                                                           # every HTTP response, timed
+
+Every secret the layer learns (passwords, application-credential secrets, tokens) is registered with
+conformance.redact before anything can print it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import re
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import tenacity
+import yaml
+from keystoneauth1 import exceptions as ksa_exc
+
+from conformance.errors import BadInput, CloudError
+from conformance.redact import SECRET_KEYS, redact, register_secret
+from conformance.results import CallRecord
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+ROLES = ("zuul", "ci")
+
+
+# --------------------------------------------------------------------------------------------------- retries
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter; the total (attempts and waits) never exceeds max_total_s."""
+
+    max_attempts: int = 6
+    max_total_s: float = 60.0
+    initial_wait_s: float = 0.5
+    max_wait_s: float = 10.0
+    jitter_s: float = 0.5
+
+
+DEFAULT_POLICY = RetryPolicy()
+# Session start: bad input must be reported within a few seconds, so only a short retry for real flukes.
+STARTUP_POLICY = RetryPolicy(max_attempts=2, max_total_s=4.0, initial_wait_s=0.2, max_wait_s=1.0,
+                             jitter_s=0.1)
+
+
+class RetryableResponse(Exception):
+    """A raw response with a retryable status (raised inside Cloud.request so tenacity sees it)."""
+
+    def __init__(self, response):
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+def _status_of(exc: BaseException) -> int | None:
+    for attr in ("status_code", "http_status"):
+        status = getattr(exc, attr, None)
+        if isinstance(status, int):
+            return status
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """429/502/503/504 and failures to connect; never TLS errors, never other HTTP statuses."""
+    if isinstance(exc, (ksa_exc.SSLError, requests.exceptions.SSLError, ssl.SSLError)):
+        return False
+    if isinstance(exc, (ksa_exc.ConnectFailure, ksa_exc.ConnectTimeout, ksa_exc.RetriableConnectionFailure,
+                        requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError)):
+        return True
+    return _status_of(exc) in RETRY_STATUSES
+
+
+def retry_after_seconds(exc: BaseException, now: float | None = None) -> float | None:
+    """The server's Retry-After (seconds or an HTTP date) from the exception's response, if any."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    value = headers.get("Retry-After") if hasattr(headers, "get") else None
+    if value is None:
+        return None
+    value = str(value).strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def retrying(policy: RetryPolicy = DEFAULT_POLICY, *, sleep: Callable[[float], None] = time.sleep,
+             clock: Callable[[], float] = time.monotonic) -> tenacity.Retrying:
+    """A tenacity Retrying for one logical call. `sleep` and `clock` are injectable for tests."""
+    start = clock()
+    backoff = tenacity.wait_exponential_jitter(initial=policy.initial_wait_s, max=policy.max_wait_s,
+                                               jitter=policy.jitter_s)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        computed = backoff(state)
+        exc = state.outcome.exception() if state.outcome else None
+        server_says = retry_after_seconds(exc) if exc is not None else None
+        # The server's Retry-After is a floor: retrying earlier only earns another 429/503.
+        return max(computed, server_says) if server_says is not None else computed
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        # Runs after wait(): stop now if the next wait would take us past the total budget.
+        elapsed = clock() - start
+        return (state.attempt_number >= policy.max_attempts
+                or elapsed + (state.upcoming_sleep or 0.0) > policy.max_total_s)
+
+    return tenacity.Retrying(retry=tenacity.retry_if_exception(is_retryable), wait=wait, stop=stop,
+                             sleep=sleep, reraise=True)
+
+
+# ------------------------------------------------------------------------------------------- call records
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+_HEXID = re.compile(r"^[0-9a-fA-F]{16,}$")
+_NUMBER = re.compile(r"^\d+$")
+_REQUEST_ID = re.compile(r"^req-[0-9a-fA-F-]{36}$")
+
+
+def path_template(url: str) -> str:
+    """`/v2.1/servers/{id}` for `https://host:8774/v2.1/servers/6f1c...?all_tenants=1`: no ids, no query."""
+    path = urlsplit(url).path or "/"
+    parts = []
+    for segment in path.split("/"):
+        if any(p.match(segment) for p in (_UUID, _HEXID, _NUMBER, _REQUEST_ID)):
+            parts.append("{id}")
+        else:
+            parts.append(segment)
+    return "/".join(parts) or "/"
+
+
+class CallLog:
+    """Every call record of this process, so the plugin can attach each test's calls to its report."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._records: list[CallRecord] = []
+        self._drained = 0
+
+    def add(self, record: CallRecord) -> None:
+        with self._lock:
+            self._records.append(record)
+
+    def drain(self) -> list[CallRecord]:
+        """The records added since the last drain."""
+        with self._lock:
+            new = self._records[self._drained:]
+            self._drained = len(self._records)
+        return new
+
+
+CALL_LOG = CallLog()
+
+
+# -------------------------------------------------------------------------------------------- clouds.yaml
+def clouds_yaml_candidates() -> list[Path]:
+    from openstack.config import loader
+
+    env = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    return ([Path(env)] if env else []) + [Path(p) for p in loader.CONFIG_FILES]
+
+
+def find_clouds_yaml() -> Path:
+    """The clouds.yaml openstacksdk would read, checked to exist and parse (openstacksdk skips bad files)."""
+    env = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    if env and not Path(env).is_file():
+        raise BadInput(f"clouds.yaml not found: OS_CLIENT_CONFIG_FILE={env} does not exist")
+    for path in clouds_yaml_candidates():
+        if path.is_file():
+            break
+    else:
+        looked = ", ".join(str(p) for p in clouds_yaml_candidates())
+        raise BadInput(f"no clouds.yaml found (looked in {looked}; set OS_CLIENT_CONFIG_FILE)")
+    try:
+        text = path.read_text()
+        data = yaml.safe_load(text) if path.suffix != ".json" else __import__("json").loads(text)
+    except OSError as exc:
+        raise BadInput(f"clouds.yaml {path} cannot be read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise BadInput(f"clouds.yaml {path} is not valid YAML{at}: {problem}") from None
+    except ValueError as exc:
+        raise BadInput(f"clouds.yaml {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("clouds"), dict):
+        raise BadInput(f"clouds.yaml {path} has no 'clouds:' mapping")
+    return path
+
+
+def _config(path: Path):
+    from openstack.config import loader
+
+    return loader.OpenStackConfig(config_files=[str(path)], app_name="opendev-conformance")
+
+
+def cloud_regions(name: str) -> list[str]:
+    """Regions the clouds.yaml entry names (`regions:` or `region_name:`); [""] when it names none."""
+    path = find_clouds_yaml()
+    config = _config(path)
+    if name not in config.get_cloud_names():
+        known = ", ".join(sorted(config.get_cloud_names())) or "none"
+        raise BadInput(f"cloud {name!r} is not in {path} (clouds there: {known})")
+    regions = [r.get("name") or "" for r in config._get_regions(name)]
+    return regions or [""]
+
+
+def _cloud_region(name: str, region: str | None, timeout: float | None):
+    from openstack import exceptions as sdk_exc
+
+    path = find_clouds_yaml()
+    config = _config(path)
+    if name not in config.get_cloud_names():
+        known = ", ".join(sorted(config.get_cloud_names())) or "none"
+        raise BadInput(f"cloud {name!r} is not in {path} (clouds there: {known})")
+    kwargs = {"api_timeout": timeout} if timeout else {}
+    try:
+        return config.get_one(cloud=name, region_name=region or None, **kwargs)
+    except (sdk_exc.ConfigException, ksa_exc.ClientException, KeyError, ValueError) as exc:
+        raise BadInput(f"cloud {name!r} in {path}: {redact(str(exc)).splitlines()[0]}") from None
+
+
+def _register_config_secrets(config: dict[str, Any]) -> None:
+    def walk(value):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if str(key).lower() in SECRET_KEYS and isinstance(item, str):
+                    register_secret(item)
+                else:
+                    walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(config)
+
+
+# ----------------------------------------------------------------------------------------------- TLS probe
+@dataclass
+class TlsInfo:
+    """What one TLS handshake with a URL's host showed. `error` is set when the verified handshake failed."""
+
+    host: str
+    port: int
+    verified: bool = False
+    error: str = ""
+    tls_version: str = ""          # "TLSv1.3"
+    issuer: str = ""
+    subject: str = ""
+    not_after: str = ""            # ISO 8601 UTC
+    days_to_expiry: float | None = None
+    accepts_below: str = ""        # a protocol version below the minimum the server still accepted
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+_TLS_VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1, "1.2": ssl.TLSVersion.TLSv1_2,
+                 "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def tls_version_number(name: str) -> tuple[int, int]:
+    """(1, 2) from "TLSv1.2" or "1.2"."""
+    digits = re.findall(r"\d+", name or "")
+    return (int(digits[0]), int(digits[1])) if len(digits) >= 2 else (0, 0)
+
+
+_RDN_LABELS = {"commonName": "CN", "organizationName": "O", "countryName": "C"}
+
+
+def _name(rdns) -> str:
+    """`CN=sandbox CA, O=...` from getpeercert()'s nested tuples."""
+    pairs = [(key, value) for rdn in rdns or () for key, value in rdn if key in _RDN_LABELS]
+    return ", ".join(f"{_RDN_LABELS[key]}={value}" for key, value in pairs)
+
+
+def probe_tls(url: str, cafile: str | None = None, min_version: str = "1.2", timeout: float = 5.0) -> TlsInfo:
+    """Handshake with the host of `url`, verifying against `cafile` (or the system store) and host name."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 443
+    info = TlsInfo(host=host, port=port)
+    context = ssl.create_default_context(cafile=os.path.expanduser(cafile) if cafile else None)
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw, \
+                context.wrap_socket(raw, server_hostname=host) as tls:
+            info.verified = True
+            info.tls_version = tls.version() or ""
+            cert = tls.getpeercert() or {}
+    except ssl.SSLCertVerificationError as exc:
+        info.error = f"certificate verification failed: {exc.verify_message or exc.reason}"
+        return info
+    except ssl.SSLError as exc:
+        info.error = f"TLS handshake failed: {exc.reason or exc}"
+        return info
+    except (TimeoutError, OSError) as exc:
+        info.error = f"cannot connect to {host}:{port}: {exc.strerror or exc}"
+        return info
+    info.issuer = _name(cert.get("issuer"))
+    info.subject = _name(cert.get("subject"))
+    if cert.get("notAfter"):
+        expires = datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), timezone.utc)
+        info.not_after = expires.isoformat()
+        info.days_to_expiry = round((expires - datetime.now(timezone.utc)).total_seconds() / 86400, 1)
+    info.accepts_below = _accepts_below(host, port, min_version, timeout)
+    return info
+
+
+def _accepts_below(host: str, port: int, min_version: str, timeout: float) -> str:
+    """Best effort: a protocol below the minimum the server still accepts ("" when none or untestable)."""
+    floor = _TLS_VERSIONS.get(min_version)
+    older = (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1, ssl.TLSVersion.TLSv1_2)
+    below = [v for v in older if floor and v < floor]
+    for version in reversed(below):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        try:
+            context.set_ciphers("ALL:@SECLEVEL=0")
+            context.minimum_version = version
+            context.maximum_version = version
+        except (ValueError, ssl.SSLError):
+            continue  # this OpenSSL cannot even offer that version
+        try:
+            with socket.create_connection((host, port), timeout=timeout) as raw, \
+                    context.wrap_socket(raw, server_hostname=host) as tls:
+                return tls.version() or version.name
+        except (OSError, ssl.SSLError):
+            continue
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------- flavors
+@dataclass(frozen=True)
+class FlavorInfo:
+    id: str
+    name: str
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.vcpus} vCPU, {self.ram_mb} MB RAM, {self.disk_gb} GB disk)"
+
+
+@dataclass(frozen=True)
+class FlavorChoice:
+    """Matching flavors against a spec: `best` meets it; otherwise `closest` and its shortfalls."""
+
+    best: FlavorInfo | None
+    boot_from_volume: bool = False
+    closest: FlavorInfo | None = None
+    shortfalls: tuple[str, ...] = ()
+
+
+def flavor_shortfalls(flavor: FlavorInfo, spec: dict[str, Any], allow_zero_disk: bool) -> list[str]:
+    """Plain-words reasons `flavor` does not meet `spec` (min_vcpus, min_ram_mb, min_disk_gb)."""
+    short = []
+    if flavor.vcpus < spec["min_vcpus"]:
+        short.append(f"{flavor.vcpus} vCPU < {spec['min_vcpus']}")
+    if flavor.ram_mb < spec["min_ram_mb"]:
+        short.append(f"{flavor.ram_mb} MB RAM < {spec['min_ram_mb']}")
+    if flavor.disk_gb < spec["min_disk_gb"] and not (flavor.disk_gb == 0 and allow_zero_disk):
+        short.append(f"{flavor.disk_gb} GB disk < {spec['min_disk_gb']}")
+    return short
+
+
+def choose_flavor(flavors: Iterable[FlavorInfo], spec: dict[str, Any], allow_zero_disk: bool) -> FlavorChoice:
+    """The smallest flavor that meets `spec` (least waste), preferring local disk over boot-from-volume."""
+    flavors = list(flavors)
+    fitting = [f for f in flavors if not flavor_shortfalls(f, spec, allow_zero_disk)]
+    if fitting:
+        best = min(fitting, key=lambda f: (f.disk_gb == 0, f.vcpus, f.ram_mb, f.disk_gb, f.name))
+        return FlavorChoice(best=best, boot_from_volume=best.disk_gb == 0 and spec["min_disk_gb"] > 0)
+    if not flavors:
+        return FlavorChoice(best=None)
+
+    def nearness(f: FlavorInfo):
+        ratios = [min(1.0, f.vcpus / spec["min_vcpus"]), min(1.0, f.ram_mb / spec["min_ram_mb"]),
+                  1.0 if (f.disk_gb == 0 and allow_zero_disk) or not spec["min_disk_gb"]
+                  else min(1.0, f.disk_gb / spec["min_disk_gb"])]
+        return (-len(flavor_shortfalls(f, spec, allow_zero_disk)), sum(ratios))
+
+    closest = max(flavors, key=nearness)
+    return FlavorChoice(best=None, closest=closest,
+                        shortfalls=tuple(flavor_shortfalls(closest, spec, allow_zero_disk)))
+
+
+# ------------------------------------------------------------------------------------------------- Cloud
+def _explain_connection_error(exc: BaseException, url: str) -> str:
+    text = str(exc)
+    host = urlsplit(url).hostname or url
+    if re.search(r"Name or service not known|NameResolutionError|nodename nor servname|"
+                 r"Temporary failure in name resolution|No address associated", text):
+        return f"host name {host} does not resolve"
+    if "Connection refused" in text or "ECONNREFUSED" in text:
+        return f"connection refused by {urlsplit(url).netloc}"
+    if isinstance(exc, (ksa_exc.ConnectTimeout, requests.exceptions.Timeout)) or "timed out" in text.lower():
+        return f"no answer from {urlsplit(url).netloc} (timed out)"
+    return redact(text.splitlines()[0]) if text else type(exc).__name__
+
+
+@dataclass
+class Cloud:
+    """One openstacksdk connection: a clouds.yaml entry in one region, for one role."""
+
+    name: str
+    region: str
+    role: str
+    conn: Any
+    config: Any                              # openstack.config.cloud_region.CloudRegion
+    policy: RetryPolicy = DEFAULT_POLICY
+    calls: list[CallRecord] = field(default_factory=list)
+    _endpoints: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    _flavors: list[FlavorInfo] | None = field(default=None, repr=False)
+
+    # ---- identity of this connection
+    @property
+    def scope(self) -> str:
+        return f"{self.role}/{self.region or 'default'}"
+
+    @property
+    def auth_url(self) -> str:
+        return str(self.config.config.get("auth", {}).get("auth_url") or "")
+
+    @property
+    def cacert(self) -> str | None:
+        return self.config.config.get("cacert")
+
+    @property
+    def tls_verify(self) -> bool:
+        config = self.config.config
+        return bool(config.get("verify", True)) and not config.get("insecure", False)
+
+    @property
+    def interface(self) -> str:
+        return self.config.get_interface() or "public"
+
+    # ---- calls
+    def call(self, fn: Callable[..., Any], *args, **kwargs) -> Any:
+        """Run fn with the retry policy (429/502/503/504 and connection errors; bounded total time)."""
+        return retrying(self.policy)(fn, *args, **kwargs)
+
+    def request(self, method: str, url: str, **kwargs) -> requests.Response:
+        """A raw authenticated request through the connection's session; retried like `call`; never raises
+        for an HTTP status (the last response is returned)."""
+        kwargs.setdefault("headers", {}).setdefault("Accept", "application/json")
+
+        def once():
+            response = self.conn.session.request(url, method, raise_exc=False, **kwargs)
+            if response.status_code in RETRY_STATUSES:
+                raise RetryableResponse(response)
+            return response
+
+        try:
+            return self.call(once)
+        except RetryableResponse as exc:
+            return exc.response
+
+    def _on_response(self, response, *args, **kwargs) -> None:
+        request = response.request
+        url = getattr(request, "url", "") or ""
+        seconds = response.elapsed.total_seconds() if response.elapsed else 0.0
+        record = CallRecord(method=getattr(request, "method", "") or "", path=path_template(url),
+                            status=response.status_code, seconds=round(seconds, 4),
+                            service=self._service_of(url), scope=self.scope,
+                            started=round(time.time() - seconds, 3))
+        self.calls.append(record)
+        CALL_LOG.add(record)
+
+    def _service_of(self, url: str) -> str:
+        for prefix, service_type in self._endpoints:
+            if url.startswith(prefix):
+                return service_type
+        if self.auth_url and url.startswith(self.auth_url.rstrip("/").rsplit("/v3", 1)[0]):
+            return "identity"
+        return ""
+
+    # ---- authentication and the catalog
+    def access(self):
+        """The token's AccessInfo (authenticates on first use; the token is registered as a secret)."""
+        session = self.conn.session
+        access = self.call(session.auth.get_access, session)
+        register_secret(access.auth_token)
+        if not self._endpoints:
+            self._endpoints = sorted(
+                ((e["url"].rstrip("/"), s.get("type", "")) for s in access.service_catalog.catalog or []
+                 for e in s.get("endpoints", []) if e.get("url")),
+                key=lambda pair: -len(pair[0]))
+        return access
+
+    def authenticate(self) -> None:
+        self.access()
+
+    @property
+    def project_id(self) -> str:
+        return self.access().project_id or ""
+
+    @property
+    def project_name(self) -> str:
+        return self.access().project_name or ""
+
+    def role_names(self) -> list[str]:
+        return list(self.access().role_names or [])
+
+    def catalog_regions(self) -> set[str]:
+        catalog = self.access().service_catalog.catalog or []
+        regions = {e.get("region_id") or e.get("region") for s in catalog for e in s.get("endpoints", [])}
+        return regions - {None}
+
+    def endpoint(self, service_type: str) -> str | None:
+        """The catalog URL of service_type for this region and interface, or None."""
+        catalog = self.access().service_catalog
+        try:
+            return catalog.url_for(service_type=service_type, interface=self.interface,
+                                   region_name=self.region or None)
+        except ksa_exc.EndpointNotFound:
+            return None
+
+    def facts(self, regions: list[str] | None = None) -> dict[str, Any]:
+        """Public facts about this connection for the report: never a secret."""
+        access = self.access()
+        return {
+            "cloud": self.name,
+            "auth_url": self.auth_url,
+            "regions": list(regions if regions is not None else [self.region]),
+            "project_name": access.project_name,
+            "project_id": access.project_id,
+            "project_domain": access.project_domain_name or access.project_domain_id,
+            "user_domain": access.user_domain_name or access.user_domain_id,
+            "interface": self.interface,
+            "identity_api_version": str(self.config.get_api_version("identity") or ""),
+            "compute_api_version": str(self.config.get_api_version("compute") or ""),
+            "tls_verify": self.tls_verify,
+        }
+
+    # ---- TLS
+    def probe_keystone_tls(self, min_version: str = "1.2", timeout: float = 5.0) -> TlsInfo:
+        return probe_tls(self.auth_url, cafile=self.cacert, min_version=min_version, timeout=timeout)
+
+    # ---- flavors
+    def flavors(self) -> list[FlavorInfo]:
+        """Flavors visible to this project (cached per connection)."""
+        if self._flavors is None:
+            found = self.call(lambda: list(self.conn.compute.flavors(details=True)))
+            self._flavors = [FlavorInfo(id=f.id, name=f.name, vcpus=int(f.vcpus or 0), ram_mb=int(f.ram or 0),
+                                        disk_gb=int(f.disk or 0)) for f in found]
+        return self._flavors
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:  # closing is best effort; nothing to report
+            pass
+
+
+def open_cloud(name: str, region: str | None = None, role: str = "zuul", *,
+               policy: RetryPolicy = DEFAULT_POLICY, timeout: float | None = None) -> Cloud:
+    """Open (without network traffic yet) a connection to clouds.yaml entry `name` in `region`."""
+    import openstack.connection
+
+    cloud_region = _cloud_region(name, region, timeout)
+    _register_config_secrets(cloud_region.config)
+    conn = openstack.connection.Connection(config=cloud_region)
+    cloud = Cloud(name=name, region=region or cloud_region.region_name or "", role=role, conn=conn,
+                  config=cloud_region, policy=policy)
+    conn.session.session.hooks["response"].append(cloud._on_response)
+    return cloud
+
+
+def check_access(cloud: Cloud) -> None:
+    """Authenticate now; anything that stops the run becomes a one-line BadInput (TLS trouble does not:
+    that is R7's finding, reported by the checks)."""
+    url = cloud.auth_url
+    where = f"cloud {cloud.name!r}"
+    try:
+        cloud.authenticate()
+    except ksa_exc.Unauthorized:
+        raise BadInput(f"{where}: authentication failed (401 from {url}): check username, password, "
+                       f"project and domains in clouds.yaml") from None
+    except (ksa_exc.SSLError, requests.exceptions.SSLError):
+        return
+    except (ksa_exc.ConnectFailure, ksa_exc.ConnectTimeout, ksa_exc.ConnectionError,
+            requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        if "SSL" in str(exc) or "CERTIFICATE" in str(exc):
+            return
+        why = _explain_connection_error(exc, url)
+        raise BadInput(f"{where}: cannot reach Keystone at {url}: {why}") from None
+    except ksa_exc.DiscoveryFailure as exc:
+        raise BadInput(f"{where}: Keystone at {url} did not answer a usable version document: "
+                       f"{redact(str(exc)).splitlines()[0]}") from None
+    except ksa_exc.MissingRequiredOptions as exc:
+        why = redact(str(exc)).splitlines()[0]
+        raise BadInput(f"{where}: clouds.yaml auth is incomplete: {why}") from None
+    except ksa_exc.HttpError as exc:
+        raise BadInput(f"{where}: Keystone at {url} answered {exc.http_status}: "
+                       f"{redact(str(exc)).splitlines()[0]}") from None
+    except ksa_exc.ClientException as exc:
+        raise BadInput(f"{where}: {redact(str(exc)).splitlines()[0]}") from None
+
+
+def require_ok(response: requests.Response, what: str) -> requests.Response:
+    if response.status_code >= 400:
+        raise CloudError(f"{what}: HTTP {response.status_code}")
+    return response

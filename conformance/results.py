@@ -1,0 +1,158 @@
+"""Per-requirement results, API call records, and the session's collection of both.
+
+Results and call records travel from the process that ran a check (an xdist worker or the controller
+itself) to the controller on the test report's `user_properties`, as JSON, under these keys:
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from conformance import requirements
+from conformance.redact import redact, redact_obj
+
+RESULT_KEY = "conformance.result"
+CALLS_KEY = "conformance.calls"
+VERDICTS = ("PASS", "FAIL", "WARN", "SKIP")
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One HTTP request the suite made: `path` is a template (`/v2.1/servers/{id}`), never a query string."""
+
+    method: str
+    path: str
+    status: int | None
+    seconds: float
+    service: str = ""
+    scope: str = ""      # "zuul/RegionOne": which connection made it
+    started: float = 0.0  # wall-clock epoch seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def split_scope(scope: str) -> tuple[str, str]:
+    """("zuul", "RegionOne") from "zuul/RegionOne"; a scope without a region gives ("zuul", "")."""
+    project, _, region = (scope or "").partition("/")
+    return project, region
+
+
+def make_result(requirement: str, check: str, *, scope: str, measured: Any = "", threshold: Any = "",
+                ok: bool | None = None, verdict: str | None = None, reason: str = "",
+                data: dict[str, Any] | None = None, test: str = "") -> dict[str, Any]:
+    """The JSON-ready result dict of ARCHITECTURE.md; `ok` gives PASS/FAIL, else `verdict` must be given."""
+    requirements.get(requirement)  # unknown IDs are a bug in the check: fail loudly
+    if verdict is None:
+        if ok is None:
+            raise ValueError("record() needs ok=True/False or verdict='SKIP'|'WARN'|...")
+        verdict = "PASS" if ok else "FAIL"
+    verdict = verdict.upper()
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}, not {verdict!r}")
+    project, region = split_scope(scope)
+    return {
+        "requirement": requirement,
+        "check": check,
+        "project": project,
+        "region": region,
+        "measured": redact("" if measured is None else str(measured)),
+        "threshold": "" if threshold is None else str(threshold),
+        "verdict": verdict,
+        "reason": redact(reason or ""),
+        "data": redact_obj(data or {}),
+        "test": test,
+    }
+
+
+def scope_of(result: dict[str, Any]) -> str:
+    return "/".join(filter(None, [result.get("project", ""), result.get("region", "")]))
+
+
+def _requirement_order(result: dict[str, Any]) -> tuple:
+    rid = result.get("requirement", "")
+    number = int(rid[1:]) if rid[1:].isdigit() else 10**6
+    return (number, result.get("check", ""), scope_of(result), result.get("test", ""))
+
+
+@dataclass
+class SessionResults:
+    """What a run measured, gathered in the controller; read by the terminal summary and the report bundle.
+
+    clouds: role ("zuul" | "ci") -> public facts (cloud name, auth_url, regions, project name/id, domains,
+    interface, api versions). Never a secret.
+    """
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    profile: Any = None                      # conformance.profiles.Profile
+    clouds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # the conformance options of the run (no secrets)
+    started_at: datetime | None = None       # UTC
+    finished_at: datetime | None = None      # UTC
+
+    def add_result(self, result: dict[str, Any]) -> None:
+        self.results.append(result)
+
+    def add_calls(self, calls: list[dict[str, Any]]) -> None:
+        self.calls.extend(calls)
+
+    def sorted_results(self) -> list[dict[str, Any]]:
+        return sorted(self.results, key=_requirement_order)
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(VERDICTS, 0)
+        for result in self.results:
+            counts[result["verdict"]] = counts.get(result["verdict"], 0) + 1
+        return counts
+
+    @property
+    def failed(self) -> bool:
+        return any(r["verdict"] == "FAIL" for r in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "results": self.sorted_results(),
+            "calls": list(self.calls),
+            "profile": self.profile.to_dict() if self.profile is not None else None,
+            "clouds": redact_obj(self.clouds),
+            "options": redact_obj(self.options),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "counts": self.counts(),
+        }
+
+
+SESSION_RESULTS = pytest.StashKey[SessionResults]()
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def summary_lines(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(verdict, line) per result, columns aligned: `R8 quota.instances  zuul/RegionOne  150 >= 100  PASS`."""
+    rows = []
+    for r in sorted(results, key=_requirement_order):
+        value = " ".join(filter(None, [r.get("measured", ""), r.get("threshold", "")])) or "-"
+        name = f"{r['requirement']} {r['check']}"
+        rows.append((name, scope_of(r) or "-", value, r["verdict"], r.get("reason", "")))
+    if not rows:
+        return []
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = []
+    for name, scope, value, verdict, reason in rows:
+        line = f"{name:<{widths[0]}}  {scope:<{widths[1]}}  {value:<{widths[2]}}  {verdict}"
+        if reason and verdict != "PASS":
+            line += f"  {reason}"
+        lines.append((verdict, redact(line)))
+    return lines
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
