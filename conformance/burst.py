@@ -1,0 +1,380 @@
+"""R12: boot N servers at once, measure how fast and how reliably they become ACTIVE, delete them all.
+
+Efficiency is part of the requirement (zuul-launcher's way, not Rally's): creates go through a bounded pool,
+and waiting costs **one paginated `GET /servers/detail?name=^<prefix>-burst-` per poll tick** for every
+server of the burst, never one GET per server; deletes are waited for the same way. A direct GET is made only
+to explain an ERROR whose fault the listing did not carry.
+
+Per server: request -> ACTIVE on the client clock (the create call's start to the poll that first saw ACTIVE:
+resolution is the poll interval) and created -> `OS-SRV-USG:launched_at` on the cloud's clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from openstack import exceptions as os_exc
+
+from conformance.resources import Deadline, Tracker, call, server_name_filter
+
+TERMINAL = ("ACTIVE", "ERROR")
+CREATE_FAILED = "CREATE_FAILED"
+TIMED_OUT = "TIMEOUT"
+BASELINE_INTERVAL_S = 2.0  # Rally's / Tempest's waiters: one GET per server every 2 s
+
+
+@dataclass
+class BurstSettings:
+    size: int
+    concurrency: int = 10
+    poll_interval_s: float = 5.0
+    timeout_s: float = 1800.0
+    delete_timeout_s: float | None = None  # defaults to timeout_s
+    # Benchmarks only: wait with one GET per server per tick, as Rally and Tempest do.
+    per_server_baseline: bool = False
+
+
+@dataclass
+class ServerTiming:
+    index: int
+    name: str
+    id: str | None = None
+    status: str = "REQUESTED"
+    requested_at: float | None = None  # client monotonic clock
+    active_at: float | None = None
+    created: str | None = None  # cloud clock
+    launched_at: str | None = None
+    fault: str | None = None
+    quota: bool = False
+
+    @property
+    def settled(self) -> bool:
+        return self.status in TERMINAL or self.status == CREATE_FAILED
+
+    @property
+    def request_to_active_s(self) -> float | None:
+        if self.active_at is None or self.requested_at is None:
+            return None
+        return round(self.active_at - self.requested_at, 3)
+
+    @property
+    def created_to_launched_s(self) -> float | None:
+        created, launched = parse_cloud_time(self.created), parse_cloud_time(self.launched_at)
+        if created is None or launched is None:
+            return None
+        return round((launched - created).total_seconds(), 3)
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "status": self.status, "request_to_active_s": self.request_to_active_s,
+                "created_to_launched_s": self.created_to_launched_s, "fault": self.fault}
+
+
+@dataclass
+class BurstResult:
+    servers: list[ServerTiming]
+    wall_s: float = 0.0  # first create request to every server gone (or the timeouts)
+    boot_wall_s: float = 0.0  # first create request to every server settled
+    delete_s: float | None = None  # delete phase: first delete call to every server gone
+    left_after_delete: list[str] = field(default_factory=list)
+    api_calls: int = 0
+    calls_by_endpoint: dict[str, int] = field(default_factory=dict)
+    polls: int = 0
+    interrupted: bool = False
+
+    @property
+    def active(self) -> list[ServerTiming]:
+        return [s for s in self.servers if s.status == "ACTIVE"]
+
+    @property
+    def quota_errors(self) -> list[ServerTiming]:
+        return [s for s in self.servers if s.quota]
+
+    def summary(self) -> dict:
+        n = len(self.servers)
+        times = sorted(s.request_to_active_s for s in self.active if s.request_to_active_s is not None)
+        active = len(self.active)
+        first = min((s.requested_at for s in self.servers if s.requested_at is not None), default=None)
+        last = max((s.active_at for s in self.active if s.active_at is not None), default=None)
+        span = (last - first) if first is not None and last is not None else 0.0
+        return {
+            "n": n,
+            "active": active,
+            "error": n - active,
+            "quota_errors": len(self.quota_errors),
+            "p50": percentile(times, 50),
+            "p95": percentile(times, 95),
+            "max": times[-1] if times else None,
+            "success_rate": round(active / n, 4) if n else 0.0,
+            "boots_per_minute": round(active * 60 / span, 2) if span > 0 else 0.0,
+            "delete_s": None if self.delete_s is None else round(self.delete_s, 3),
+            "wall_s": round(self.wall_s, 3),
+            "api_calls": self.api_calls,
+            "api_calls_per_server": round(self.api_calls / n, 3) if n else 0.0,
+            "polls": self.polls,
+            "left_after_delete": len(self.left_after_delete),
+        }
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default) on an already sorted list."""
+    if not sorted_values:
+        return None
+    pos = (len(sorted_values) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return round(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo), 3)
+
+
+def parse_cloud_time(value: str | None) -> dt.datetime | None:
+    """Nova's `created` ends in Z, `launched_at` has no zone: both are UTC."""
+    if not value:
+        return None
+    text = value.strip().replace("Z", "").replace("+00:00", "")
+    try:
+        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        return None
+
+
+def is_quota_error(exc: BaseException) -> bool:
+    """Nova refuses an over-quota create with 403 (older: 413 OverLimit), 'Quota exceeded for ...'."""
+    status = getattr(exc, "status_code", None)
+    text = str(exc).lower()
+    return status in (403, 413) and ("quota" in text or "overlimit" in text or "limit exceeded" in text)
+
+
+def fault_text(fault) -> str | None:
+    if not fault:
+        return None
+    if isinstance(fault, dict):
+        message = fault.get("message") or ""
+        code = fault.get("code")
+        return f"{message} ({code})" if code else message
+    return str(fault)
+
+
+_ID_RE = re.compile(r"/(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32})(?=/|$)")
+
+
+def endpoint_key(method: str, path: str) -> str:
+    """`GET /v2.1/servers/{id}`: ids and query strings dropped, so calls group by what they do."""
+    path = (path or "").split("?", 1)[0]
+    path = re.sub(r"^https?://[^/]+", "", path)
+    return f"{method.upper()} {_ID_RE.sub('/{id}', path)}"
+
+
+def format_progress(servers: list[ServerTiming], elapsed_s: float, phase: str = "") -> str:
+    counts = Counter(s.status for s in servers)
+    active = counts.get("ACTIVE", 0)
+    error = counts.get("ERROR", 0) + counts.get(CREATE_FAILED, 0) + counts.get(TIMED_OUT, 0)
+    pending = len(servers) - active - error
+    seconds = int(elapsed_s)
+    clock = f"{seconds // 60:02d}:{seconds % 60:02d}"
+    line = f"burst {active}/{len(servers)} ACTIVE, {error} ERROR, {pending} BUILD, {clock}"
+    return f"{line} {phase}".rstrip()
+
+
+class _CallCounter:
+    """API calls made during the burst: the cloud layer's records when it has them, else our own count."""
+
+    def __init__(self, cloud):
+        self.records = getattr(cloud, "calls", None)
+        self.start = len(self.records) if self.records is not None else 0
+        self.own: Counter = Counter()
+        self._lock = threading.Lock()
+
+    def count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.own[key] += n
+
+    def result(self) -> tuple[int, dict[str, int]]:
+        if self.records is not None:
+            new = list(self.records)[self.start:]
+            by = Counter(endpoint_key(getattr(r, "method", "?"), getattr(r, "path", "?")) for r in new)
+            # Token and version discovery calls are the cloud layer's business, but they are calls too.
+            return len(new), dict(by)
+        return sum(self.own.values()), dict(self.own)
+
+
+def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network_id: str | None,
+              settings: BurstSettings, metadata: dict | None = None,
+              progress: Callable[[str], None] | None = None,
+              clock: Callable[[], float] = time.monotonic) -> BurstResult:
+    """Boot `settings.size` servers concurrently, wait for all, delete all, wait until gone."""
+    conn = cloud.conn
+    burst_prefix = tracker.name("burst-")
+    name_filter = server_name_filter(burst_prefix)
+    width = max(3, len(str(settings.size - 1)))
+    servers = [ServerTiming(i, f"{burst_prefix}{i:0{width}d}") for i in range(settings.size)]
+    by_name = {s.name: s for s in servers}
+    tracked = {s.name: tracker.intent("server", s.name, cloud) for s in servers}  # intent before any create
+    counter = _CallCounter(cloud)
+    result = BurstResult(servers=servers)
+    progress = progress or (lambda _line: None)
+    interval = BASELINE_INTERVAL_S if settings.per_server_baseline else settings.poll_interval_s
+    networks = [{"uuid": network_id}] if network_id else "auto"
+    meta = {**(metadata or {}), "conformance_burst": tracker.prefix}
+
+    def create(timing: ServerTiming) -> None:
+        timing.requested_at = clock()
+        timing.status = "BUILD"
+        try:
+            counter.count("POST /servers")
+            server = call(cloud, conn.compute.create_server, name=timing.name, image_id=image_id,
+                          flavor_id=flavor_id, networks=networks, metadata=meta)
+        except Exception as exc:  # reported per server; the burst goes on
+            timing.status = CREATE_FAILED
+            timing.quota = is_quota_error(exc)
+            timing.fault = ("quota exceeded: " if timing.quota else "create failed: ") + _first_line(exc)
+            return
+        if timing.id is None:
+            timing.id = server.id
+        tracked[timing.name].bind(timing.id)
+
+    def apply(listed) -> None:
+        now = clock()
+        for server in listed:
+            timing = by_name.get(server.name)
+            if timing is None or timing.settled:
+                continue
+            if timing.id is None:  # seen in the listing before its create call returned
+                timing.id = server.id
+                tracked[timing.name].bind(server.id)
+            timing.created = server.created_at
+            if server.status == "ACTIVE":
+                timing.status, timing.active_at = "ACTIVE", now
+                timing.launched_at = server.launched_at
+            elif server.status == "ERROR":
+                timing.status = "ERROR"
+                timing.fault = fault_text(server.fault)
+
+    def bulk_snapshot():
+        counter.count("GET /servers/detail")
+        return call(cloud, lambda: list(conn.compute.servers(details=True, name=name_filter)))
+
+    def per_server_snapshot(pool):
+        def get(timing):
+            counter.count("GET /servers/{id}")
+            try:
+                return call(cloud, conn.compute.get_server, timing.id)
+            except os_exc.NotFoundException:
+                return None
+        waiting = [s for s in servers if s.id and not s.settled]
+        return [s for s in pool.map(get, waiting) if s is not None]
+
+    start = clock()
+    creator = ThreadPoolExecutor(max(1, settings.concurrency), thread_name_prefix="burst-create")
+    getter = ThreadPoolExecutor(max(1, settings.concurrency), thread_name_prefix="burst-get")
+    listed_ids: set[str] = set()
+    try:
+        futures = [creator.submit(create, s) for s in servers]
+        deadline = Deadline(settings.timeout_s, clock=clock)
+        while True:
+            more = deadline.wait(interval)
+            listed = per_server_snapshot(getter) if settings.per_server_baseline else bulk_snapshot()
+            result.polls += 1
+            listed_ids |= {s.id for s in listed}
+            apply(listed)
+            progress(format_progress(servers, clock() - start))
+            if all(f.done() for f in futures) and all(s.settled for s in servers):
+                break
+            if not more:
+                break
+        creator.shutdown(wait=True)
+        result.boot_wall_s = clock() - start
+        for timing in servers:
+            if not timing.settled:
+                timing.status = TIMED_OUT
+                timing.fault = f"not ACTIVE after {settings.timeout_s:.0f} s (last seen BUILD)"
+        _explain_errors(cloud, servers, counter)
+
+        # Delete phase: every server of the burst, including any the listing found without a create answer.
+        delete_start = clock()
+        ids = {s.id for s in servers if s.id} | listed_ids
+        delete_deadline = Deadline(settings.delete_timeout_s or settings.timeout_s, clock=clock)
+        def delete_tick(n_left):
+            progress(format_progress(servers, clock() - start, f"| delete: {n_left} left"))
+
+        left = _delete_and_wait(cloud, ids, delete_deadline, interval, burst_prefix, settings, counter,
+                                getter, delete_tick)
+        result.delete_s = clock() - delete_start
+        result.left_after_delete = sorted(left)
+        for timing in servers:
+            if timing.id and timing.id not in left:  # without an id, the tracker looks the name up
+                tracker.forget(tracked[timing.name])
+    except BaseException:
+        result.interrupted = True
+        # Let the creates in flight return (their ids get bound); the tracker's cleanup deletes by name.
+        creator.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        getter.shutdown(wait=False, cancel_futures=True)
+        result.wall_s = clock() - start
+        result.api_calls, result.calls_by_endpoint = counter.result()
+    return result
+
+
+def _delete_and_wait(cloud, ids, deadline, interval, burst_prefix, settings, counter, pool, tick) -> set[str]:
+    conn = cloud.conn
+
+    def delete(server_id):
+        counter.count("DELETE /servers/{id}")
+        try:
+            call(cloud, conn.compute.delete_server, server_id, ignore_missing=True)
+        except os_exc.SDKException:
+            pass  # the server stays listed and is reported as left
+
+    with ThreadPoolExecutor(max(1, settings.concurrency), thread_name_prefix="burst-delete") as deleter:
+        list(deleter.map(delete, ids))
+    left = set(ids)
+
+    def gone() -> bool:
+        nonlocal left
+        if settings.per_server_baseline:
+            def exists(server_id):
+                counter.count("GET /servers/{id}")
+                try:
+                    call(cloud, conn.compute.get_server, server_id)
+                    return True
+                except os_exc.NotFoundException:
+                    return False
+            remaining = list(left)
+            present = pool.map(exists, remaining)
+            left = {sid for sid, here in zip(remaining, present, strict=True) if here}
+        else:
+            counter.count("GET /servers")
+            listed = call(cloud, lambda: list(conn.compute.servers(details=False,
+                                                                   name=server_name_filter(burst_prefix))))
+            left = ids & {s.id for s in listed}
+        tick(len(left))
+        return not left
+
+    while deadline.wait(interval):
+        if gone():
+            return left
+    gone()  # one last look at the deadline
+    return left
+
+
+def _explain_errors(cloud, servers, counter) -> None:
+    """The listing usually carries the fault; when it doesn't, one GET per ERROR server explains it."""
+    for timing in servers:
+        if timing.status == "ERROR" and not timing.fault and timing.id:
+            counter.count("GET /servers/{id}")
+            try:
+                server = call(cloud, cloud.conn.compute.get_server, timing.id)
+                timing.fault = fault_text(server.fault) or "ERROR without a fault message"
+            except os_exc.SDKException as exc:
+                timing.fault = f"ERROR (fault unavailable: {_first_line(exc)})"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]

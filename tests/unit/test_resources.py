@@ -1,0 +1,154 @@
+"""Run prefix, tracking and ordered, verified cleanup against an in-memory cloud."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import threading
+from types import SimpleNamespace
+
+import pytest
+from fake_openstack import FakeCloud
+
+from conformance import resources
+from conformance.resources import (
+    KIND_ORDER,
+    PREFIX_RE,
+    CleanupError,
+    Deadline,
+    Tracker,
+    new_run_prefix,
+    prefix_of,
+    prefix_time,
+    server_name_filter,
+)
+
+
+def test_run_prefix_shape_and_parsing():
+    now = dt.datetime(2030, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc)
+    prefix = new_run_prefix(now)
+    assert PREFIX_RE.fullmatch(prefix)
+    assert prefix.startswith("conformance-20300506T070809Z-")
+    assert prefix_of(prefix + "-burst-001") == prefix
+    assert prefix_time(prefix + "-r2-image") == now
+    for name in (None, "", "conformance", "my-server", "xconformance-20300506T070809Z-abcdef",
+                 "conformance-20300506T070809Z-abcdefg", "conformance-2030-abcdef"):
+        assert prefix_of(name) is None
+    assert server_name_filter("conformance-20300506T070809Z-abcdef-burst-") == \
+        r"^conformance\-20300506T070809Z\-abcdef\-burst\-"
+
+
+def test_intent_requires_prefix_and_known_kind():
+    tracker = Tracker(new_run_prefix())
+    with pytest.raises(ValueError):
+        tracker.intent("server", "unprefixed", FakeCloud())
+    with pytest.raises(ValueError):
+        tracker.intent("network", tracker.name("x"), FakeCloud())
+    with pytest.raises(ValueError):
+        Tracker("not-a-prefix")
+
+
+def test_cleanup_in_dependency_order():
+    cloud = FakeCloud()
+    tracker = Tracker(new_run_prefix(), poll_interval_s=0.01)
+    # registered in the "wrong" order on purpose
+    image = tracker.intent("image", tracker.name("img"), cloud)
+    cloud.image.imgs["img1"] = SimpleNamespace(id="img1", name=image.name)
+    image.bind("img1")
+    group = tracker.intent("security_group", tracker.name("sg"), cloud)
+    cloud.network.groups["sg1"] = SimpleNamespace(id="sg1", name=group.name)
+    group.bind("sg1")
+    key = tracker.intent("keypair", tracker.name("key"), cloud)
+    cloud.compute.create_keypair(key.name)
+    fip = tracker.intent("floating_ip", tracker.name("fip"), cloud)
+    cloud.network.fips["fip1"] = SimpleNamespace(id="fip1", description=fip.name)
+    fip.bind("fip1")
+    vol = tracker.intent("volume", tracker.name("vol"), cloud)
+    cloud.block_storage.vols["vol1"] = SimpleNamespace(id="vol1", name=vol.name, status="in-use",
+                                                      attachments=[{"server_id": "x"}])
+    vol.bind("vol1")
+    server = tracker.intent("server", tracker.name("srv"), cloud)
+    server.bind(cloud.compute.create_server(server.name))
+    tracker.intent("attachment", "attach", cloud, server_id=server.id, volume_id="vol1")
+
+    assert tracker.cleanup(timeout_s=5) == []
+    kinds = [kind for kind, _ in cloud.order]
+    assert kinds == ["detach", "server", "volume", "floating_ip", "security_group", "image"]
+    assert not cloud.compute.keypairs and not cloud.image.imgs and not cloud.compute.servers_by_id
+    assert not tracker.pending()
+    assert KIND_ORDER.index("attachment") < KIND_ORDER.index("server") < KIND_ORDER.index("image")
+
+
+def test_unbound_intent_found_by_name():
+    """The create succeeded in the cloud but was interrupted before returning: cleanup finds it by name."""
+    cloud = FakeCloud()
+    tracker = Tracker(new_run_prefix(), poll_interval_s=0.01)
+    item = tracker.intent("server", tracker.name("lost"), cloud)
+    cloud.compute.create_server(item.name)
+    never = tracker.intent("server", tracker.name("never-created"), cloud)
+    other = cloud.compute.create_server("someone-elses-server")
+    assert tracker.cleanup(timeout_s=5) == []
+    assert item.deleted and never.deleted
+    assert list(cloud.compute.servers_by_id) == [other.id]
+
+
+def test_failures_are_reported_not_swallowed():
+    cloud = FakeCloud()
+    cloud.fail_deletes = True
+    tracker = Tracker(new_run_prefix(), poll_interval_s=0.01)
+    item = tracker.intent("server", tracker.name("stuck"), cloud)
+    item.bind(cloud.compute.create_server(item.name))
+    failures = tracker.cleanup(timeout_s=0.1)
+    assert len(failures) == 1 and failures[0].kind == "server" and failures[0].id == item.id
+    assert "still present" in failures[0].error
+    error = CleanupError(failures)
+    assert "conformance cleanup" in str(error) and item.name in str(error)
+    assert tracker in resources.live_trackers()  # kept for the last-resort cleanup at exit
+    cloud.fail_deletes = False
+    assert tracker.cleanup(timeout_s=5) == []
+    assert tracker not in resources.live_trackers()
+
+
+def test_one_kind_failing_does_not_stop_the_others():
+    cloud = FakeCloud()
+    tracker = Tracker(new_run_prefix(), poll_interval_s=0.01)
+    vol = tracker.intent("volume", tracker.name("vol"), cloud)
+    vol.bind("vol-x")
+
+    def boom(*a, **k):
+        raise RuntimeError("cinder down")
+
+    cloud.block_storage.delete_volume = boom
+    key = tracker.intent("keypair", tracker.name("key"), cloud)
+    cloud.compute.create_keypair(key.name)
+    failures = tracker.cleanup(timeout_s=1)
+    assert [f.kind for f in failures] == ["volume"] and "cinder down" in failures[0].error
+    assert key.deleted and not cloud.compute.keypairs
+
+
+def test_deadline_poll():
+    deadline = Deadline(0.2)
+    calls = []
+    assert not deadline.poll(lambda: calls.append(1) and False, 0.05)
+    assert 3 <= len(calls) <= 6 and deadline.expired()
+    assert Deadline(5).poll(lambda: True, 1)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals: main thread")
+def test_sigterm_becomes_keyboard_interrupt_and_is_ignored_during_cleanup(capsys):
+    import io
+    stream = io.StringIO()
+    restore = resources.install_signal_handlers(stream)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            Deadline(2).wait(2)
+        resources.cleaning.set()
+        os.kill(os.getpid(), signal.SIGTERM)
+        Deadline(0.1).wait(0.1)
+        assert "finishing the cleanup first" in stream.getvalue()
+    finally:
+        resources.cleaning.clear()
+        restore()
+    assert signal.getsignal(signal.SIGTERM) is not None
