@@ -1,1 +1,250 @@
-"""Placeholder: filled in by its owner."""
+"""pytest plugin (entry point `conformance_report`): writes the signed report bundle at the end of a run.
+
+Active when the run collects the conformance checks (`--pyargs conformance.checks` or a path under
+conformance/checks), or with `--report-bundle=yes`. In the controller only (never in an xdist worker):
+  configure   choose reports/<cloud>-<UTC timestamp>/, point pytest-html and junitxml into it, check the
+              signing key and the baseline early (a bad path is a usage error before any cloud call)
+  logreport   redact longrepr and captured output of every report before junitxml/pytest-html/terminal see it
+  html hooks  the requirement matrix, verdict, signature, chart, API calls and environment at the top
+  sessionfinish (after pytest-html and junitxml wrote their files) results.json, onboarding/, comparison,
+              manifest, signature
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from conformance.redact import redact
+
+DEFAULT_REPORT_DIR = "reports"
+
+
+@dataclass
+class _State:
+    bundle_dir: Path
+    sign_key: str | None = None
+    sign_format: str = "ssh"
+    signature: dict | None = None
+    baseline: dict | None = None
+    baseline_path: str | None = None
+    doc: dict | None = None
+    results: list = field(default_factory=list)  # fallback when the foundation's SessionResults is absent
+    calls: list = field(default_factory=list)
+    written: bool = False
+    comparison: dict | None = None
+    error: str | None = None
+
+
+STATE = pytest.StashKey[_State]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("conformance")
+    group.addoption(
+        "--sign-key",
+        default=None,
+        metavar="KEY",
+        help="sign the report bundle's manifest at the end of the run: SSH private key (or KEY.pub "
+        "held in ssh-agent), or with --sign-format=gpg an OpenPGP key id",
+    )
+    group.addoption(
+        "--sign-format",
+        default="ssh",
+        choices=("ssh", "gpg"),
+        help="signature format for --sign-key (default ssh)",
+    )
+    group.addoption(
+        "--baseline",
+        default=None,
+        metavar="BUNDLE",
+        help="compare with an earlier run (bundle dir or results.json); a regression fails the run",
+    )
+    group.addoption(
+        "--report-bundle",
+        default="auto",
+        choices=("auto", "yes", "no"),
+        help="write the report bundle: auto = when the conformance checks run (default)",
+    )
+
+
+def _checks_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "checks"
+
+
+def _runs_checks(config) -> bool:
+    checks = _checks_dir()
+    for arg in config.args:
+        head = str(arg).split("::", 1)[0]
+        if head == "conformance.checks" or head.startswith("conformance.checks."):
+            return True
+        try:
+            path = Path(head).resolve()
+        except OSError:
+            continue
+        if path == checks or checks in path.parents:
+            return True
+    return False
+
+
+def _active(config) -> bool:
+    if hasattr(config, "workerinput"):
+        return False
+    mode = config.getoption("report_bundle", "auto")
+    return mode == "yes" or (mode == "auto" and _runs_checks(config))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Before pytest-html's and junitxml's own pytest_configure, which read the paths set here."""
+    if not _active(config):
+        return
+    from conformance.report import compare, sign
+    from conformance.report.bundle import HTML, JUNIT, new_bundle_dir
+
+    sign_key = config.getoption("sign_key", None)
+    sign_format = config.getoption("sign_format", "ssh")
+    signature = None
+    if sign_key:
+        try:
+            signature = sign.signature_info(sign_key, sign_format)
+        except sign.SignError as exc:
+            raise pytest.UsageError(f"--sign-key: {exc}") from exc
+    baseline_path = config.getoption("baseline", None)
+    baseline = None
+    if baseline_path:
+        try:
+            baseline = compare.load(baseline_path)
+        except compare.CompareInputError as exc:
+            raise pytest.UsageError(f"--baseline: {exc}") from exc
+    report_dir = config.getoption("report_dir", None) or DEFAULT_REPORT_DIR
+    cloud = config.getoption("zuul_cloud", None) or os.environ.get("OS_CLOUD") or "cloud"
+    bundle_dir = new_bundle_dir(Path(report_dir).expanduser(), cloud)
+    if not getattr(config.option, "htmlpath", None):
+        config.option.htmlpath = str(bundle_dir / HTML)
+        config.option.self_contained_html = True
+    if not getattr(config.option, "xmlpath", None):
+        config.option.xmlpath = str(bundle_dir / JUNIT)
+    state = _State(bundle_dir, sign_key, sign_format, signature, baseline, baseline_path)
+    config.stash[STATE] = state
+    config.pluginmanager.register(BundlePlugin(config, state), "conformance-report-bundle")
+
+
+def _session_results(config):
+    try:
+        from conformance.results import SESSION_RESULTS
+    except ImportError:
+        return None
+    return config.stash.get(SESSION_RESULTS, None)
+
+
+class BundlePlugin:
+    """The hooks of an active run, registered by pytest_configure (controller only)."""
+
+    def __init__(self, config, state: _State):
+        self.config, self.state = config, state
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report):
+        """Redact failure text and captured output before junitxml, pytest-html and the terminal use them;
+        gather results/calls in case the foundation's SessionResults is absent."""
+        if report.longrepr is not None:
+            text = report.longreprtext
+            clean = redact(text)
+            if clean != text:
+                report.longrepr = clean
+        if report.sections:
+            report.sections = [(header, redact(content)) for header, content in report.sections]
+        if report.when == "teardown":
+            for name, value in getattr(report, "user_properties", []):
+                try:
+                    if name == "conformance.result":
+                        self.state.results.append(json.loads(value) if isinstance(value, str) else value)
+                    elif name == "conformance.calls":
+                        self.state.calls.extend(json.loads(value) if isinstance(value, str) else value)
+                except ValueError:
+                    continue
+
+    def document(self, session) -> dict:
+        from conformance.report.model import build_document
+
+        state = self.state
+        if state.doc is None:
+            state.doc = build_document(
+                _session_results(self.config),
+                bundle_name=state.bundle_dir.name,
+                exit_status=int(session.exitstatus),
+                signature=state.signature,
+                fallback_results=state.results,
+                fallback_calls=state.calls,
+            )
+        return state.doc
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_report_title(self, report):
+        report.title = f"Conformance report {self.state.bundle_dir.name}"
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_summary(self, prefix, summary, postfix, session):
+        from conformance.report.html import summary_fragments
+
+        prefix.extend(summary_fragments(self.document(session)))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionfinish(self, session, exitstatus):
+        """Wraps the other sessionfinish hooks: pytest-html and junitxml have written their files after yield.
+        The terminal reporter's wrapper is registered later, so its summary comes after this."""
+        result = yield
+        if not self.state.written:
+            self.state.written = True
+            try:
+                self.finish(session)
+            except Exception as exc:  # noqa: BLE001 - a failed bundle must fail the run, visibly
+                self.state.error = f"{type(exc).__name__}: {exc}"
+                if session.exitstatus == 0:
+                    session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        return result
+
+    def finish(self, session) -> None:
+        from conformance.report import compare
+        from conformance.report.bundle import write_bundle
+
+        state = self.state
+        doc = self.document(session)
+        extra = {}
+        if state.baseline is not None:
+            state.comparison = compare.compare(state.baseline, doc)
+            extra = {"comparison.json": state.comparison, "comparison.txt": compare.render(state.comparison)}
+            if state.comparison["regression"] and session.exitstatus == 0:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        write_bundle(
+            doc, state.bundle_dir, sign_key=state.sign_key, sign_format=state.sign_format, extra_files=extra
+        )
+
+    def pytest_terminal_summary(self, terminalreporter):
+        state, tr = self.state, terminalreporter
+        tr.write_sep("-", "conformance report bundle")
+        if state.error:
+            tr.write_line(redact(f"bundle NOT complete: {state.error}"), red=True)
+        doc = state.doc or {}
+        tr.write_line(redact(f"bundle: {state.bundle_dir}   overall verdict: {doc.get('verdict', '?')}"))
+        if state.signature:
+            tr.write_line(
+                redact(
+                    f"signed ({state.signature['format']}) by {state.signature['fingerprint']}; "
+                    f"check: python -m conformance verify {state.bundle_dir} --allowed-signers FILE"
+                )
+            )
+        else:
+            tr.write_line(
+                redact(f"not signed; sign: python -m conformance sign {state.bundle_dir} --key KEY")
+            )
+        if state.comparison is not None:
+            from conformance.report.compare import render
+
+            for line in render(state.comparison).splitlines():
+                tr.write_line(redact(line), red="REGRESSION" in line)
