@@ -51,8 +51,9 @@ class RetryPolicy:
 
 DEFAULT_POLICY = RetryPolicy()
 # Session start: bad input must be reported within a few seconds, so only a short retry for real flukes.
-STARTUP_POLICY = RetryPolicy(max_attempts=2, max_total_s=4.0, initial_wait_s=0.2, max_wait_s=1.0,
-                             jitter_s=0.1)
+STARTUP_POLICY = RetryPolicy(
+    max_attempts=2, max_total_s=4.0, initial_wait_s=0.2, max_wait_s=1.0, jitter_s=0.1
+)
 
 
 class RetryableResponse(Exception):
@@ -77,8 +78,17 @@ def is_retryable(exc: BaseException) -> bool:
     """429/502/503/504 and failures to connect; never TLS errors, never other HTTP statuses."""
     if isinstance(exc, (ksa_exc.SSLError, requests.exceptions.SSLError, ssl.SSLError)):
         return False
-    if isinstance(exc, (ksa_exc.ConnectFailure, ksa_exc.ConnectTimeout, ksa_exc.RetriableConnectionFailure,
-                        requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError)):
+    if isinstance(
+        exc,
+        (
+            ksa_exc.ConnectFailure,
+            ksa_exc.ConnectTimeout,
+            ksa_exc.RetriableConnectionFailure,
+            requests.exceptions.ConnectionError,
+            requests.exceptions.Timeout,
+            ConnectionError,
+        ),
+    ):
         return True
     return _status_of(exc) in RETRY_STATUSES
 
@@ -104,12 +114,17 @@ def retry_after_seconds(exc: BaseException, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def retrying(policy: RetryPolicy = DEFAULT_POLICY, *, sleep: Callable[[float], None] = time.sleep,
-             clock: Callable[[], float] = time.monotonic) -> tenacity.Retrying:
+def retrying(
+    policy: RetryPolicy = DEFAULT_POLICY,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> tenacity.Retrying:
     """A tenacity Retrying for one logical call. `sleep` and `clock` are injectable for tests."""
     start = clock()
-    backoff = tenacity.wait_exponential_jitter(initial=policy.initial_wait_s, max=policy.max_wait_s,
-                                               jitter=policy.jitter_s)
+    backoff = tenacity.wait_exponential_jitter(
+        initial=policy.initial_wait_s, max=policy.max_wait_s, jitter=policy.jitter_s
+    )
 
     def wait(state: tenacity.RetryCallState) -> float:
         computed = backoff(state)
@@ -121,11 +136,14 @@ def retrying(policy: RetryPolicy = DEFAULT_POLICY, *, sleep: Callable[[float], N
     def stop(state: tenacity.RetryCallState) -> bool:
         # Runs after wait(): stop now if the next wait would take us past the total budget.
         elapsed = clock() - start
-        return (state.attempt_number >= policy.max_attempts
-                or elapsed + (state.upcoming_sleep or 0.0) > policy.max_total_s)
+        return (
+            state.attempt_number >= policy.max_attempts
+            or elapsed + (state.upcoming_sleep or 0.0) > policy.max_total_s
+        )
 
-    return tenacity.Retrying(retry=tenacity.retry_if_exception(is_retryable), wait=wait, stop=stop,
-                             sleep=sleep, reraise=True)
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_retryable), wait=wait, stop=stop, sleep=sleep, reraise=True
+    )
 
 
 # ------------------------------------------------------------------------------------------- call records
@@ -162,7 +180,7 @@ class CallLog:
     def drain(self) -> list[CallRecord]:
         """The records added since the last drain."""
         with self._lock:
-            new = self._records[self._drained:]
+            new = self._records[self._drained :]
             self._drained = len(self._records)
         return new
 
@@ -262,19 +280,23 @@ class TlsInfo:
     port: int
     verified: bool = False
     error: str = ""
-    tls_version: str = ""          # "TLSv1.3"
+    tls_version: str = ""  # "TLSv1.3"
     issuer: str = ""
     subject: str = ""
-    not_after: str = ""            # ISO 8601 UTC
+    not_after: str = ""  # ISO 8601 UTC
     days_to_expiry: float | None = None
-    accepts_below: str = ""        # a protocol version below the minimum the server still accepted
+    accepts_below: str = ""  # a protocol version below the minimum the server still accepted
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-_TLS_VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1, "1.2": ssl.TLSVersion.TLSv1_2,
-                 "1.3": ssl.TLSVersion.TLSv1_3}
+_TLS_VERSIONS = {
+    "1.0": ssl.TLSVersion.TLSv1,
+    "1.1": ssl.TLSVersion.TLSv1_1,
+    "1.2": ssl.TLSVersion.TLSv1_2,
+    "1.3": ssl.TLSVersion.TLSv1_3,
+}
 
 
 def tls_version_number(name: str) -> tuple[int, int]:
@@ -299,8 +321,10 @@ def probe_tls(url: str, cafile: str | None = None, min_version: str = "1.2", tim
     info = TlsInfo(host=host, port=port)
     context = ssl.create_default_context(cafile=os.path.expanduser(cafile) if cafile else None)
     try:
-        with socket.create_connection((host, port), timeout=timeout) as raw, \
-                context.wrap_socket(raw, server_hostname=host) as tls:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
             info.verified = True
             info.tls_version = tls.version() or ""
             cert = tls.getpeercert() or {}
@@ -339,8 +363,10 @@ def _accepts_below(host: str, port: int, min_version: str, timeout: float) -> st
         except (ValueError, ssl.SSLError):
             continue  # this OpenSSL cannot even offer that version
         try:
-            with socket.create_connection((host, port), timeout=timeout) as raw, \
-                    context.wrap_socket(raw, server_hostname=host) as tls:
+            with (
+                socket.create_connection((host, port), timeout=timeout) as raw,
+                context.wrap_socket(raw, server_hostname=host) as tls,
+            ):
                 return tls.version() or version.name
         except (OSError, ssl.SSLError):
             continue
@@ -393,22 +419,60 @@ def choose_flavor(flavors: Iterable[FlavorInfo], spec: dict[str, Any], allow_zer
         return FlavorChoice(best=None)
 
     def nearness(f: FlavorInfo):
-        ratios = [min(1.0, f.vcpus / spec["min_vcpus"]), min(1.0, f.ram_mb / spec["min_ram_mb"]),
-                  1.0 if (f.disk_gb == 0 and allow_zero_disk) or not spec["min_disk_gb"]
-                  else min(1.0, f.disk_gb / spec["min_disk_gb"])]
+        ratios = [
+            min(1.0, f.vcpus / spec["min_vcpus"]),
+            min(1.0, f.ram_mb / spec["min_ram_mb"]),
+            1.0
+            if (f.disk_gb == 0 and allow_zero_disk) or not spec["min_disk_gb"]
+            else min(1.0, f.disk_gb / spec["min_disk_gb"]),
+        ]
         return (-len(flavor_shortfalls(f, spec, allow_zero_disk)), sum(ratios))
 
     closest = max(flavors, key=nearness)
-    return FlavorChoice(best=None, closest=closest,
-                        shortfalls=tuple(flavor_shortfalls(closest, spec, allow_zero_disk)))
+    return FlavorChoice(
+        best=None, closest=closest, shortfalls=tuple(flavor_shortfalls(closest, spec, allow_zero_disk))
+    )
+
+
+# ------------------------------------------------------------------------------------- version documents
+@dataclass(frozen=True)
+class VersionDocument:
+    url: str  # where it was found ("" when nowhere)
+    versions: list[str]  # ["v2.1 CURRENT", ...]
+    tried: list[str]  # "GET url -> status" per attempt
+
+    @property
+    def found(self) -> bool:
+        return bool(self.versions)
+
+
+def _version_candidates(url: str, project_id: str | None) -> list[str]:
+    parts = urlsplit(url.rstrip("/"))
+    root = f"{parts.scheme}://{parts.netloc}"
+    segments = [s for s in parts.path.split("/") if s]
+    candidates = [url.rstrip("/") + "/"]
+    if project_id and project_id in segments:
+        candidates.append(root + "/" + "/".join(segments[: segments.index(project_id)]) + "/")
+    versioned = [i for i, s in enumerate(segments) if re.fullmatch(r"v\d+(\.\d+)?", s)]
+    if versioned:
+        candidates.append(root + "/" + "/".join(segments[: versioned[0]]))
+    candidates.append(root + "/")
+    unique = []
+    for candidate in candidates:
+        if candidate not in unique:
+            unique.append(candidate)
+    return unique
 
 
 # ------------------------------------------------------------------------------------------------- Cloud
 def _explain_connection_error(exc: BaseException, url: str) -> str:
     text = str(exc)
     host = urlsplit(url).hostname or url
-    if re.search(r"Name or service not known|NameResolutionError|nodename nor servname|"
-                 r"Temporary failure in name resolution|No address associated", text):
+    if re.search(
+        r"Name or service not known|NameResolutionError|nodename nor servname|"
+        r"Temporary failure in name resolution|No address associated",
+        text,
+    ):
         return f"host name {host} does not resolve"
     if "Connection refused" in text or "ECONNREFUSED" in text:
         return f"connection refused by {urlsplit(url).netloc}"
@@ -425,7 +489,7 @@ class Cloud:
     region: str
     role: str
     conn: Any
-    config: Any                              # openstack.config.cloud_region.CloudRegion
+    config: Any  # openstack.config.cloud_region.CloudRegion
     policy: RetryPolicy = DEFAULT_POLICY
     calls: list[CallRecord] = field(default_factory=list)
     _endpoints: list[tuple[str, str]] = field(default_factory=list, repr=False)
@@ -478,10 +542,15 @@ class Cloud:
         request = response.request
         url = getattr(request, "url", "") or ""
         seconds = response.elapsed.total_seconds() if response.elapsed else 0.0
-        record = CallRecord(method=getattr(request, "method", "") or "", path=path_template(url),
-                            status=response.status_code, seconds=round(seconds, 4),
-                            service=self._service_of(url), scope=self.scope,
-                            started=round(time.time() - seconds, 3))
+        record = CallRecord(
+            method=getattr(request, "method", "") or "",
+            path=path_template(url),
+            status=response.status_code,
+            seconds=round(seconds, 4),
+            service=self._service_of(url),
+            scope=self.scope,
+            started=round(time.time() - seconds, 3),
+        )
         self.calls.append(record)
         CALL_LOG.add(record)
 
@@ -501,9 +570,14 @@ class Cloud:
         register_secret(access.auth_token)
         if not self._endpoints:
             self._endpoints = sorted(
-                ((e["url"].rstrip("/"), s.get("type", "")) for s in access.service_catalog.catalog or []
-                 for e in s.get("endpoints", []) if e.get("url")),
-                key=lambda pair: -len(pair[0]))
+                (
+                    (e["url"].rstrip("/"), s.get("type", ""))
+                    for s in access.service_catalog.catalog or []
+                    for e in s.get("endpoints", [])
+                    if e.get("url")
+                ),
+                key=lambda pair: -len(pair[0]),
+            )
         return access
 
     def authenticate(self) -> None:
@@ -529,8 +603,9 @@ class Cloud:
         """The catalog URL of service_type for this region and interface, or None."""
         catalog = self.access().service_catalog
         try:
-            return catalog.url_for(service_type=service_type, interface=self.interface,
-                                   region_name=self.region or None)
+            return catalog.url_for(
+                service_type=service_type, interface=self.interface, region_name=self.region or None
+            )
         except ksa_exc.EndpointNotFound:
             return None
 
@@ -551,6 +626,30 @@ class Cloud:
             "tls_verify": self.tls_verify,
         }
 
+    # ---- version documents
+    def version_document(self, url: str) -> VersionDocument:
+        """GET the service's version document: the endpoint itself, then without the project id, then the
+        unversioned root (where each service publishes it differs)."""
+        tried = []
+        for candidate in _version_candidates(url, self.project_id):
+            response = self.request("GET", candidate)
+            tried.append(f"GET {candidate} -> {response.status_code}")
+            if response.status_code not in (200, 300):
+                continue
+            try:
+                body = response.json()
+            except ValueError:
+                continue
+            versions = [body["version"]] if isinstance(body.get("version"), dict) else body.get("versions")
+            if isinstance(versions, dict):  # keystone: {"versions": {"values": [...]}}
+                versions = versions.get("values")
+            if isinstance(versions, list) and versions:
+                ids = [
+                    f"{v.get('id')} {v.get('status', '')}".strip() for v in versions if isinstance(v, dict)
+                ]
+                return VersionDocument(url=candidate, versions=ids, tried=tried)
+        return VersionDocument(url="", versions=[], tried=tried)
+
     # ---- TLS
     def probe_keystone_tls(self, min_version: str = "1.2", timeout: float = 5.0) -> TlsInfo:
         return probe_tls(self.auth_url, cafile=self.cacert, min_version=min_version, timeout=timeout)
@@ -560,8 +659,16 @@ class Cloud:
         """Flavors visible to this project (cached per connection)."""
         if self._flavors is None:
             found = self.call(lambda: list(self.conn.compute.flavors(details=True)))
-            self._flavors = [FlavorInfo(id=f.id, name=f.name, vcpus=int(f.vcpus or 0), ram_mb=int(f.ram or 0),
-                                        disk_gb=int(f.disk or 0)) for f in found]
+            self._flavors = [
+                FlavorInfo(
+                    id=f.id,
+                    name=f.name,
+                    vcpus=int(f.vcpus or 0),
+                    ram_mb=int(f.ram or 0),
+                    disk_gb=int(f.disk or 0),
+                )
+                for f in found
+            ]
         return self._flavors
 
     def close(self) -> None:
@@ -571,16 +678,28 @@ class Cloud:
             pass
 
 
-def open_cloud(name: str, region: str | None = None, role: str = "zuul", *,
-               policy: RetryPolicy = DEFAULT_POLICY, timeout: float | None = None) -> Cloud:
+def open_cloud(
+    name: str,
+    region: str | None = None,
+    role: str = "zuul",
+    *,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    timeout: float | None = None,
+) -> Cloud:
     """Open (without network traffic yet) a connection to clouds.yaml entry `name` in `region`."""
     import openstack.connection
 
     cloud_region = _cloud_region(name, region, timeout)
     _register_config_secrets(cloud_region.config)
     conn = openstack.connection.Connection(config=cloud_region)
-    cloud = Cloud(name=name, region=region or cloud_region.region_name or "", role=role, conn=conn,
-                  config=cloud_region, policy=policy)
+    cloud = Cloud(
+        name=name,
+        region=region or cloud_region.region_name or "",
+        role=role,
+        conn=conn,
+        config=cloud_region,
+        policy=policy,
+    )
     conn.session.session.hooks["response"].append(cloud._on_response)
     return cloud
 
@@ -593,25 +712,35 @@ def check_access(cloud: Cloud) -> None:
     try:
         cloud.authenticate()
     except ksa_exc.Unauthorized:
-        raise BadInput(f"{where}: authentication failed (401 from {url}): check username, password, "
-                       f"project and domains in clouds.yaml") from None
+        raise BadInput(
+            f"{where}: authentication failed (401 from {url}): check username, password, "
+            f"project and domains in clouds.yaml"
+        ) from None
     except (ksa_exc.SSLError, requests.exceptions.SSLError):
         return
-    except (ksa_exc.ConnectFailure, ksa_exc.ConnectTimeout, ksa_exc.ConnectionError,
-            requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+    except (
+        ksa_exc.ConnectFailure,
+        ksa_exc.ConnectTimeout,
+        ksa_exc.ConnectionError,
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+    ) as exc:
         if "SSL" in str(exc) or "CERTIFICATE" in str(exc):
             return
         why = _explain_connection_error(exc, url)
         raise BadInput(f"{where}: cannot reach Keystone at {url}: {why}") from None
     except ksa_exc.DiscoveryFailure as exc:
-        raise BadInput(f"{where}: Keystone at {url} did not answer a usable version document: "
-                       f"{redact(str(exc)).splitlines()[0]}") from None
+        raise BadInput(
+            f"{where}: Keystone at {url} did not answer a usable version document: "
+            f"{redact(str(exc)).splitlines()[0]}"
+        ) from None
     except ksa_exc.MissingRequiredOptions as exc:
         why = redact(str(exc)).splitlines()[0]
         raise BadInput(f"{where}: clouds.yaml auth is incomplete: {why}") from None
     except ksa_exc.HttpError as exc:
-        raise BadInput(f"{where}: Keystone at {url} answered {exc.http_status}: "
-                       f"{redact(str(exc)).splitlines()[0]}") from None
+        raise BadInput(
+            f"{where}: Keystone at {url} answered {exc.http_status}: {redact(str(exc)).splitlines()[0]}"
+        ) from None
     except ksa_exc.ClientException as exc:
         raise BadInput(f"{where}: {redact(str(exc)).splitlines()[0]}") from None
 

@@ -39,7 +39,7 @@ class Target:
     """Where one parametrized check runs: the role of the `cloud` fixture and the region of each role."""
 
     role: str
-    regions: tuple[tuple[str, str], ...]   # ((role, region), ...)
+    regions: tuple[tuple[str, str], ...]  # ((role, region), ...)
     id: str
 
     def region_of(self, role: str) -> str:
@@ -51,9 +51,9 @@ class _State:
     active: bool = False
     controller: bool = True
     profile: Profile | None = None
-    clouds: dict[str, str] = field(default_factory=dict)          # role -> clouds.yaml entry
-    regions: dict[str, list[str]] = field(default_factory=dict)   # role -> regions to check
-    seen: set = field(default_factory=set)                          # (nodeid, result json) already gathered
+    clouds: dict[str, str] = field(default_factory=dict)  # role -> clouds.yaml entry
+    regions: dict[str, list[str]] = field(default_factory=dict)  # role -> regions to check
+    seen: set = field(default_factory=set)  # (nodeid, result json) already gathered
 
 
 _STATE = pytest.StashKey[_State]()
@@ -67,25 +67,46 @@ def _env(name: str, default: str) -> str:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance", "OpenStack cloud conformance (opendev donor requirements)")
-    group.addoption("--zuul-cloud", dest="conformance_zuul_cloud", metavar="NAME",
-                    default=_env("CONFORMANCE_ZUUL_CLOUD", "openstackzuul"),
-                    help="clouds.yaml entry of the zuul project (test nodes). "
-                         "Env CONFORMANCE_ZUUL_CLOUD; default: %(default)s")
-    group.addoption("--ci-cloud", dest="conformance_ci_cloud", metavar="NAME",
-                    default=_env("CONFORMANCE_CI_CLOUD", "openstackci"),
-                    help="clouds.yaml entry of the ci project (mirror, control plane). "
-                         "Env CONFORMANCE_CI_CLOUD; default: %(default)s")
-    group.addoption("--region", dest="conformance_regions", metavar="NAME", action="append", default=None,
-                    help="region to check (repeatable). Env CONFORMANCE_REGION (comma-separated); "
-                         "default: every region the clouds.yaml entry names")
-    group.addoption("--profile", dest="conformance_profile", metavar="NAME|PATH",
-                    default=_env("CONFORMANCE_PROFILE", DEFAULT_PROFILE),
-                    help="requirement profile: a name in profiles/ or a YAML file. "
-                         "Env CONFORMANCE_PROFILE; default: %(default)s")
-    group.addoption("--report-dir", dest="conformance_report_dir", metavar="DIR",
-                    default=_env("CONFORMANCE_REPORT_DIR", "reports"),
-                    help="folder for the run's report bundle. "
-                         "Env CONFORMANCE_REPORT_DIR; default: %(default)s")
+    group.addoption(
+        "--zuul-cloud",
+        dest="conformance_zuul_cloud",
+        metavar="NAME",
+        default=_env("CONFORMANCE_ZUUL_CLOUD", "openstackzuul"),
+        help="clouds.yaml entry of the zuul project (test nodes). "
+        "Env CONFORMANCE_ZUUL_CLOUD; default: %(default)s",
+    )
+    group.addoption(
+        "--ci-cloud",
+        dest="conformance_ci_cloud",
+        metavar="NAME",
+        default=_env("CONFORMANCE_CI_CLOUD", "openstackci"),
+        help="clouds.yaml entry of the ci project (mirror, control plane). "
+        "Env CONFORMANCE_CI_CLOUD; default: %(default)s",
+    )
+    group.addoption(
+        "--region",
+        dest="conformance_regions",
+        metavar="NAME",
+        action="append",
+        default=None,
+        help="region to check (repeatable). Env CONFORMANCE_REGION (comma-separated); "
+        "default: every region the clouds.yaml entry names",
+    )
+    group.addoption(
+        "--profile",
+        dest="conformance_profile",
+        metavar="NAME|PATH",
+        default=_env("CONFORMANCE_PROFILE", DEFAULT_PROFILE),
+        help="requirement profile: a name in profiles/ or a YAML file. "
+        "Env CONFORMANCE_PROFILE; default: %(default)s",
+    )
+    group.addoption(
+        "--report-dir",
+        dest="conformance_report_dir",
+        metavar="DIR",
+        default=_env("CONFORMANCE_REPORT_DIR", "reports"),
+        help="folder for the run's report bundle. Env CONFORMANCE_REPORT_DIR; default: %(default)s",
+    )
 
 
 def option_regions(config: pytest.Config) -> list[str]:
@@ -148,16 +169,25 @@ def pytest_configure(config: pytest.Config) -> None:
                 raise BadInput(f"{ROLE_OPTIONS[role]} {name}: {exc}") from None
     except BadInput as exc:
         raise _usage_error(exc) from None
-    session = res.SessionResults(profile=state.profile, started_at=res.now_utc(), options={
-        "zuul_cloud": state.clouds["zuul"], "ci_cloud": state.clouds["ci"], "regions": option_regions(config),
-        "profile": config.getoption("conformance_profile"), "report_dir": str(report_dir(config)),
-    })
+    session = res.SessionResults(
+        profile=state.profile,
+        started_at=res.now_utc(),
+        options={
+            "zuul_cloud": state.clouds["zuul"],
+            "ci_cloud": state.clouds["ci"],
+            "regions": option_regions(config),
+            "profile": config.getoption("conformance_profile"),
+            "report_dir": str(report_dir(config)),
+        },
+    )
     config.stash[res.SESSION_RESULTS] = session
     if not state.controller:
         session.clouds = json.loads(config.workerinput.get("conformance_clouds", "{}"))
         return
-    inspect_only = any(config.getoption(name, False) for name in
-                       ("collectonly", "showfixtures", "show_fixtures_per_test", "markers"))
+    inspect_only = any(
+        config.getoption(name, False)
+        for name in ("collectonly", "showfixtures", "show_fixtures_per_test", "markers")
+    )
     if not inspect_only:
         try:
             session.clouds = _check_clouds(state, session)
@@ -172,8 +202,9 @@ def _check_clouds(state: _State, session: res.SessionResults) -> dict[str, dict[
         name, regions = state.clouds[role], state.regions[role]
         prefix = f"{ROLE_OPTIONS[role]} {name}"
         try:
-            cloud = cloudlayer.open_cloud(name, regions[0] or None, role, policy=cloudlayer.STARTUP_POLICY,
-                                          timeout=5.0)
+            cloud = cloudlayer.open_cloud(
+                name, regions[0] or None, role, policy=cloudlayer.STARTUP_POLICY, timeout=5.0
+            )
         except BadInput as exc:
             raise BadInput(f"{prefix}: {exc}") from None
         try:
@@ -182,13 +213,19 @@ def _check_clouds(state: _State, session: res.SessionResults) -> dict[str, dict[
                 facts[role] = cloud.facts(regions)
                 known = cloud.catalog_regions()
             except Exception as exc:  # TLS trouble etc.: R7 and the checks report it
-                facts[role] = {"cloud": name, "auth_url": cloud.auth_url, "regions": regions,
-                               "error": redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__}
+                facts[role] = {
+                    "cloud": name,
+                    "auth_url": cloud.auth_url,
+                    "regions": regions,
+                    "error": redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__,
+                }
                 known = set()
             unknown = [r for r in regions if r and known and r not in known]
             if unknown:
-                raise BadInput(f"{prefix}: region {unknown[0]!r} is not in the cloud's catalog "
-                               f"(regions there: {', '.join(sorted(known))})")
+                raise BadInput(
+                    f"{prefix}: region {unknown[0]!r} is not in the cloud's catalog "
+                    f"(regions there: {', '.join(sorted(known))})"
+                )
         finally:
             session.add_calls([c.to_dict() for c in cloud.calls])
             cloudlayer.CALL_LOG.drain()
@@ -267,8 +304,10 @@ class CloudCache:
 @pytest.fixture(scope="session")
 def conformance_target(request) -> Target:
     """Parametrized by the plugin for every test using `zuul`, `ci` or `cloud`."""
-    raise pytest.UsageError(f"{request.node.nodeid}: cloud fixtures need the conformance plugin's "
-                            "parametrization (run the checks with --pyargs conformance.checks)")
+    raise pytest.UsageError(
+        f"{request.node.nodeid}: cloud fixtures need the conformance plugin's "
+        "parametrization (run the checks with --pyargs conformance.checks)"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -321,11 +360,31 @@ class Recorder:
     def __init__(self, item: pytest.Item):
         self._item = item
 
-    def __call__(self, requirement: str, check: str, *, scope: str, measured: Any = "", threshold: Any = "",
-                 ok: bool | None = None, verdict: str | None = None, reason: str = "",
-                 data: dict[str, Any] | None = None) -> dict[str, Any]:
-        result = res.make_result(requirement, check, scope=scope, measured=measured, threshold=threshold,
-                                 ok=ok, verdict=verdict, reason=reason, data=data, test=self._item.nodeid)
+    def __call__(
+        self,
+        requirement: str,
+        check: str,
+        *,
+        scope: str,
+        measured: Any = "",
+        threshold: Any = "",
+        ok: bool | None = None,
+        verdict: str | None = None,
+        reason: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        result = res.make_result(
+            requirement,
+            check,
+            scope=scope,
+            measured=measured,
+            threshold=threshold,
+            ok=ok,
+            verdict=verdict,
+            reason=reason,
+            data=data,
+            test=self._item.nodeid,
+        )
         _attach_result(self._item, result)
         if result["verdict"] == "WARN":
             message = f"{requirement} {check} {scope}: {result['reason']}"
@@ -398,10 +457,13 @@ def pytest_runtest_makereport(item: pytest.Item, call):
         what = "check could not run" if report.when == "setup" else "check errored"
         for requirement in _requirement_ids(item):
             result = res.make_result(
-                requirement, item.originalname.removeprefix("test_"), scope=_scope_of_item(item),
+                requirement,
+                item.originalname.removeprefix("test_"),
+                scope=_scope_of_item(item),
                 verdict="SKIP" if unexplained_skip else "FAIL",
                 reason=_first_line(report) if unexplained_skip else f"{what}: {_first_line(report)}",
-                test=item.nodeid)
+                test=item.nodeid,
+            )
             _attach_result(item, result)
             report.user_properties.append((res.RESULT_KEY, res.dumps(result)))
     if report.when == "teardown":
@@ -466,7 +528,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     lines = res.summary_lines(results.results)
     if not lines:
         tr.write_line("no requirement results were recorded")
-    colours = {"PASS": {"green": True}, "FAIL": {"red": True, "bold": True}, "WARN": {"yellow": True},
-               "SKIP": {"yellow": True}}
+    colours = {
+        "PASS": {"green": True},
+        "FAIL": {"red": True, "bold": True},
+        "WARN": {"yellow": True},
+        "SKIP": {"yellow": True},
+    }
     for verdict, line in lines:
         tr.write_line(line, **colours.get(verdict, {}))

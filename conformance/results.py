@@ -30,7 +30,7 @@ class CallRecord:
     status: int | None
     seconds: float
     service: str = ""
-    scope: str = ""      # "zuul/RegionOne": which connection made it
+    scope: str = ""  # "zuul/RegionOne": which connection made it
     started: float = 0.0  # wall-clock epoch seconds
 
     def to_dict(self) -> dict[str, Any]:
@@ -43,9 +43,19 @@ def split_scope(scope: str) -> tuple[str, str]:
     return project, region
 
 
-def make_result(requirement: str, check: str, *, scope: str, measured: Any = "", threshold: Any = "",
-                ok: bool | None = None, verdict: str | None = None, reason: str = "",
-                data: dict[str, Any] | None = None, test: str = "") -> dict[str, Any]:
+def make_result(
+    requirement: str,
+    check: str,
+    *,
+    scope: str,
+    measured: Any = "",
+    threshold: Any = "",
+    ok: bool | None = None,
+    verdict: str | None = None,
+    reason: str = "",
+    data: dict[str, Any] | None = None,
+    test: str = "",
+) -> dict[str, Any]:
     """The JSON-ready result dict of ARCHITECTURE.md; `ok` gives PASS/FAIL, else `verdict` must be given."""
     requirements.get(requirement)  # unknown IDs are a bug in the check: fail loudly
     if verdict is None:
@@ -90,11 +100,11 @@ class SessionResults:
 
     results: list[dict[str, Any]] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
-    profile: Any = None                      # conformance.profiles.Profile
+    profile: Any = None  # conformance.profiles.Profile
     clouds: dict[str, dict[str, Any]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)  # the conformance options of the run (no secrets)
-    started_at: datetime | None = None       # UTC
-    finished_at: datetime | None = None      # UTC
+    started_at: datetime | None = None  # UTC
+    finished_at: datetime | None = None  # UTC
 
     def add_result(self, result: dict[str, Any]) -> None:
         self.results.append(result)
