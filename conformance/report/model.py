@@ -163,7 +163,7 @@ def call_stats(calls) -> dict:
     }
 
 
-def _round(value, digits=3):
+def _round(value, digits=4):
     return None if value is None else round(float(value), digits)
 
 

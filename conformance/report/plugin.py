@@ -142,6 +142,28 @@ def _session_results(config):
     return config.stash.get(SESSION_RESULTS, None)
 
 
+def _redact_repr(obj, depth: int = 0) -> None:
+    """Redact, in place, every string held by pytest's longrepr objects (ReprEntry.lines, ReprFileLocation,
+    ReprFuncArgs, reprcrash.message, ...)."""
+    if depth > 8 or not hasattr(obj, "__dict__"):
+        return
+    for name, value in list(vars(obj).items()):
+        if isinstance(value, str):
+            setattr(obj, name, redact(value))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, str):
+                    value[index] = redact(item)
+                elif isinstance(item, tuple):
+                    value[index] = tuple(redact(i) if isinstance(i, str) else i for i in item)
+                    for i in item:
+                        _redact_repr(i, depth + 1)
+                else:
+                    _redact_repr(item, depth + 1)
+        else:
+            _redact_repr(value, depth + 1)
+
+
 class BundlePlugin:
     """The hooks of an active run, registered by pytest_configure (controller only)."""
 
@@ -154,9 +176,12 @@ class BundlePlugin:
         gather results/calls in case the foundation's SessionResults is absent."""
         if report.longrepr is not None:
             text = report.longreprtext
-            clean = redact(text)
-            if clean != text:
-                report.longrepr = clean
+            if redact(text) != text:
+                # Redact inside pytest's repr objects to keep the traceback's shape (and the short summary's
+                # message); fall back to plain text if anything still leaks.
+                _redact_repr(report.longrepr)
+                if redact(report.longreprtext) != report.longreprtext:
+                    report.longrepr = redact(report.longreprtext)
         if report.sections:
             report.sections = [(header, redact(content)) for header, content in report.sections]
         if report.when == "teardown":

@@ -23,71 +23,166 @@ class FakeSessionResults:
     finished_at: dt.datetime | None = None
 
 
-def _result(rid, check, measured, threshold, verdict, *, project="zuul", region="RegionOne", reason="",
-            data=None):
-    return {"requirement": rid, "check": check, "project": project, "region": region, "measured": str(measured),
-            "threshold": threshold, "verdict": verdict, "reason": reason, "data": data or {},
-            "test": f"conformance/checks/test_sample.py::test_{check.replace('.', '_')}"}
+def _result(
+    rid, check, measured, threshold, verdict, *, project="zuul", region="RegionOne", reason="", data=None
+):
+    return {
+        "requirement": rid,
+        "check": check,
+        "project": project,
+        "region": region,
+        "measured": str(measured),
+        "threshold": threshold,
+        "verdict": verdict,
+        "reason": reason,
+        "data": data or {},
+        "test": f"conformance/checks/test_sample.py::test_{check.replace('.', '_')}",
+    }
 
 
 def burst_servers(count=20, failed=1, slow_from=0.0):
     servers = []
     for i in range(count):
         ok = i >= failed
-        servers.append({
-            "name": f"conformance-20261128T120000Z-abcd-burst-{i:03d}", "status": "ACTIVE" if ok else "ERROR",
-            "request_to_active_s": round(20 + (i * 37 % 50) + slow_from, 1) if ok else None,
-            "created_to_launched_s": round(15 + (i * 37 % 45), 1) if ok else None,
-            "fault": None if ok else "No valid host was found.",
-        })
+        servers.append(
+            {
+                "name": f"conformance-20261128T120000Z-abcd-burst-{i:03d}",
+                "status": "ACTIVE" if ok else "ERROR",
+                "request_to_active_s": round(20 + (i * 37 % 50) + slow_from, 1) if ok else None,
+                "created_to_launched_s": round(15 + (i * 37 % 45), 1) if ok else None,
+                "fault": None if ok else "No valid host was found.",
+            }
+        )
     return servers
 
 
 def sample_session_results(*, verdicts=None, burst=True, secret=None, flavor_disk=80, slow_from=0.0):
     """`verdicts` overrides per requirement ID; `secret` is planted where a careless check could leak it."""
     verdicts = verdicts or {}
-    profile_data = {"flavor": {"min_ram_mb": 8192, "min_disk_gb": 80},
-                    "burst": {"max_p95_boot_s": 600, "max_failure_rate": 0.02}}
+    profile_data = {
+        "flavor": {"min_ram_mb": 8192, "min_disk_gb": 80},
+        "burst": {"max_p95_boot_s": 600, "max_failure_rate": 0.02},
+    }
     profile = SimpleNamespace(
-        name="sandbox", sha256="0" * 63 + "1", data=profile_data,
-        relaxations=(SimpleNamespace(key="public_ip.accept_documentation_ranges", reason="documentation ranges"),),
+        name="sandbox",
+        sha256="0" * 63 + "1",
+        data=profile_data,
+        relaxations=(
+            SimpleNamespace(key="public_ip.accept_documentation_ranges", reason="documentation ranges"),
+        ),
     )
     servers = burst_servers(slow_from=slow_from) if burst else []
     results = [
-        _result("R1", "services.compute", "compute, image, network", "all answer", verdicts.get("R1", "PASS")),
-        _result("R4", "flavor.test_node", "ci.standard", ">= 8192 MB, 8 vCPU, 80 GB", verdicts.get("R4", "PASS"),
-                data={"flavor": {"name": "ci.standard", "ram": 8192, "vcpus": 8, "disk": flavor_disk}}),
-        _result("R6", "public_ip.node", "203.0.113.10", "ipv4 or ipv6", verdicts.get("R6", "PASS"),
-                data={"ipv4": True, "ipv6": False, "mode": "floating"}),
-        _result("R8", "quota.instances", 150, ">= 100", verdicts.get("R8", "PASS"),
-                data={"instances": 150, "cores": 1200, "ram": 1228800, "max_instances": 150}),
-        _result("R10", "non_admin.roles", "member", "no admin", verdicts.get("R10", "PASS"), project="ci",
-                region=""),
+        _result(
+            "R1", "services.compute", "compute, image, network", "all answer", verdicts.get("R1", "PASS")
+        ),
+        _result(
+            "R4",
+            "flavor.test_node",
+            "ci.standard",
+            ">= 8192 MB, 8 vCPU, 80 GB",
+            verdicts.get("R4", "PASS"),
+            data={"flavor": {"name": "ci.standard", "ram": 8192, "vcpus": 8, "disk": flavor_disk}},
+        ),
+        _result(
+            "R6",
+            "public_ip.node",
+            "203.0.113.10",
+            "ipv4 or ipv6",
+            verdicts.get("R6", "PASS"),
+            data={"ipv4": True, "ipv6": False, "mode": "floating"},
+        ),
+        _result(
+            "R8",
+            "quota.instances",
+            150,
+            ">= 100",
+            verdicts.get("R8", "PASS"),
+            data={"instances": 150, "cores": 1200, "ram": 1228800, "max_instances": 150},
+        ),
+        _result(
+            "R10",
+            "non_admin.roles",
+            "member",
+            "no admin",
+            verdicts.get("R10", "PASS"),
+            project="ci",
+            region="",
+        ),
     ]
     if burst:
-        results.append(_result("R12", "burst.boot", "p95 68.0 s", "p95 <= 600 s, failures <= 2%",
-                               verdicts.get("R12", "FAIL"), reason="1 of 20 servers failed (5.0%)",
-                               data={"servers": servers, "summary": {"boots_per_minute": 12.5}}))
+        results.append(
+            _result(
+                "R12",
+                "burst.boot",
+                "p95 68.0 s",
+                "p95 <= 600 s, failures <= 2%",
+                verdicts.get("R12", "FAIL"),
+                reason="1 of 20 servers failed (5.0%)",
+                data={"servers": servers, "summary": {"boots_per_minute": 12.5}},
+            )
+        )
     else:
         results.append(_result("R12", "burst.boot", "", "", "SKIP", reason="burst not run (--burst-size 0)"))
     if secret:
         results[0]["reason"] = f"debug: token {secret}"
         results[0]["data"] = {"password": secret, "note": f"Authorization {secret}"}
-    calls = [{"method": "GET", "path": f"/v2.1/servers/{i:08d}-aaaa-bbbb-cccc-{i:012d}", "status": 200,
-              "seconds": 0.05 + i / 1000, "service": "compute"} for i in range(30)]
-    calls += [{"method": "POST", "path": "/v2.1/servers", "status": 202 if i else 500, "seconds": 0.4 + i / 100,
-               "service": "compute"} for i in range(20)]
-    calls += [{"method": "POST", "path": "/v3/auth/tokens", "status": 201, "seconds": 0.2, "service": "identity"}]
+    calls = [
+        {
+            "method": "GET",
+            "path": f"/v2.1/servers/{i:08d}-aaaa-bbbb-cccc-{i:012d}",
+            "status": 200,
+            "seconds": 0.05 + i / 1000,
+            "service": "compute",
+        }
+        for i in range(30)
+    ]
+    calls += [
+        {
+            "method": "POST",
+            "path": "/v2.1/servers",
+            "status": 202 if i else 500,
+            "seconds": 0.4 + i / 100,
+            "service": "compute",
+        }
+        for i in range(20)
+    ]
+    calls += [
+        {"method": "POST", "path": "/v3/auth/tokens", "status": 201, "seconds": 0.2, "service": "identity"}
+    ]
     facts = {
-        "zuul": {"cloud": "sandbox-zuul", "auth_url": "https://127.0.0.1:5000/v3", "regions": ["RegionOne"],
-                 "project_name": "zuul", "project_id": "a" * 32, "project_domain": "Default",
-                 "user_domain": "Default", "identity_api_version": "3", "compute_api_version": "2.1"},
-        "ci": {"cloud": "sandbox-ci", "auth_url": "https://127.0.0.1:5000/v3", "regions": ["RegionOne"],
-               "project_name": "ci", "project_id": "b" * 32, "project_domain": "Default", "user_domain": "Default",
-               "identity_api_version": "3", "compute_api_version": "2.1"},
+        "zuul": {
+            "cloud": "sandbox-zuul",
+            "auth_url": "https://127.0.0.1:5000/v3",
+            "regions": ["RegionOne"],
+            "project_name": "zuul",
+            "project_id": "a" * 32,
+            "project_domain": "Default",
+            "user_domain": "Default",
+            "identity_api_version": "3",
+            "compute_api_version": "2.1",
+        },
+        "ci": {
+            "cloud": "sandbox-ci",
+            "auth_url": "https://127.0.0.1:5000/v3",
+            "regions": ["RegionOne"],
+            "project_name": "ci",
+            "project_id": "b" * 32,
+            "project_domain": "Default",
+            "user_domain": "Default",
+            "identity_api_version": "3",
+            "compute_api_version": "2.1",
+        },
     }
     if secret:
-        calls.append({"method": "GET", "path": f"/v3/auth/tokens?nocatalog&t={secret}", "status": 200,
-                      "seconds": 0.1, "service": "identity"})
+        calls.append(
+            {
+                "method": "GET",
+                "path": f"/v3/auth/tokens?nocatalog&t={secret}",
+                "status": 200,
+                "seconds": 0.1,
+                "service": "identity",
+            }
+        )
         facts["zuul"]["note"] = secret
     return FakeSessionResults(results, calls, profile, facts, START, START + dt.timedelta(minutes=42))

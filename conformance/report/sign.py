@@ -177,6 +177,11 @@ def verify_ssh(bundle_dir, *, allowed_signers=None, key=None, identity=None) -> 
                 f"({_last_line(probe.stderr) or _last_line(probe.stdout)})"
             )
             return check
+        if key is not None and ssh_fingerprint(key) != made_by:
+            check.problems.append(
+                f"{sig.name} was made by key {made_by}, not by the key given ({ssh_fingerprint(key)})"
+            )
+            return check
         principals = [identity] if identity else []
         if not principals:
             found = _run(["ssh-keygen", "-Y", "find-principals", "-s", str(sig), "-f", str(allowed_signers)])
