@@ -10,13 +10,16 @@ conformance.redact before anything can print it.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import logging
 import os
 import re
 import socket
 import ssl
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -123,7 +126,7 @@ def retrying(
     """A tenacity Retrying for one logical call. `sleep` and `clock` are injectable for tests."""
     start = clock()
     backoff = tenacity.wait_exponential_jitter(
-        initial=policy.initial_wait_s, max=policy.max_wait_s, jitter=policy.jitter_s
+        multiplier=policy.initial_wait_s, max=policy.max_wait_s, jitter=policy.jitter_s
     )
 
     def wait(state: tenacity.RetryCallState) -> float:
@@ -224,10 +227,31 @@ def find_clouds_yaml() -> Path:
     return path
 
 
-def _config(path: Path):
-    from openstack.config import loader
+@contextlib.contextmanager
+def _quiet_sdk():
+    """Mute the client libraries' import-time deprecation chatter and their log lines on stderr (a failed
+    discovery is logged there before we turn it into one clear line); pytest's log capture still sees them."""
+    for name in ("keystoneauth", "openstack", "stevedore"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+            logger.addHandler(logging.NullHandler())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        try:
+            from openstack import warnings as sdk_warnings
 
-    return loader.OpenStackConfig(config_files=[str(path)], app_name="opendev-conformance")
+            warnings.simplefilter("ignore", sdk_warnings.OpenStackDeprecationWarning)
+        except (ImportError, AttributeError):
+            pass
+        yield
+
+
+def _config(path: Path):
+    with _quiet_sdk():
+        from openstack.config import loader
+
+        return loader.OpenStackConfig(config_files=[str(path)], app_name="opendev-conformance")
 
 
 def cloud_regions(name: str) -> list[str]:
@@ -492,6 +516,8 @@ class Cloud:
     config: Any  # openstack.config.cloud_region.CloudRegion
     policy: RetryPolicy = DEFAULT_POLICY
     calls: list[CallRecord] = field(default_factory=list)
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)  # injectable for tests
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     _endpoints: list[tuple[str, str]] = field(default_factory=list, repr=False)
     _flavors: list[FlavorInfo] | None = field(default=None, repr=False)
 
@@ -520,7 +546,7 @@ class Cloud:
     # ---- calls
     def call(self, fn: Callable[..., Any], *args, **kwargs) -> Any:
         """Run fn with the retry policy (429/502/503/504 and connection errors; bounded total time)."""
-        return retrying(self.policy)(fn, *args, **kwargs)
+        return retrying(self.policy, sleep=self.sleep, clock=self.clock)(fn, *args, **kwargs)
 
     def request(self, method: str, url: str, **kwargs) -> requests.Response:
         """A raw authenticated request through the connection's session; retried like `call`; never raises
@@ -687,11 +713,12 @@ def open_cloud(
     timeout: float | None = None,
 ) -> Cloud:
     """Open (without network traffic yet) a connection to clouds.yaml entry `name` in `region`."""
-    import openstack.connection
+    with _quiet_sdk():
+        import openstack.connection
 
-    cloud_region = _cloud_region(name, region, timeout)
-    _register_config_secrets(cloud_region.config)
-    conn = openstack.connection.Connection(config=cloud_region)
+        cloud_region = _cloud_region(name, region, timeout)
+        _register_config_secrets(cloud_region.config)
+        conn = openstack.connection.Connection(config=cloud_region)
     cloud = Cloud(
         name=name,
         region=region or cloud_region.region_name or "",
@@ -704,12 +731,19 @@ def open_cloud(
     return cloud
 
 
-def check_access(cloud: Cloud) -> None:
+def check_access(cloud: Cloud, where: str | None = None, reach_timeout: float = 3.0) -> None:
     """Authenticate now; anything that stops the run becomes a one-line BadInput (TLS trouble does not:
-    that is R7's finding, reported by the checks)."""
+    that is R7's finding, reported by the checks).
+
+    One unauthenticated GET of the auth_url first, bounded by `reach_timeout` and not retried, so an
+    unreachable Keystone is reported within seconds (authentication would otherwise wait out discovery and
+    the token request one after the other)."""
     url = cloud.auth_url
-    where = f"cloud {cloud.name!r}"
+    where = where or f"cloud {cloud.name!r}"
+    if not url:
+        raise BadInput(f"{where}: clouds.yaml gives no auth_url")
     try:
+        cloud.conn.session.get(url, authenticated=False, raise_exc=False, timeout=reach_timeout)
         cloud.authenticate()
     except ksa_exc.Unauthorized:
         raise BadInput(
@@ -746,6 +780,7 @@ def check_access(cloud: Cloud) -> None:
 
 
 def require_ok(response: requests.Response, what: str) -> requests.Response:
+    """`response`, or CloudError naming `what` for an HTTP error status."""
     if response.status_code >= 400:
         raise CloudError(f"{what}: HTTP {response.status_code}")
     return response

@@ -208,7 +208,7 @@ def _check_clouds(state: _State, session: res.SessionResults) -> dict[str, dict[
         except BadInput as exc:
             raise BadInput(f"{prefix}: {exc}") from None
         try:
-            cloudlayer.check_access(cloud)
+            cloudlayer.check_access(cloud, where=prefix)
             try:
                 facts[role] = cloud.facts(regions)
                 known = cloud.catalog_regions()

@@ -98,7 +98,7 @@ def test_compute_quota(zuul, profile, record):
     fits = [
         free // per_node
         for _, limit, used, _, per_node, _, _ in dimensions
-        if (free := _free(limit, used)) is not None
+        if limit is not None and (free := _free(limit, used)) is not None
     ]
     max_servers = max(0, min(fits)) if fits else None
     for check, limit, used, needed, _per_node, quota_name, unit in dimensions:
