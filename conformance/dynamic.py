@@ -274,7 +274,7 @@ def find_flavor(cloud, spec: dict, allow_zero_disk: bool = False):
     return choice.best
 
 
-def test_node_flavor(cloud, profile):
+def node_flavor(cloud, profile):
     spec = {k: profile[f"flavor.{k}"] for k in ("min_ram_mb", "min_vcpus", "min_disk_gb")}
     return find_flavor(cloud, spec)
 
@@ -439,3 +439,24 @@ def parse_probe(console: str) -> dict[str, str]:
 
 def probe_complete(facts: dict[str, str]) -> bool:
     return all(k in facts for k in PROBE_KEYS)
+
+
+@dataclass
+class NodeSetup:
+    """What a test node boots with: the run's image, the smallest R4 flavor, the network."""
+
+    image_id: str
+    flavor: Any
+    network: Any
+
+
+def node_setup(cloud, profile, images: ImageCache, config: pytest.Config, network=None) -> NodeSetup:
+    image_id = require_image(images.get(cloud))
+    flavor = node_flavor(cloud, profile)
+    network = network or project_network(cloud, config.getoption("conformance_network"))
+    return NodeSetup(image_id, flavor, network)
+
+
+def boot_timeout(profile) -> float:
+    """One server: the burst's p95 SLA is the most a single boot may reasonably take."""
+    return float(profile.get("burst.max_p95_boot_s", 600))

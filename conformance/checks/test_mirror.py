@@ -1,0 +1,119 @@
+"""R3: the ci project can give its mirror host 500 GB: a volume attached to a server of the mirror flavor
+(preferred), or, when the profile allows it, a flavor with that much local disk."""
+
+from __future__ import annotations
+
+import pytest
+from openstack import exceptions as os_exc
+
+from conformance.dynamic import (
+    BootFailed,
+    boot_server,
+    boot_timeout,
+    delete_and_wait,
+    first_line,
+    project_network,
+    require_image,
+)
+from conformance.resources import RUN_KEY, Deadline, call
+
+pytestmark = pytest.mark.requirement("R3")
+
+
+def _spec(profile, min_disk_gb=None) -> dict:
+    spec = {k: profile[f"mirror.flavor.{k}"] for k in ("min_ram_mb", "min_vcpus", "min_disk_gb")}
+    if min_disk_gb is not None:
+        spec["min_disk_gb"] = max(spec["min_disk_gb"], min_disk_gb)
+    return spec
+
+
+def _flavor(ci, spec):
+    from conformance.cloud import choose_flavor
+
+    choice = choose_flavor(ci.flavors(), spec, allow_zero_disk=False)
+    if choice.best is None:
+        closest = choice.closest.describe() if choice.closest else "none"
+        return None, f"no flavor meets {spec} (closest: {closest}; {', '.join(choice.shortfalls)})"
+    return choice.best, ""
+
+
+def _volume_path(ci, profile, images, tracker, size_gb, network) -> tuple[bool, str, dict]:
+    conn = ci.conn
+    if not (ci.endpoint("block-storage") or ci.endpoint("volumev3")):
+        return False, "no block-storage service in the ci project's catalog", {}
+    flavor, why = _flavor(ci, _spec(profile))
+    if flavor is None:
+        return False, why, {}
+    timeout = boot_timeout(profile)
+    name = tracker.name("mirror-volume")
+    item = tracker.intent("volume", name, ci)
+    try:
+        volume = call(ci, conn.block_storage.create_volume, size=size_gb, name=name,
+                      metadata={RUN_KEY: tracker.prefix})
+    except os_exc.HttpException as exc:
+        quota = exc.status_code == 413 or "quota" in str(exc).lower()
+        kind = "volume quota" if quota else f"volume create failed (HTTP {exc.status_code})"
+        return False, f"{kind}: {first_line(exc)}", {}
+    item.bind(volume)
+    state = {"volume": volume}
+
+    def status_is(*wanted):
+        def check():
+            state["volume"] = call(ci, conn.block_storage.get_volume, volume.id)
+            if state["volume"].status.startswith("error"):
+                raise RuntimeError(f"volume went {state['volume'].status}")
+            return state["volume"].status in wanted
+        return check
+
+    try:
+        if not Deadline(timeout).poll(status_is("available"), 2.0):
+            return False, f"{size_gb} GB volume not available after {timeout:.0f} s", {}
+        server, _ = boot_server(ci, tracker, "mirror", image_id=require_image(images.get(ci)),
+                                flavor_id=flavor.id, network_id=network.id, timeout_s=timeout)
+        tracker.intent("attachment", f"{name}-attachment", ci, server_id=server.id, volume_id=volume.id)
+        call(ci, conn.compute.create_volume_attachment, server, volume_id=volume.id)
+        if not Deadline(timeout).poll(status_is("in-use"), 2.0):
+            return False, f"volume not in-use after {timeout:.0f} s (status {state['volume'].status})", {}
+        attached = [a.volume_id for a in call(ci, lambda: list(conn.compute.volume_attachments(server)))]
+        if volume.id not in attached:
+            return False, "the volume is in-use but the server does not list the attachment", {}
+        detach_s = delete_and_wait(tracker, "attachment", timeout)
+    except (BootFailed, RuntimeError, os_exc.SDKException) as exc:
+        return False, first_line(exc), {}
+    return True, "", {"flavor": flavor.name, "volume_id": volume.id, "detach_s": round(detach_s, 3)}
+
+
+def _local_disk_path(ci, profile, images, tracker, size_gb, network) -> tuple[bool, str, dict]:
+    flavor, why = _flavor(ci, _spec(profile, size_gb))
+    if flavor is None:
+        return False, why, {}
+    try:
+        boot_server(ci, tracker, "mirror-local", image_id=require_image(images.get(ci)), flavor_id=flavor.id,
+                    network_id=network.id, timeout_s=boot_timeout(profile))
+    except (BootFailed, os_exc.SDKException) as exc:
+        return False, first_line(exc), {}
+    return True, "", {"flavor": flavor.name, "disk_gb": flavor.disk_gb}
+
+
+def test_mirror_disk(ci, profile, record, images, tracker, pytestconfig):
+    size_gb = int(profile["mirror.min_disk_gb"])
+    network = project_network(ci, pytestconfig.getoption("conformance_network"))
+    paths = []
+    if profile.get("mirror.allow_volume", True):
+        paths.append(("volume", _volume_path))
+    if profile.get("mirror.allow_local_disk", False):
+        paths.append(("local-disk", _local_disk_path))
+    tried = []
+    for path, attempt in paths:
+        ok, why, extra = attempt(ci, profile, images, tracker, size_gb, network)
+        if ok:
+            record("R3", "mirror.disk", scope=ci.scope, measured=f"{size_gb} GB via {path}",
+                   threshold=f">= {size_gb} GB ({' or '.join(p for p, _ in paths)})", ok=True,
+                   reason="; ".join(f"{p} failed: {w}" for p, w in tried),
+                   data={"path": path, "size_gb": size_gb, **extra, "tried": dict(tried)})
+            return
+        tried.append((path, why))
+    record("R3", "mirror.disk", scope=ci.scope, measured="no path worked",
+           threshold=f">= {size_gb} GB ({' or '.join(p for p, _ in paths) or 'no path allowed'})", ok=False,
+           reason="; ".join(f"{p}: {w}" for p, w in tried) or "the profile allows neither volume nor local",
+           data={"path": None, "size_gb": size_gb, "tried": dict(tried)})
