@@ -33,7 +33,11 @@ def base(tmp_path, donor_data):
 def test_opendev_donor_holds_the_seed_numbers():
     profile = load_profile("opendev-donor")
     assert profile.name == "opendev-donor"
-    assert (profile["flavor.min_ram_mb"], profile["flavor.min_vcpus"], profile["flavor.min_disk_gb"]) == (8192, 8, 80)
+    assert (profile["flavor.min_ram_mb"], profile["flavor.min_vcpus"], profile["flavor.min_disk_gb"]) == (
+        8192,
+        8,
+        80,
+    )
     assert profile["mirror.min_disk_gb"] == 500
     assert profile["quota.instances"] == 100
     assert profile["keystone.require_https"] is True
@@ -49,8 +53,10 @@ def test_sandbox_extends_donor_and_lists_each_relaxation_with_a_reason():
     # Everything not overridden comes from the parent, nested keys included.
     assert sandbox["flavor"] == donor["flavor"]
     assert sandbox["keystone.min_tls_version"] == donor["keystone.min_tls_version"]
-    assert {r.key for r in sandbox.relaxations} == {"public_ip.accept_documentation_ranges",
-                                                    "keystone.min_days_to_expiry"}
+    assert {r.key for r in sandbox.relaxations} == {
+        "public_ip.accept_documentation_ranges",
+        "keystone.min_days_to_expiry",
+    }
     assert all(r.reason for r in sandbox.relaxations)
     assert sandbox.sources[0].endswith("sandbox.yaml") and sandbox.sources[1].endswith("opendev-donor.yaml")
     assert sandbox.sha256 != donor.sha256 and len(sandbox.sha256) == 64
@@ -65,7 +71,10 @@ def test_deep_merge_child_wins_mappings_merge_lists_replace():
 
 
 def test_child_overrides_one_nested_key_and_keeps_the_rest(base):
-    path = write(base, "child", """
+    path = write(
+        base,
+        "child",
+        """
         extends: base
         name: child
         flavor:
@@ -73,7 +82,8 @@ def test_child_overrides_one_nested_key_and_keeps_the_rest(base):
         relaxations:
           - key: flavor.min_vcpus
             reason: small lab
-    """)
+    """,
+    )
     profile = load_profile(str(path))
     assert profile["flavor.min_vcpus"] == 4
     assert profile["flavor.min_ram_mb"] == 8192

@@ -72,8 +72,14 @@ def test_other_statuses_fail_at_once(mock, fake_time, status):
 
 
 def test_connection_errors_are_retried(mock, fake_time):
-    mock.get(URL, [{"exc": requests.exceptions.ConnectionError("refused")},
-                   {"exc": requests.exceptions.ConnectTimeout("slow")}, {"status_code": 200}])
+    mock.get(
+        URL,
+        [
+            {"exc": requests.exceptions.ConnectionError("refused")},
+            {"exc": requests.exceptions.ConnectTimeout("slow")},
+            {"status_code": 200},
+        ],
+    )
     assert run(fake_time).status_code == 200
     assert mock.call_count == 3
 
@@ -157,8 +163,16 @@ def test_cloud_request_retries_and_returns_the_last_response(mock, fake_time):
     class Conn:
         session = ksa_session.Session()
 
-    cloud = Cloud(name="c", region="R", role="zuul", conn=Conn(), config=None,
-                  policy=RetryPolicy(max_attempts=3, max_total_s=100), sleep=fake_time.sleep, clock=fake_time.clock)
+    cloud = Cloud(
+        name="c",
+        region="R",
+        role="zuul",
+        conn=Conn(),
+        config=None,
+        policy=RetryPolicy(max_attempts=3, max_total_s=100),
+        sleep=fake_time.sleep,
+        clock=fake_time.clock,
+    )
     mock.get(URL, status_code=503)
     assert cloud.request("GET", URL).status_code == 503
     assert mock.call_count == 3
