@@ -72,23 +72,31 @@ def pytest_addoption(parser):
     )
 
 
-def _checks_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "checks"
-
-
 def _runs_checks(config) -> bool:
-    checks = _checks_dir()
-    for arg in config.args:
-        head = str(arg).split("::", 1)[0]
-        if head == "conformance.checks" or head.startswith("conformance.checks."):
-            return True
+    """The foundation's test of "this run collects the conformance checks", so both plugins agree."""
+    from conformance.plugin import runs_checks
+
+    return runs_checks(config)
+
+
+def _report_dir(config) -> Path:
+    try:
+        from conformance.plugin import report_dir
+
+        return report_dir(config)
+    except (ImportError, ValueError, AttributeError):  # the foundation plugin is disabled (-p no:conformance)
+        return Path(config.invocation_params.dir, DEFAULT_REPORT_DIR)
+
+
+def _option(config, *names, default=None):
+    for name in names:
         try:
-            path = Path(head).resolve()
-        except OSError:
+            value = config.getoption(name)
+        except ValueError:
             continue
-        if path == checks or checks in path.parents:
-            return True
-    return False
+        if value:
+            return value
+    return default
 
 
 def _active(config) -> bool:
@@ -121,9 +129,8 @@ def pytest_configure(config):
             baseline = compare.load(baseline_path)
         except compare.CompareInputError as exc:
             raise pytest.UsageError(f"--baseline: {exc}") from exc
-    report_dir = config.getoption("report_dir", None) or DEFAULT_REPORT_DIR
-    cloud = config.getoption("zuul_cloud", None) or os.environ.get("OS_CLOUD") or "cloud"
-    bundle_dir = new_bundle_dir(Path(report_dir).expanduser(), cloud)
+    cloud = _option(config, "conformance_zuul_cloud", default=os.environ.get("OS_CLOUD") or "cloud")
+    bundle_dir = new_bundle_dir(_report_dir(config).expanduser(), cloud)
     if not getattr(config.option, "htmlpath", None):
         config.option.htmlpath = str(bundle_dir / HTML)
         config.option.self_contained_html = True
@@ -162,6 +169,20 @@ def _redact_repr(obj, depth: int = 0) -> None:
                     _redact_repr(item, depth + 1)
         else:
             _redact_repr(value, depth + 1)
+
+
+def pytest_unconfigure(config):
+    """A run stopped before its end (usage error in another plugin's configure, e.g. a wrong cloud name)
+    leaves no empty bundle directory behind."""
+    state = config.stash.get(STATE, None)
+    if state is not None and not state.written:
+        try:
+            for leftover in sorted(state.bundle_dir.rglob("*"), reverse=True):
+                if leftover.is_dir():
+                    leftover.rmdir()
+            state.bundle_dir.rmdir()
+        except OSError:
+            pass  # not empty: keep whatever is there
 
 
 class BundlePlugin:

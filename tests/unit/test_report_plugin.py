@@ -96,7 +96,7 @@ def test_run_writes_complete_bundle_without_secrets(tmp_path):
     assert 'id="conformance-matrix"' in html and "test_fake_checks.py::test_flavor" in html
     assert "<style" in html and 'href="assets/' not in html  # self-contained
     assert "testcase" in (path / "junit.xml").read_text()
-    assert "bundle: reports/" in proc.stdout
+    assert f"bundle: {path}" in proc.stdout
     for file in path.rglob("*"):
         if file.is_file():
             assert SECRET not in file.read_text(), file
