@@ -153,12 +153,15 @@ def _usage_error(exc: Exception) -> pytest.UsageError:
     return pytest.UsageError(redact(str(exc)).splitlines()[0])
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "requirement(*ids): the requirement IDs (R1..R13) a check proves")
+def _prepare(config: pytest.Config) -> _State:
+    """Options, profile and regions, once per process (idempotent); BadInput becomes a one-line UsageError."""
+    state = config.stash.get(_STATE, None)
+    if state is not None:
+        return state
     state = _State(active=runs_checks(config), controller=not hasattr(config, "workerinput"))
     config.stash[_STATE] = state
     if not state.active or config.getoption("help", False):
-        return
+        return state
     try:
         state.profile = load_profile(config.getoption("conformance_profile"))
         state.clouds = {role: config.getoption(f"conformance_{role}_cloud") for role in ROLES}
@@ -168,6 +171,7 @@ def pytest_configure(config: pytest.Config) -> None:
             except BadInput as exc:
                 raise BadInput(f"{ROLE_OPTIONS[role]} {name}: {exc}") from None
     except BadInput as exc:
+        state.active = False  # nothing else of the plugin may run on bad input
         raise _usage_error(exc) from None
     session = res.SessionResults(
         profile=state.profile,
@@ -183,7 +187,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[res.SESSION_RESULTS] = session
     if not state.controller:
         session.clouds = json.loads(config.workerinput.get("conformance_clouds", "{}"))
-        return
+        return state
     inspect_only = any(
         config.getoption(name, False)
         for name in ("collectonly", "showfixtures", "show_fixtures_per_test", "markers")
@@ -192,7 +196,24 @@ def pytest_configure(config: pytest.Config) -> None:
         try:
             session.clouds = _check_clouds(state, session)
         except BadInput as exc:
+            state.active = False
             raise _usage_error(exc) from None
+    return state
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Bad input is caught here, before any plugin's pytest_configure can create anything (report folders)."""
+    _prepare(config)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "requirement(*ids): the requirement IDs (R1..R13) a check proves")
+    state = _prepare(config)
+    if state.active:
+        # The client libraries' own deprecations are not the donor's business.
+        for category in ("openstack.warnings.OpenStackWarning", "DeprecationWarning:webob.*"):
+            config.addinivalue_line("filterwarnings", f"ignore::{category}")
 
 
 def _check_clouds(state: _State, session: res.SessionResults) -> dict[str, dict[str, Any]]:

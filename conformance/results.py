@@ -7,6 +7,7 @@ itself) to the controller on the test report's `user_properties`, as JSON, under
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -145,16 +146,30 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
+_COMPARISON = re.compile(r"^(>=|<=|==|!=|<|>)\s")
+VALUE_WIDTH = 44  # longer values are not padded: the verdict column stays readable for the rest
+
+
+def value_text(result: dict[str, Any]) -> str:
+    """`150 >= 100` for a comparison threshold, `https (want https)` for a descriptive one."""
+    measured, threshold = result.get("measured", "") or "", result.get("threshold", "") or ""
+    if not threshold:
+        return measured or "-"
+    if _COMPARISON.match(threshold):
+        return f"{measured or '?'} {threshold}"
+    return f"{measured or '?'} (want {threshold})"
+
+
 def summary_lines(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """(verdict, line) per result, columns aligned: `R8 quota.instances  zuul/RegionOne  150 >= 100  PASS`."""
     rows = []
     for r in sorted(results, key=_requirement_order):
-        value = " ".join(filter(None, [r.get("measured", ""), r.get("threshold", "")])) or "-"
         name = f"{r['requirement']} {r['check']}"
-        rows.append((name, scope_of(r) or "-", value, r["verdict"], r.get("reason", "")))
+        rows.append((name, scope_of(r) or "-", value_text(r), r["verdict"], r.get("reason", "")))
     if not rows:
         return []
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    widths[2] = min(widths[2], VALUE_WIDTH)
     lines = []
     for name, scope, value, verdict, reason in rows:
         line = f"{name:<{widths[0]}}  {scope:<{widths[1]}}  {value:<{widths[2]}}  {verdict}"
