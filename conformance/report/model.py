@@ -223,40 +223,56 @@ def overall_verdict(rows, exit_status) -> str:
 
 
 def burst_of(results) -> dict | None:
-    """The R12 burst's per-server times and summary, from the dynamic checks' result data."""
-    for result in results:
-        data = result.get("data") or {}
-        if result["requirement"] == "R12" and (data.get("servers") or data.get("summary")):
-            servers = [s for s in data.get("servers") or [] if isinstance(s, dict)]
-            summary = dict(data.get("summary") or {})
-            times = [
-                s.get("request_to_active_s")
-                for s in servers
-                if isinstance(s.get("request_to_active_s"), (int, float))
-            ]
-            # Fill what the summary lacks from the servers, so the chart and compare always have p50/p95.
-            if servers:
-                summary.setdefault("count", len(servers))
-                summary.setdefault("p50", _round(percentile(times, 50)))
-                summary.setdefault("p95", _round(percentile(times, 95)))
-                summary.setdefault("max", _round(max(times) if times else None))
-                ok = sum(
-                    1 for s in servers if str(s.get("status", "")).upper() == "ACTIVE" and not s.get("fault")
-                )
-                summary.setdefault("success_rate", round(ok / len(servers), 4))
-            return {
-                "scope": f"{result['project']}/{result['region']}",
-                "verdict": result["verdict"],
-                "threshold": result.get("threshold"),
-                "summary": summary,
-                "servers": servers,
-            }
-    return None
+    """The R12 burst: per-server times and summary, merged from the R12 results' data (the dynamic checks
+    record p95, failure rate and delete as separate results, any of which may carry them)."""
+    burst_results = [r for r in results if r["requirement"] == "R12" and r.get("data")]
+    with_servers = [r for r in burst_results if r["data"].get("servers")]
+    with_summary = [r for r in burst_results if isinstance(r["data"].get("summary"), dict)]
+    if not with_servers and not with_summary:
+        return None
+    main = (with_servers or with_summary)[0]
+    servers = [s for s in (with_servers[0]["data"]["servers"] if with_servers else []) if isinstance(s, dict)]
+    summary = dict((with_summary[0]["data"]["summary"]) if with_summary else {})
+    times = [
+        s.get("request_to_active_s")
+        for s in servers
+        if isinstance(s.get("request_to_active_s"), (int, float))
+    ]
+    # Fill what the summary lacks from the servers, so the chart and compare always have p50/p95.
+    if servers:
+        for key, value in (
+            ("count", len(servers)),
+            ("p50", _round(percentile(times, 50))),
+            ("p95", _round(percentile(times, 95))),
+            ("max", _round(max(times) if times else None)),
+        ):
+            if summary.get(key) is None:
+                summary[key] = value
+        if summary.get("success_rate") is None:
+            ok = sum(
+                1 for s in servers if str(s.get("status", "")).upper() == "ACTIVE" and not s.get("fault")
+            )
+            summary["success_rate"] = round(ok / len(servers), 4)
+    return {
+        "scope": "/".join(p for p in (main["project"], main["region"]) if p),
+        "verdict": requirement_verdict(r["verdict"] for r in results if r["requirement"] == "R12"),
+        "threshold": main.get("threshold"),
+        "summary": summary,
+        "servers": servers,
+    }
 
 
-def result_data(results, requirement_id, region=None) -> dict | None:
-    """The data of the first result of a requirement (in `region` when given and present)."""
-    candidates = [r for r in results if r["requirement"] == requirement_id and r.get("data")]
+def result_data(results, requirement_id, region=None, *, project="zuul", key=None) -> dict | None:
+    """The data of the first result of a requirement measured in `project` (in `region` when given and
+    present) whose data has `key` when given: R4's test-node flavor, not the ci project's mirror flavor."""
+    candidates = [
+        r
+        for r in results
+        if r["requirement"] == requirement_id
+        and r.get("data")
+        and r.get("project") in (project, "")
+        and (key is None or key in r["data"])
+    ]
     for result in candidates:
         if region is None or result.get("region") == region:
             return result["data"]

@@ -41,30 +41,39 @@ def _regions(doc: dict, facts: dict) -> list[str]:
 
 
 def flavor_of(doc: dict, region: str | None) -> dict | None:
-    data = result_data(doc.get("results", []), "R4", region)
-    if not data:
-        return None
-    flavor = data.get("flavor") if isinstance(data.get("flavor"), dict) else data
-    return flavor if flavor.get("name") else None
+    data = result_data(doc.get("results", []), "R4", region, key="flavor")
+    flavor = (data or {}).get("flavor")
+    return flavor if isinstance(flavor, dict) and flavor.get("name") else None
 
 
 def public_ip_of(doc: dict, region: str | None) -> dict:
+    """R6's findings, only when R6 found a public address (a failed probe says nothing about the cloud)."""
+    for result in doc.get("results", []):
+        if result["requirement"] == "R6" and result["verdict"] in ("PASS", "WARN") and result.get("data"):
+            if region is None or result.get("region") in (region, ""):
+                return {k: result["data"].get(k) for k in ("ipv4", "ipv6", "mode")}
     data = result_data(doc.get("results", []), "R6", region) or {}
-    return {k: data.get(k) for k in ("ipv4", "ipv6", "mode")}
+    return {"ipv4": None, "ipv6": None, "mode": data.get("mode")}
 
 
 def max_servers_of(doc: dict, region: str | None) -> int | None:
+    """Servers of the R4 flavor the zuul project's quota allows (R8's max_servers, the lowest over the
+    instance, cores and RAM quotas), else the instance quota itself."""
+    found = []
     for result in doc.get("results", []):
-        if result["requirement"] == "R8" and (region is None or result.get("region") in (region, "")):
-            data = result.get("data") or {}
-            for key in ("max_instances", "max_servers", "instances"):
-                if isinstance(data.get(key), int):
-                    return data[key]
-            try:
-                return int(str(result.get("measured")))
-            except ValueError:
-                continue
-    return None
+        if result["requirement"] != "R8" or result.get("project") not in ("zuul", ""):
+            continue
+        if region is not None and result.get("region") not in (region, ""):
+            continue
+        data = result.get("data") or {}
+        for key in ("max_servers", "max_instances"):
+            if isinstance(data.get(key), int):
+                found.append(data[key])
+                break
+        else:
+            if result.get("check", "").endswith("instances") and str(result.get("measured", "")).isdigit():
+                found.append(int(result["measured"]))
+    return min(found) if found else None
 
 
 def clouds_yaml(doc: dict) -> dict:

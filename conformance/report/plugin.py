@@ -271,6 +271,7 @@ class BundlePlugin:
             doc, state.bundle_dir, sign_key=state.sign_key, sign_format=state.sign_format, extra_files=extra
         )
 
+    @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter):
         state, tr = self.state, terminalreporter
         tr.write_sep("-", "conformance report bundle")
