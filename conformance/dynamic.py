@@ -75,7 +75,7 @@ _UNCLEANED: list[resources.CleanupFailure] = []
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     # Last resort (a fixture teardown that never ran): anything still tracked is deleted now.
-    if resources.live_trackers():
+    if _active(config) and resources.live_trackers():
         failures = resources.cleanup_all()
         if failures:
             sys.__stderr__.write(str(CleanupError(failures)) + "\n")

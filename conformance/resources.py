@@ -208,28 +208,34 @@ class Tracker:
 
     def cleanup(self, timeout_s: float | None = None) -> list[CleanupFailure]:
         """Delete everything not yet deleted, kind by kind; wait until gone. Returns what failed."""
-        cleaning.set()
-        failures: list[CleanupFailure] = []
         try:
             deadline = Deadline(timeout_s if timeout_s is not None else self.delete_timeout_s)
-            for kind in KIND_ORDER:
-                items = [i for i in self.pending() if i.kind == kind]
-                if not items:
-                    continue
-                by_cloud: dict[int, list[Tracked]] = {}
-                for item in items:
-                    by_cloud.setdefault(id(item.cloud), []).append(item)
-                for group in by_cloud.values():
-                    try:
-                        failures += DELETERS[kind](group, deadline, self.poll_interval_s, self.prefix)
-                    except Exception as exc:  # one kind failing must not stop the kinds after it
-                        failures += [_failure(i, exc) for i in group if not i.deleted]
+            return delete_in_order(self.pending(), deadline, self.poll_interval_s, self.prefix)
         finally:
-            cleaning.clear()
             with _live_lock:
                 if self in _live_trackers and not self.pending():
                     _live_trackers.remove(self)
-        return failures
+
+
+def delete_in_order(items: list[Tracked], deadline: Deadline, interval: float, prefix: str
+                    ) -> list[CleanupFailure]:
+    """Delete `items` kind by kind in KIND_ORDER, per cloud; `prefix` bounds the bulk server listings."""
+    cleaning.set()
+    failures: list[CleanupFailure] = []
+    try:
+        for kind in KIND_ORDER:
+            of_kind = [i for i in items if i.kind == kind and not i.deleted]
+            by_cloud: dict[int, list[Tracked]] = {}
+            for item in of_kind:
+                by_cloud.setdefault(id(item.cloud), []).append(item)
+            for group in by_cloud.values():
+                try:
+                    failures += DELETERS[kind](group, deadline, interval, prefix)
+                except Exception as exc:  # one kind failing must not stop the kinds after it
+                    failures += [_failure(i, exc) for i in group if not i.deleted]
+    finally:
+        cleaning.clear()
+    return failures
 
 
 def live_trackers() -> list[Tracker]:

@@ -20,7 +20,7 @@ class FakeCompute:
     def __init__(self, cloud):
         self.cloud = cloud
         self.servers_by_id: dict[str, FakeServer] = {}
-        self.keypairs: dict[str, SimpleNamespace] = {}
+        self.keypair_map: dict[str, SimpleNamespace] = {}
         self.attachments: set[tuple[str, str]] = set()
         self.lock = threading.Lock()
 
@@ -91,16 +91,19 @@ class FakeCompute:
 
     # keypairs
     def create_keypair(self, name, public_key=None):
-        self.keypairs[name] = SimpleNamespace(id=name, name=name)
-        return self.keypairs[name]
+        self.keypair_map[name] = SimpleNamespace(id=name, name=name)
+        return self.keypair_map[name]
+
+    def keypairs(self, **kw):
+        return iter(list(self.keypair_map.values()))
 
     def get_keypair(self, name):
-        if name not in self.keypairs:
+        if name not in self.keypair_map:
             raise os_exc.NotFoundException(message="no keypair", http_status=404)
-        return self.keypairs[name]
+        return self.keypair_map[name]
 
     def delete_keypair(self, name, ignore_missing=True):
-        self.keypairs.pop(name, None)
+        self.keypair_map.pop(name, None)
 
     def delete_volume_attachment(self, server_id, volume_id, ignore_missing=True):
         self.order.append(("detach", volume_id))
@@ -112,7 +115,7 @@ class FakeNetwork:
     def __init__(self, cloud):
         self.cloud = cloud
         self.fips: dict[str, SimpleNamespace] = {}
-        self.ports: dict[str, SimpleNamespace] = {}
+        self.port_map: dict[str, SimpleNamespace] = {}
         self.groups: dict[str, SimpleNamespace] = {}
 
     def ips(self, **kw):
@@ -140,16 +143,16 @@ class FakeNetwork:
         self.groups.pop(group_id, None)
 
     def ports(self, **kw):
-        return iter(list(self.ports.values()))
+        return iter(list(self.port_map.values()))
 
     def get_port(self, port_id):
-        if port_id not in self.ports:
+        if port_id not in self.port_map:
             raise os_exc.NotFoundException(message="no port", http_status=404)
-        return self.ports[port_id]
+        return self.port_map[port_id]
 
     def delete_port(self, port_id, ignore_missing=True):
         self.cloud.order.append(("port", port_id))
-        self.ports.pop(port_id, None)
+        self.port_map.pop(port_id, None)
 
 
 class FakeBlockStorage:
