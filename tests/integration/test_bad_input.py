@@ -1,7 +1,8 @@
-"""Bad input gives one line and a non-zero exit, no traceback, and creates nothing: through the real command line.
+"""Bad input gives one line and a non-zero exit, no traceback, and creates nothing: through the real
+command line.
 
-Only the wrong-password and unknown-region cases need the sandbox; the others use clouds.yaml files pointing at
-closed or silent ports on 127.0.0.1 and at a `.invalid` host name (which never resolves).
+Only the wrong-password and unknown-region cases need the sandbox; the others use clouds.yaml files pointing
+at closed or silent ports on 127.0.0.1 and at a `.invalid` host name (which never resolves).
 """
 
 from __future__ import annotations

@@ -25,16 +25,14 @@ EXPECTED_CHECKS = {
     ("R4", "flavor", "zuul/RegionOne"),
     ("R4", "mirror_flavor", "ci/RegionOne"),
     *(
-        (
-            ("R7", check, f"{role}/RegionOne")
-            for check in (
-                "keystone.https",
-                "keystone.certificate",
-                "keystone.tls_version",
-                "keystone.cert_expiry",
-            )
-            for role in ("zuul", "ci")
+        ("R7", check, f"{role}/RegionOne")
+        for check in (
+            "keystone.https",
+            "keystone.certificate",
+            "keystone.tls_version",
+            "keystone.cert_expiry",
         )
+        for role in ("zuul", "ci")
     ),
     ("R8", "quota.instances", "zuul/RegionOne"),
     ("R8", "quota.cores", "zuul/RegionOne"),
