@@ -66,12 +66,14 @@ def matrix_html(doc: dict) -> str:
                 f'<tr data-requirement="{_e(req["id"])}"><td>{_e(req["id"])}</td><td>{_e(req["text"])}</td>'
                 f"<td></td><td></td><td></td><td></td>{_v(req['verdict'])}<td>no result in this run</td></tr>"
             )
-        for result in results:
+        for index, result in enumerate(results):
             where = "/".join(p for p in (result.get("project"), result.get("region")) if p)
+            # The requirement text once per requirement: the rows below it are its checks.
+            text = _e(req["text"]) if index == 0 else ""
             rows.append(
                 f'<tr data-requirement="{_e(req["id"])}"><td>{_e(req["id"])}</td>'
-                f"<td>{_e(req['text'])}</td><td>{_e(result.get('check'))}</td><td>{_e(where)}</td>"
-                f'<td class="num">{_e(result.get("measured"))}</td><td>{_e(result.get("threshold"))}</td>'
+                f"<td>{text}</td><td>{_e(result.get('check'))}</td><td>{_e(where)}</td>"
+                f"<td>{_e(result.get('measured'))}</td><td>{_e(result.get('threshold'))}</td>"
                 f"{_v(result['verdict'])}<td>{_e(result.get('reason'))}</td></tr>"
             )
     return (
