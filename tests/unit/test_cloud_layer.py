@@ -1,0 +1,184 @@
+"""The cloud layer without a cloud: clouds.yaml handling, secrets, call records, flavor choice, summaries."""
+
+from __future__ import annotations
+
+import pytest
+import requests_mock
+import yaml
+
+from conformance import cloud as cl
+from conformance.errors import BadInput
+from conformance.redact import redact
+from conformance.results import make_result, summary_lines
+
+SECRET = "s3cret-password-for-tests"
+
+
+@pytest.fixture
+def clouds_yaml(tmp_path, monkeypatch):
+    path = tmp_path / "clouds.yaml"
+    data = {
+        "clouds": {
+            "one": {
+                "auth": {
+                    "auth_url": "https://keystone.test:5000/v3",
+                    "username": "u",
+                    "password": SECRET,
+                    "project_name": "p",
+                    "user_domain_name": "Default",
+                    "project_domain_name": "Default",
+                },
+                "regions": ["RegionOne", "RegionTwo"],
+            },
+            "single": {"auth": {"auth_url": "https://k.test/v3"}, "region_name": "Solo"},
+            "none": {"auth": {"auth_url": "https://k.test/v3"}},
+        }
+    }
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
+    return path
+
+
+def test_regions_come_from_the_clouds_yaml_entry(clouds_yaml):
+    assert cl.cloud_regions("one") == ["RegionOne", "RegionTwo"]
+    assert cl.cloud_regions("single") == ["Solo"]
+    assert cl.cloud_regions("none") == [""]
+
+
+def test_unknown_cloud_lists_the_known_ones(clouds_yaml):
+    with pytest.raises(
+        BadInput, match=r"cloud 'nope' is not in .*clouds.yaml \(clouds there: none, one, single\)"
+    ):
+        cl.cloud_regions("nope")
+
+
+def test_missing_and_broken_clouds_yaml(tmp_path, monkeypatch):
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "absent.yaml"))
+    with pytest.raises(BadInput, match="OS_CLIENT_CONFIG_FILE=.*absent.yaml does not exist"):
+        cl.find_clouds_yaml()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("clouds: {a: [\n")
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(broken))
+    with pytest.raises(BadInput, match=r"is not valid YAML at line \d+"):
+        cl.find_clouds_yaml()
+
+
+def test_open_cloud_registers_the_password_and_records_calls(clouds_yaml):
+    cloud = cl.open_cloud("one", "RegionTwo", role="ci")
+    assert (cloud.name, cloud.region, cloud.role, cloud.scope) == ("one", "RegionTwo", "ci", "ci/RegionTwo")
+    assert cloud.auth_url == "https://keystone.test:5000/v3"
+    assert redact(f"password is {SECRET}") == "password is ***"
+    cl.CALL_LOG.drain()
+    url = "https://nova.test/v2.1/servers/6f1c2a9e-8a44-4a7e-9d0b-6f1c2a9e8a44?name=conformance-x"
+    with requests_mock.Mocker() as mock:
+        mock.get(url, status_code=404)
+        cloud.conn.session.get(url, authenticated=False, raise_exc=False)
+    [record] = cloud.calls
+    assert (record.method, record.path, record.status, record.scope) == (
+        "GET",
+        "/v2.1/servers/{id}",
+        404,
+        "ci/RegionTwo",
+    )
+    assert record.seconds >= 0
+    assert cl.CALL_LOG.drain() == [record]
+    assert cl.CALL_LOG.drain() == []
+
+
+@pytest.mark.parametrize(
+    ("url", "template"),
+    [
+        ("https://h/v2.1/servers/6f1c2a9e-8a44-4a7e-9d0b-6f1c2a9e8a44/action", "/v2.1/servers/{id}/action"),
+        ("https://h:8776/v3/0123456789abcdef0123456789abcdef/volumes/detail", "/v3/{id}/volumes/detail"),
+        ("https://h/v2.0/ports?device_id=x&fields=id", "/v2.0/ports"),
+        ("https://h/v2/images/42/file", "/v2/images/{id}/file"),
+        ("https://h", "/"),
+    ],
+)
+def test_path_template_hides_ids_and_queries(url, template):
+    assert cl.path_template(url) == template
+
+
+SPEC = {"min_vcpus": 8, "min_ram_mb": 8192, "min_disk_gb": 80}
+
+
+def flavor(name, vcpus, ram, disk):
+    return cl.FlavorInfo(id=name, name=name, vcpus=vcpus, ram_mb=ram, disk_gb=disk)
+
+
+def test_the_smallest_fitting_flavor_is_chosen():
+    flavors = [flavor("huge", 32, 65536, 400), flavor("exact", 8, 8192, 80), flavor("small", 2, 2048, 20)]
+    choice = cl.choose_flavor(flavors, SPEC, allow_zero_disk=True)
+    assert choice.best.name == "exact" and not choice.boot_from_volume
+
+
+def test_disk_zero_flavor_needs_boot_from_volume_and_only_when_allowed():
+    flavors = [flavor("bfv", 8, 8192, 0)]
+    allowed = cl.choose_flavor(flavors, SPEC, allow_zero_disk=True)
+    assert allowed.best.name == "bfv" and allowed.boot_from_volume
+    refused = cl.choose_flavor(flavors, SPEC, allow_zero_disk=False)
+    assert refused.best is None and refused.shortfalls == ("0 GB disk < 80",)
+
+
+def test_local_disk_is_preferred_over_boot_from_volume():
+    flavors = [flavor("bfv", 8, 8192, 0), flavor("local", 16, 16384, 160)]
+    assert cl.choose_flavor(flavors, SPEC, allow_zero_disk=True).best.name == "local"
+
+
+def test_no_fitting_flavor_names_the_closest_and_its_shortfalls():
+    flavors = [flavor("tiny", 1, 512, 1), flavor("almost", 4, 8192, 80)]
+    choice = cl.choose_flavor(flavors, SPEC, allow_zero_disk=True)
+    assert choice.best is None
+    assert choice.closest.name == "almost"
+    assert choice.shortfalls == ("4 vCPU < 8",)
+    assert cl.choose_flavor([], SPEC, allow_zero_disk=True) == cl.FlavorChoice(best=None)
+
+
+def test_version_candidates_strip_project_and_version():
+    assert cl._version_candidates("https://h:8776/v3/abc", "abc") == [
+        "https://h:8776/v3/abc/",
+        "https://h:8776/v3/",
+        "https://h:8776/",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (
+            "Failed to resolve 'k.invalid' ([Errno -2] Name or service not known)",
+            "host name k.invalid does not resolve",
+        ),
+        ("[Errno 111] Connection refused", "connection refused by k.invalid:5000"),
+        ("Read timed out. (read timeout=3)", "no answer from k.invalid:5000 (timed out)"),
+    ],
+)
+def test_connection_errors_are_explained(message, expected):
+    assert cl._explain_connection_error(Exception(message), "https://k.invalid:5000/v3") == expected
+
+
+def test_tls_version_numbers():
+    assert cl.tls_version_number("TLSv1.3") > cl.tls_version_number("1.2") > cl.tls_version_number("TLSv1.1")
+
+
+def test_make_result_and_summary_line():
+    result = make_result(
+        "R8", "quota.instances", scope="zuul/RegionOne", measured=150, threshold=">= 100", ok=True
+    )
+    assert result["project"] == "zuul" and result["region"] == "RegionOne" and result["verdict"] == "PASS"
+    failed = make_result(
+        "R7",
+        "keystone.https",
+        scope="zuul/RegionOne",
+        measured="http",
+        threshold="https",
+        ok=False,
+        reason="not https",
+    )
+    lines = dict((v, line) for v, line in summary_lines([result, failed]))
+    assert lines["PASS"].split() == ["R8", "quota.instances", "zuul/RegionOne", "150", ">=", "100", "PASS"]
+    assert lines["FAIL"].endswith("FAIL  not https")
+    with pytest.raises(KeyError):
+        make_result("R99", "x", scope="zuul/RegionOne", ok=True)
+    with pytest.raises(ValueError):
+        make_result("R1", "x", scope="zuul/RegionOne")
