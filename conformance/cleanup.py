@@ -95,10 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--older-than", type=parse_duration, default=dt.timedelta(0), metavar="DURATION",
                         help="only runs started longer ago than this, by the prefix's timestamp (e.g. 2h; "
                              "default 0: every run; use it when another run may be in progress)")
+    parser.add_argument("--run", action="append", metavar="PREFIX",
+                        help="only this run (its prefix conformance-<UTC time>-<hex>; repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     parser.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                         help="give up waiting for deletions after this long (default: %(default)s)")
     args = parser.parse_args(argv)
+    for run in args.run or []:
+        if prefix_of(run) != run:
+            parser.error(f"--run {run}: not a run prefix (conformance-YYYYmmddTHHMMSSZ-<6 hex>)")
 
     from conformance import cloud as cloudlayer
 
@@ -125,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         seen_projects.add(key)
         for item in find_leftovers(cloud):
+            if args.run and prefix_of(item.name) not in args.run:
+                continue
             created = item.created
             if created is not None and created > cutoff:
                 skipped_young += 1

@@ -118,3 +118,14 @@ def test_delete_failure_gives_exit_1(swept, capsys):
     zuul.fail_deletes = True
     assert cleanup.main(["--zuul-cloud", "z", "--ci-cloud", "c", "--timeout", "0.2"]) == 1
     assert "FAILED: server" in capsys.readouterr().err
+
+
+def test_run_option_limits_to_one_run(swept, capsys):
+    one, other = new_run_prefix(), new_run_prefix()
+    zuul = swept.setdefault("z", SweepCloud(scope="zuul/RegionOne"))
+    zuul.compute.create_keypair(f"{one}-key")
+    zuul.compute.create_keypair(f"{other}-key")
+    assert cleanup.main(["--zuul-cloud", "z", "--ci-cloud", "c", "--run", one]) == 0
+    assert set(zuul.compute.keypair_map) == {f"{other}-key"}
+    with pytest.raises(SystemExit):
+        cleanup.main(["--run", "conformance-bad"])
