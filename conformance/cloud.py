@@ -381,9 +381,11 @@ def _accepts_below(host: str, port: int, min_version: str, timeout: float) -> st
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         try:
-            context.set_ciphers("ALL:@SECLEVEL=0")
-            context.minimum_version = version
-            context.maximum_version = version
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # offering old versions is the point
+                context.set_ciphers("ALL:@SECLEVEL=0")
+                context.minimum_version = version
+                context.maximum_version = version
         except (ValueError, ssl.SSLError):
             continue  # this OpenSSL cannot even offer that version
         try:
