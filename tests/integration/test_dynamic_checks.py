@@ -1,0 +1,103 @@
+"""The dynamic checks (R2, R3, R5, R6, R11, R12, R13) against the sandbox: all pass, and each fails for the
+right reason under a non-conforming variant. Every run must leave nothing with its prefix behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+from dynamic_helpers import burst_servers, leftovers, run_prefix, verdicts
+
+from conformance.resources import Deadline
+
+DYNAMIC = ("image_upload_and_boot or mirror_disk or public_ip or nodepool_operations or boot_burst "
+           "or guest_probe")
+# A full 100-server burst takes minutes on the sandbox: bench/burst.py measures that; these tests prove the
+# behaviour with a small burst (the report marks it as an opt-out).
+BURST = os.environ.get("CONFORMANCE_TEST_BURST_SIZE", "10")
+
+def _run(run_suite, tmp_path, *args, **kw):
+    report_dir = tmp_path / "reports"
+    proc = run_suite(*args, report_dir=report_dir, **kw)
+    return proc, verdicts(report_dir), run_prefix(proc.stdout)
+
+
+def _assert_clean(sandbox, run):
+    assert run, "the run printed no run prefix"
+    assert leftovers(sandbox, run) == []
+
+
+def test_dynamic_checks_pass(sandbox, run_suite, tmp_path):
+    proc, results, run = _run(run_suite, tmp_path, "-k", DYNAMIC, "--burst-size", BURST)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    for key in [("R2", "image.upload"), ("R2", "image.boot"), ("R3", "mirror.disk"), ("R6", "public_ip"),
+                ("R13", "ops.keypair"), ("R13", "ops.security_group"), ("R13", "ops.metadata"),
+                ("R13", "ops.delete"), ("R12", "burst.p95"), ("R12", "burst.failure_rate"),
+                ("R12", "burst.delete"), ("R5", "cpu.vcpus"), ("R5", "cpu.mhz"), ("R11", "overcommit.steal")]:
+        assert results[key]["verdict"] == "PASS", results[key]
+    assert results[("R12", "burst.size")]["verdict"] == "WARN"  # --burst-size is an opt-out, said so
+    burst = results[("R12", "burst.p95")]["data"]
+    assert burst["summary"]["n"] == int(BURST) and len(burst["servers"]) == int(BURST)
+    assert burst["summary"]["api_calls_per_server"] <= 4
+    assert results[("R3", "mirror.disk")]["data"]["path"] == "volume"
+    r6 = results[("R6", "public_ip")]
+    assert r6["data"]["ipv4"] and "documentation" in r6["reason"]
+    assert results[("R5", "cpu.vcpus")]["data"]["emulated"] is True
+    assert "emulation" in results[("R5", "cpu.vcpus")]["reason"]
+    _assert_clean(sandbox, run)
+
+
+def test_glance_upload_forbidden(sandbox, run_suite, tmp_path):
+    with sandbox.policy("glance", "deny-upload"):
+        proc, results, run = _run(run_suite, tmp_path, "-k", "image_upload_and_boot")
+    assert proc.returncode != 0
+    upload = results[("R2", "image.upload")]
+    assert upload["verdict"] == "FAIL" and "403" in upload["reason"], upload
+    _assert_clean(sandbox, run)
+
+
+def test_mirror_volume_quota_too_small(sandbox, run_suite, tmp_path):
+    with sandbox.quota("ci", gigabytes=100):
+        proc, results, run = _run(run_suite, tmp_path, "-k", "mirror_disk")
+    mirror = results[("R3", "mirror.disk")]
+    assert mirror["verdict"] == "FAIL" and "quota" in mirror["reason"].lower(), mirror
+    _assert_clean(sandbox, run)
+
+
+def test_no_external_network(sandbox, run_suite, tmp_path):
+    with sandbox.without_external_network():
+        proc, results, run = _run(run_suite, tmp_path, "-k", "public_ip")
+    r6 = results[("R6", "public_ip")]
+    assert r6["verdict"] == "FAIL" and "external network" in r6["reason"], r6
+    _assert_clean(sandbox, run)
+
+
+def test_compute_stopped_mid_burst(sandbox, tmp_path):
+    """nova-compute frozen while the burst boots: failures are reported, the run ends and cleans up."""
+    report_dir = tmp_path / "reports"
+    command = [sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider",
+               "--profile=sandbox", "--zuul-cloud=sandbox-zuul", "--ci-cloud=sandbox-ci",
+               f"--report-dir={report_dir}", "-k", "boot_burst", "--burst-size", "6", "--burst-timeout", "45"]
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(sandbox.clouds_yaml)}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    output = []
+    reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        assert Deadline(180).poll(lambda: bool(burst_servers(sandbox)) or proc.poll() is not None, 0.3)
+        with sandbox.paused("nova-compute"):
+            Deadline(70).wait(70)  # longer than the burst's timeout: the frozen boots must time out
+        proc.wait(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(10)
+    text = "".join(output)
+    results = verdicts(report_dir)
+    failure = results[("R12", "burst.failure_rate")]
+    assert failure["verdict"] == "FAIL", text[-3000:]
+    assert failure["data"]["summary"]["error"] >= 1
+    assert "not ACTIVE after 45 s" in failure["reason"] or "ERROR" in failure["reason"] or failure["reason"]
+    _assert_clean(sandbox, run_prefix(text))
