@@ -60,7 +60,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[RUN_PREFIX] = workerinput[WORKER_KEY]
     else:
         config.stash[RUN_PREFIX] = resources.new_run_prefix()
-    if _active(config):
+    from conformance import plugin
+
+    # The foundation plugin's own state may not be set yet (hook order): ask the same question it asks.
+    if plugin.runs_checks(config) and not config.getoption("help", False):
         config.stash[_RESTORE_SIGNALS] = resources.install_signal_handlers()
 
 
