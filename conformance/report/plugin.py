@@ -99,16 +99,23 @@ def _option(config, *names, default=None):
     return default
 
 
-def _active(config) -> bool:
-    if hasattr(config, "workerinput"):
-        return False
+def _runs_suite(config) -> bool:
     mode = config.getoption("report_bundle", "auto")
     return mode == "yes" or (mode == "auto" and _runs_checks(config))
+
+
+def _active(config) -> bool:
+    """Writes the bundle: the controller only, never an xdist worker."""
+    return not hasattr(config, "workerinput") and _runs_suite(config)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     """Before pytest-html's and junitxml's own pytest_configure, which read the paths set here."""
+    if _runs_suite(config):
+        # In workers too: a worker's secrets (its own tokens) are known only there, so its reports are
+        # redacted before they travel to the controller.
+        config.pluginmanager.register(RedactReports(), "conformance-report-redaction")
     if not _active(config):
         return
     from conformance.report import compare, sign
@@ -185,16 +192,12 @@ def pytest_unconfigure(config):
             pass  # not empty: keep whatever is there
 
 
-class BundlePlugin:
-    """The hooks of an active run, registered by pytest_configure (controller only)."""
-
-    def __init__(self, config, state: _State):
-        self.config, self.state = config, state
+class RedactReports:
+    """Redact failure text and captured output of every report before junitxml, pytest-html, the terminal or
+    xdist (sending it to the controller) use them."""
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report):
-        """Redact failure text and captured output before junitxml, pytest-html and the terminal use them;
-        gather results/calls in case the foundation's SessionResults is absent."""
         if report.longrepr is not None:
             text = report.longreprtext
             if redact(text) != text:
@@ -205,6 +208,17 @@ class BundlePlugin:
                     report.longrepr = redact(report.longreprtext)
         if report.sections:
             report.sections = [(header, redact(content)) for header, content in report.sections]
+
+
+class BundlePlugin:
+    """The hooks of an active run, registered by pytest_configure (controller only)."""
+
+    def __init__(self, config, state: _State):
+        self.config, self.state = config, state
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report):
+        """Gather results/calls in case the foundation's SessionResults is absent."""
         if report.when == "teardown":
             for name, value in getattr(report, "user_properties", []):
                 try:

@@ -103,8 +103,11 @@ def test_run_writes_complete_bundle_without_secrets(tmp_path):
     assert SECRET not in proc.stdout + proc.stderr
 
 
-def test_failure_text_and_captured_output_are_redacted(tmp_path):
-    proc = run(tmp_path, "-rA", env={"FAKE_QUOTA_FAIL": "1"})
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["in-process", "xdist"])
+def test_failure_text_and_captured_output_are_redacted(tmp_path, workers):
+    # Under xdist the secret is registered only in the worker that imported the check module: the worker
+    # must redact before its report travels to the controller.
+    proc = run(tmp_path, "-rA", *workers, env={"FAKE_QUOTA_FAIL": "1"})
     assert proc.returncode == 1
     assert "quota too low; token ***" in proc.stdout
     assert SECRET not in proc.stdout + proc.stderr
