@@ -1,0 +1,211 @@
+"""The sandbox's Python API: start/stop, and variants that make the running cloud non-conforming in one respect.
+
+Each variant is a context manager that applies one change through the admin API or the services' own config
+and restores the previous state on exit:
+
+    sb = Sandbox()
+    with sb.quota("zuul", instances=99):
+        ...   # R8 must fail here
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+
+import openstack
+import yaml
+
+from sandbox import configs, seed
+from sandbox.layout import REGION, Layout
+from sandbox.stack import Stack
+from sandbox.waiting import SandboxError
+
+# Named policy changes: service -> name -> rules written into that service's policy file.
+POLICIES = {
+    "glance": {
+        "deny-upload": {"add_image": "!", "upload_image": "!"},
+    },
+    "nova": {
+        "deny-console": {"os_compute_api:os-console-output": "!"},
+        "deny-keypairs": {"os_compute_api:os-keypairs:create": "!"},
+    },
+    "neutron": {
+        "deny-floatingip": {"create_floatingip": "!"},
+    },
+}
+
+
+class Sandbox:
+    def __init__(self, layout: Layout | None = None):
+        self.layout = layout or Layout.from_env()
+        self.stack = Stack(self.layout)
+
+    # ---- lifecycle -------------------------------------------------------------------------------------------
+    @property
+    def clouds_yaml(self) -> Path:
+        return self.layout.clouds_yaml
+
+    def is_running(self) -> bool:
+        return self.stack.is_running()
+
+    def up(self) -> None:
+        self.stack.up()
+
+    def down(self) -> list[str]:
+        return self.stack.down()
+
+    def status(self):
+        return self.stack.status()
+
+    # ---- access ----------------------------------------------------------------------------------------------
+    def cloud_config(self, cloud: str) -> dict:
+        return yaml.safe_load(self.clouds_yaml.read_text())["clouds"][cloud]
+
+    def password(self, cloud: str) -> str:
+        return self.cloud_config(cloud)["auth"]["password"]
+
+    def connect(self, cloud: str) -> openstack.connection.Connection:
+        config = openstack.config.OpenStackConfig(config_files=[str(self.clouds_yaml)])
+        return openstack.connection.Connection(config=config.get_one(cloud=cloud))
+
+    def admin(self) -> openstack.connection.Connection:
+        return self.connect("sandbox-admin")
+
+    def project_id(self, project: str) -> str:
+        return self.admin().identity.find_project(project, ignore_missing=False).id
+
+    # ---- variants --------------------------------------------------------------------------------------------
+    @contextmanager
+    def quota(self, project: str, **limits: int):
+        """Set quotas of a project by name (instances, cores, ram, port, floatingip, gigabytes, volumes...)."""
+        conn = self.admin()
+        project_id = self.project_id(project)
+        before = seed.get_quotas(conn, project_id, limits)
+        seed.set_quotas(conn, project_id, limits)
+        try:
+            yield
+        finally:
+            seed.set_quotas(conn, project_id, before)
+
+    @contextmanager
+    def test_flavor(self, **values: int):
+        """Replace the conforming test-node flavor by one with other values (vcpus=4, ram=..., disk=...)."""
+        conn = self.admin()
+        original = configs.TEST_NODE_FLAVOR
+        unknown = set(values) - {"vcpus", "ram", "disk"}
+        if unknown:
+            raise SandboxError(f"unknown flavor field(s): {', '.join(sorted(unknown))}")
+        self._replace_flavor(conn, {**original, **values})
+        try:
+            yield
+        finally:
+            self._replace_flavor(conn, original)
+
+    @staticmethod
+    def _replace_flavor(conn, flavor: dict) -> None:
+        existing = conn.compute.find_flavor(flavor["name"])
+        if existing:
+            conn.compute.delete_flavor(existing)
+        conn.compute.create_flavor(**flavor)
+
+    @contextmanager
+    def role(self, project: str, role: str):
+        """Grant a role (e.g. admin) to the project's sandbox user in its project."""
+        conn = self.admin()
+        identity = conn.identity
+        project_obj = identity.find_project(project, ignore_missing=False)
+        user = identity.find_user(seed.PROJECT_USERS[project], ignore_missing=False)
+        role_obj = identity.find_role(role, ignore_missing=False)
+        identity.assign_project_role_to_user(project_obj, user, role_obj)
+        try:
+            yield
+        finally:
+            identity.unassign_project_role_from_user(project_obj, user, role_obj)
+
+    @contextmanager
+    def without_service(self, service_type: str):
+        """Remove a service's endpoints from the catalog (tokens issued afterwards lack it)."""
+        conn = self.admin()
+        services = [s for s in conn.identity.services() if s.type == service_type]
+        if not services:
+            raise SandboxError(f"no service of type {service_type!r} in the catalog")
+        removed = []
+        for service in services:
+            for endpoint in conn.identity.endpoints(service_id=service.id):
+                removed.append((endpoint.interface, endpoint.url))
+                conn.identity.delete_endpoint(endpoint)
+        try:
+            yield
+        finally:
+            for service in services:
+                for interface, url in removed:
+                    conn.identity.create_endpoint(service_id=service.id, interface=interface, url=url,
+                                                  region_id=REGION)
+
+    @contextmanager
+    def policy(self, service: str, name: str):
+        """Apply a named policy change (see POLICIES); oslo.policy re-reads the file on its next check."""
+        try:
+            rules = POLICIES[service][name]
+        except KeyError:
+            known = ", ".join(f"{s} {n}" for s, names in POLICIES.items() for n in names)
+            raise SandboxError(f"unknown policy variant {service} {name}; known: {known}") from None
+        path = self.layout.etc / f"{service}-policy.yaml"
+        before = path.read_text()
+        path.write_text(yaml.safe_dump({**(yaml.safe_load(before) or {}), **rules}))
+        try:
+            yield
+        finally:
+            path.write_text(before)
+
+    @contextmanager
+    def without_external_network(self):
+        """Make the public network internal: no floating IP pool, no provider network with public addresses."""
+        conn = self.admin()
+        network = conn.network.find_network(seed.PUBLIC_NETWORK["name"], ignore_missing=False)
+        routers = [r for r in conn.network.routers()
+                   if (r.external_gateway_info or {}).get("network_id") == network.id]
+        for router in routers:
+            conn.network.update_router(router, external_gateway_info={})
+        conn.network.update_network(network, is_router_external=False, is_shared=False)
+        try:
+            yield
+        finally:
+            conn.network.update_network(network, is_router_external=True, is_shared=True)
+            for router in routers:
+                conn.network.update_router(router, external_gateway_info={"network_id": network.id})
+
+    @contextmanager
+    def paused(self, service: str):
+        """Freeze a service's processes (SIGSTOP) as if it hung, and let them go on (SIGCONT) on exit."""
+        proc = self.stack.table.running().get(service)
+        if not proc:
+            raise SandboxError(f"no running sandbox process named {service!r}")
+        os.killpg(proc.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(proc.pid, signal.SIGCONT)
+
+    @contextmanager
+    def guest(self, cpu_mhz: float | None = None, steal_percent: float | None = None):
+        """Change what the guest emulation reports (see sandbox/guest_emulation.py)."""
+        path = self.layout.guest_file
+        before = path.read_text() if path.exists() else None
+        settings = json.loads(before) if before else {}
+        if cpu_mhz is not None:
+            settings["cpu_mhz"] = cpu_mhz
+        if steal_percent is not None:
+            settings["steal_percent"] = steal_percent
+        path.write_text(json.dumps(settings))
+        try:
+            yield
+        finally:
+            if before is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_text(before)

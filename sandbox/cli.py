@@ -1,0 +1,193 @@
+"""`python -m sandbox COMMAND` (also `tox -e sandbox -- COMMAND`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from sandbox.api import POLICIES, Sandbox
+from sandbox.layout import REPO_ROOT
+from sandbox.waiting import SandboxError
+
+VARIANT_HELP = """variants (for `with`), each applied for the duration of COMMAND and then restored:
+  quota PROJECT NAME=VALUE...      e.g. quota zuul instances=99 (instances, cores, ram, port, floatingip,
+                                   gigabytes, volumes)
+  flavor NAME=VALUE...             replace the test-node flavor ci.standard, e.g. flavor vcpus=4
+  role PROJECT ROLE                grant ROLE (e.g. admin) to the project's user
+  no-service TYPE                  remove a service's endpoints from the catalog, e.g. no-service block-storage
+  policy SERVICE NAME              """ + ", ".join(f"{s} {n}" for s, names in POLICIES.items() for n in names) + """
+  no-external-network              the public network stops being external
+  paused SERVICE                   SIGSTOP a service, e.g. paused nova-compute
+  guest NAME=VALUE...              guest emulation: cpu_mhz=1200 steal_percent=30
+"""
+
+
+def _pairs(items: list[str]) -> dict[str, float]:
+    values = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SandboxError(f"expected NAME=VALUE, got {item!r}")
+        number = float(value)
+        values[key] = int(number) if number.is_integer() else number
+    return values
+
+
+def variant_context(sb: Sandbox, words: list[str]):
+    if not words:
+        raise SandboxError("which variant? see `python -m sandbox with --help`")
+    name, args = words[0], words[1:]
+    if name == "quota" and args:
+        return sb.quota(args[0], **_pairs(args[1:]))
+    if name == "flavor":
+        return sb.test_flavor(**_pairs(args))
+    if name == "role" and len(args) == 2:
+        return sb.role(*args)
+    if name == "no-service" and len(args) == 1:
+        return sb.without_service(args[0])
+    if name == "policy" and len(args) == 2:
+        return sb.policy(*args)
+    if name == "no-external-network" and not args:
+        return sb.without_external_network()
+    if name == "paused" and len(args) == 1:
+        return sb.paused(args[0])
+    if name == "guest":
+        return sb.guest(**_pairs(args))
+    raise SandboxError(f"unknown variant or wrong arguments: {' '.join(words)}")
+
+
+def cmd_up(sb: Sandbox, args) -> int:
+    started = time.monotonic()
+    sb.up()
+    print(f"sandbox up in {time.monotonic() - started:.0f}s; clouds.yaml: {sb.clouds_yaml}")
+    print(f"  try: OS_CLIENT_CONFIG_FILE={sb.clouds_yaml} openstack --os-cloud sandbox-zuul server list")
+    return 0
+
+
+def cmd_down(sb: Sandbox, args) -> int:
+    if not sb.is_running() and not sb.layout.root.exists():
+        print("sandbox is not running; nothing to stop")
+        return 0
+    started = time.monotonic()
+    stopped = sb.down()
+    print(f"sandbox down in {time.monotonic() - started:.1f}s: stopped {len(stopped)} processes, "
+          f"removed {sb.layout.root}")
+    return 0
+
+
+def cmd_status(sb: Sandbox, args) -> int:
+    rows = sb.status()
+    if not rows or not any(running for _, _, running, _ in rows):
+        print("sandbox is not running")
+        return 3
+    total = 0.0
+    print(f"{'process':<18} {'pid':>7} {'state':<8} {'rss':>8}")
+    for name, pid, running, rss in rows:
+        total += rss
+        print(f"{name:<18} {pid:>7} {'running' if running else 'EXITED':<8} {rss:>6.0f}MB")
+    print(f"{'total':<18} {'':>7} {'':<8} {total:>6.0f}MB")
+    print(f"clouds.yaml: {sb.clouds_yaml}")
+    return 0 if all(running for _, _, running, _ in rows) else 1
+
+
+def cmd_service(sb: Sandbox, args) -> int:
+    if args.action == "stop":
+        sb.stack.table.stop(args.name)
+    else:
+        sb.stack.restart(args.name)
+    print(f"{args.name}: {args.action} done")
+    return 0
+
+
+def cmd_with(sb: Sandbox, args) -> int:
+    if "--" not in args.rest:
+        raise SandboxError("usage: python -m sandbox with VARIANT [ARGS] [+ VARIANT ...] -- COMMAND")
+    split = args.rest.index("--")
+    variant_words, command = args.rest[:split], args.rest[split + 1:]
+    groups, current = [], []
+    for word in variant_words:
+        if word == "+":
+            groups.append(current)
+            current = []
+        else:
+            current.append(word)
+    groups.append(current)
+    with ExitStack() as stack:
+        for words in groups:
+            stack.enter_context(variant_context(sb, words))
+        env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(sb.clouds_yaml)}
+        return subprocess.call(command, env=env)
+
+
+def cmd_demo(sb: Sandbox, args) -> int:
+    """Up, the conformance suite against the sandbox with the sandbox profile, report path, down."""
+    started_here = not sb.is_running()
+    if started_here:
+        cmd_up(sb, args)
+    report_root = Path(os.environ.get("CONFORMANCE_REPORT_DIR") or REPO_ROOT / "reports")
+    before = set(report_root.glob("*")) if report_root.exists() else set()
+    try:
+        command = [sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider",
+                   "--profile=sandbox", "--zuul-cloud=sandbox-zuul", "--ci-cloud=sandbox-ci",
+                   f"--report-dir={report_root}", *args.pytest_args]
+        code = subprocess.call(command, env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(sb.clouds_yaml)},
+                               cwd=REPO_ROOT)
+    finally:
+        if started_here and not os.environ.get("SANDBOX_KEEP"):
+            cmd_down(sb, args)
+    new = sorted(set(report_root.glob("*")) - before) if report_root.exists() else []
+    if new:
+        print(f"report: {new[-1]}")
+    else:
+        print("no report was written (see the output above)")
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox",
+        description="A local OpenStack cloud (real Keystone, Glance, Placement, Nova with a fake hypervisor, "
+                    "Neutron, Cinder) on 127.0.0.1, for trying and testing the conformance suite. "
+                    "State lives in .sandbox/ (SANDBOX_DIR overrides).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start the cloud; returns when a server boot succeeds").set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop what `up` started and remove the state").set_defaults(func=cmd_down)
+    sub.add_parser("status", help="what runs, and its memory").set_defaults(func=cmd_status)
+    service = sub.add_parser("service", help="stop or start one sandbox process")
+    service.add_argument("action", choices=("stop", "start"))
+    service.add_argument("name")
+    service.set_defaults(func=cmd_service)
+    with_ = sub.add_parser("with", help="run a command with variant(s) applied, then restore",
+                           epilog=VARIANT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    with_.add_argument("rest", nargs=argparse.REMAINDER, help="VARIANT [ARGS] [+ VARIANT ...] -- COMMAND")
+    with_.set_defaults(func=cmd_with)
+    demo = sub.add_parser("demo", help="up, run the conformance suite with the sandbox profile, down")
+    demo.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    sb = Sandbox()
+    try:
+        return args.func(sb, args)
+    except SandboxError as error:
+        print(f"sandbox: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # one line for the user; the services' logs hold the details
+        if os.environ.get("SANDBOX_DEBUG"):
+            raise
+        print(f"sandbox: {args.command} failed: {type(error).__name__}: {error} "
+              f"(logs: {sb.layout.log}; SANDBOX_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("sandbox: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,98 @@
+"""Where the sandbox keeps things and which loopback ports it uses."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REGION = "RegionOne"
+HOST = "127.0.0.1"
+
+# Loopback ports; SANDBOX_PORT_OFFSET shifts them all (e.g. to run beside a real service on this machine).
+BASE_PORTS = {
+    "keystone": 5000,  # https
+    "keystone-http": 5001,  # plain http listener, only for negative tests (http Keystone must FAIL R7)
+    "glance": 9292,
+    "placement": 8778,
+    "nova-api": 8774,
+    "neutron": 9696,
+    "cinder-api": 8776,
+    "rabbitmq": 5672,
+    "rabbitmq-dist": 25672,
+    "epmd": 4369,
+}
+
+
+# Bump when the template's making changes in a way seed.py and the pins don't show (e.g. schema sync steps).
+TEMPLATE_FORMAT = "1"
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path  # the state dir: everything of one running sandbox
+
+    @classmethod
+    def from_env(cls) -> Layout:
+        return cls(Path(os.environ.get("SANDBOX_DIR") or REPO_ROOT / ".sandbox").resolve())
+
+    @property
+    def ports(self) -> dict[str, int]:
+        offset = int(os.environ.get("SANDBOX_PORT_OFFSET", "0"))
+        return {name: port + offset for name, port in BASE_PORTS.items()}
+
+    def url(self, service: str, scheme: str = "http", suffix: str = "") -> str:
+        return f"{scheme}://{HOST}:{self.ports[service]}{suffix}"
+
+    @property
+    def keystone_url(self) -> str:
+        return self.url("keystone", "https", "/v3")
+
+    # files and folders
+    etc = property(lambda self: self.root / "etc")
+    log = property(lambda self: self.root / "log")
+    data = property(lambda self: self.root / "data")
+    mysql_dir = property(lambda self: self.root / "data" / "mysql")
+    mysql_socket = property(lambda self: self.root / "mysql.sock")
+    rabbit_dir = property(lambda self: self.root / "data" / "rabbitmq")
+    clouds_yaml = property(lambda self: self.root / "clouds.yaml")
+    credentials = property(lambda self: self.root / "credentials.json")
+    processes = property(lambda self: self.root / "processes.json")
+    guest_file = property(lambda self: self.root / "guest.json")
+    ca_cert = property(lambda self: self.root / "etc" / "ca.pem")
+    tls_cert = property(lambda self: self.root / "etc" / "keystone-cert.pem")
+    tls_key = property(lambda self: self.root / "etc" / "keystone-key.pem")
+    lock = property(lambda self: self.root / "up.lock")
+
+    def db_url(self, database: str) -> str:
+        # Unix socket only (mariadbd runs with --skip-networking): no TCP port, no password to leak.
+        return f"mysql+pymysql://root@/{database}?unix_socket={self.mysql_socket}&charset=utf8"
+
+    def sqlite_url(self, name: str) -> str:
+        return f"sqlite:///{self.data / (name + '.db')}"
+
+
+def venv_bin(program: str) -> str:
+    """A console script of the Python environment the sandbox runs in (the services are installed there)."""
+    return str(Path(sys.executable).parent / program)
+
+
+def cache_root() -> Path:
+    return Path(
+        os.environ.get("SANDBOX_CACHE_DIR") or Path.home() / ".cache" / "opendev-conformance" / "sandbox"
+    )
+
+
+def template_key(layout: Layout) -> str:
+    """Identity of a database template: what went into it (pins, sandbox code, state path, ports)."""
+    digest = hashlib.sha256(TEMPLATE_FORMAT.encode())
+    for path in (Path(__file__).parent / "seed.py", REPO_ROOT / "constraints.txt"):
+        if path.exists():
+            digest.update(path.read_bytes())
+    digest.update(str(layout.root).encode())
+    digest.update(repr(sorted(layout.ports.items())).encode())
+    digest.update(sys.version.encode())
+    return digest.hexdigest()[:16]

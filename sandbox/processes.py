@@ -1,0 +1,154 @@
+"""Start, track and stop the sandbox's processes by PID.
+
+Each service starts in its own session (process group), so stopping its leader's group also stops the
+children it forked (gunicorn workers, Erlang helpers) and nothing else. The table of what was started is a JSON
+file in the state dir, written as each process starts; every entry records the process's start time so a
+recycled PID is never mistaken for ours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sandbox.waiting import wait_for
+
+_table_lock = threading.Lock()
+
+
+@dataclass
+class Process:
+    name: str
+    pid: int
+    start_ticks: int
+    argv: list[str]
+    log: str
+    env: dict[str, str]
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22 (starttime), counted after the ")" that closes the command name.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def is_alive(proc: Process) -> bool:
+    ticks = _start_ticks(proc.pid)
+    if ticks != proc.start_ticks:
+        return False
+    state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
+
+
+class ProcessTable:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def load(self) -> dict[str, Process]:
+        if not self.path.exists():
+            return {}
+        return {name: Process(**entry) for name, entry in json.loads(self.path.read_text()).items()}
+
+    def _save(self, table: dict[str, Process]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({name: asdict(p) for name, p in table.items()}, indent=1))
+        tmp.replace(self.path)
+
+    def start(self, name: str, argv: list[str], log: Path, env: dict[str, str], cwd: Path | None = None) -> Process:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            popen = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                env={**os.environ, **env}, cwd=cwd, start_new_session=True,
+            )
+        proc = Process(name, popen.pid, _start_ticks(popen.pid) or 0, argv, str(log), env)
+        with _table_lock:
+            table = self.load()
+            table[name] = proc
+            self._save(table)
+        return proc
+
+    def forget(self, name: str) -> None:
+        with _table_lock:
+            table = self.load()
+            table.pop(name, None)
+            self._save(table)
+
+    def running(self) -> dict[str, Process]:
+        return {name: p for name, p in self.load().items() if is_alive(p)}
+
+    def stop(self, name: str, timeout: float = 10.0) -> None:
+        proc = self.load().get(name)
+        if proc:
+            stop_processes([proc], timeout)
+            self.forget(name)
+
+    def stop_all(self, timeout: float = 10.0) -> list[str]:
+        """Stop every recorded process (newest first); return the names that were running."""
+        table = self.load()
+        alive = [p for p in reversed(list(table.values())) if is_alive(p)]
+        stop_processes(alive, timeout)
+        return [p.name for p in alive]
+
+
+def _signal_group(proc: Process, sig: int) -> None:
+    if not is_alive(proc):
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(proc.pid, sig)
+
+
+def group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:
+                members.append(int(entry.name))
+    return members
+
+
+def stop_processes(procs: list[Process], timeout: float) -> None:
+    """SIGTERM every group at once, wait (bounded) for all to go, then SIGKILL whatever is left."""
+    for proc in procs:
+        _signal_group(proc, signal.SIGTERM)
+
+    def all_gone() -> bool:
+        return not any(is_alive(p) or group_members(p.pid) for p in procs)
+
+    if not wait_for(all_gone, timeout=timeout, interval=0.1, what="processes to exit", raise_on_timeout=False):
+        for proc in procs:
+            for pid in group_members(proc.pid) or [proc.pid]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        wait_for(all_gone, timeout=5, interval=0.1, what="killed processes to exit", raise_on_timeout=False)
+
+
+def rss_mb(proc: Process) -> float:
+    """Resident memory of a process and every other member of its group, in MB."""
+    total_kb = 0
+    for pid in group_members(proc.pid):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+        except OSError:
+            continue
+    return total_kb / 1024

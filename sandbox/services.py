@@ -1,0 +1,159 @@
+"""How each sandbox process is started and how to tell it is ready."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+from sandbox.layout import HOST, Layout, venv_bin
+
+QUIET = {"PYTHONWARNINGS": "ignore"}
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    port: int | None = None  # ready when this loopback port accepts connections (and answers HTTP)
+    ready_url: str | None = None  # an API is ready when this answers with any HTTP status
+    needs_keystone: bool = False  # an OpenStack daemon that authenticates or uses RPC at start
+
+
+def _gunicorn(layout: Layout, name: str, port_name: str, module: str, env: dict[str, str],
+              workers: int = 1, tls: bool = False, wsgi_args: str = "") -> Service:
+    argv = [
+        venv_bin("gunicorn"), "--workers", str(workers), "--threads", "8",
+        "--bind", f"{HOST}:{layout.ports[port_name]}",
+        # Requests of a 100-server burst can wait on the database; don't let gunicorn kill busy workers.
+        "--timeout", "300", "--graceful-timeout", "3",
+        # nova-api lists ports of ~100 servers from neutron in one query string: gunicorn's default limit
+        # (4094 bytes) turns that into 414 and every GET /servers/detail into a 500.
+        "--limit-request-line", "0", "--limit-request-field_size", "0",
+        "--error-logfile", "-", "--name", f"sandbox-{name}",
+    ]
+    if tls:
+        argv += ["--certfile", str(layout.tls_cert), "--keyfile", str(layout.tls_key)]
+    argv.append("sandbox.wsgi_app:application")
+    return Service(name, argv, {**QUIET, **env, "SANDBOX_WSGI_MODULE": module, "SANDBOX_WSGI_ARGS": wsgi_args},
+                   port=layout.ports[port_name],
+                   ready_url=layout.url(port_name, "https" if tls else "http", "/"))
+
+
+def api_services(layout: Layout) -> list[Service]:
+    etc = str(layout.etc)
+    keystone_env = {"OS_KEYSTONE_CONFIG_FILES": str(layout.etc / "keystone.conf")}
+    return [
+        _gunicorn(layout, "keystone", "keystone", "keystone.wsgi.api", keystone_env, tls=True),
+        _gunicorn(layout, "keystone-http", "keystone-http", "keystone.wsgi.api", keystone_env),
+        _gunicorn(layout, "placement", "placement", "placement.wsgi.api",
+                  {"OS_PLACEMENT_CONFIG_DIR": etc, "OS_PLACEMENT_CONFIG_FILES": "placement.conf"}),
+        _gunicorn(layout, "glance", "glance", "glance.wsgi.api",
+                  {"OS_GLANCE_CONFIG_DIR": etc, "OS_GLANCE_CONFIG_FILES": "glance-api.conf"}),
+        # nova-api is the bottleneck of a burst on two cores: two workers.
+        _gunicorn(layout, "nova-api", "nova-api", "nova.wsgi.osapi_compute",
+                  {"OS_NOVA_CONFIG_DIR": etc, "OS_NOVA_CONFIG_FILES": "nova-api-paste.ini;nova.conf"}, workers=2),
+        _gunicorn(layout, "neutron", "neutron", "neutron.wsgi.api",
+                  {"OS_NEUTRON_CONFIG_DIR": etc, "OS_NEUTRON_CONFIG_FILES": "neutron.conf"}),
+        _gunicorn(layout, "cinder-api", "cinder-api", "cinder.wsgi.api", QUIET,
+                  wsgi_args=f"--config-file {layout.etc / 'cinder.conf'}"),
+    ]
+
+
+def daemon_services(layout: Layout) -> list[Service]:
+    nova_conf = ["--config-file", str(layout.etc / "nova.conf")]
+    cinder_conf = ["--config-file", str(layout.etc / "cinder.conf")]
+    guest = {"SANDBOX_GUEST_FILE": str(layout.guest_file)}
+    return [
+        Service("nova-conductor", [venv_bin("nova-conductor"), *nova_conf], QUIET, needs_keystone=True),
+        Service("nova-scheduler", [venv_bin("nova-scheduler"), *nova_conf], QUIET, needs_keystone=True),
+        Service("nova-compute", [sys.executable, "-m", "sandbox.nova_compute", *nova_conf], {**QUIET, **guest}, needs_keystone=True),
+        Service("cinder-scheduler", [venv_bin("cinder-scheduler"), *cinder_conf], QUIET, needs_keystone=True),
+        Service("cinder-volume", [venv_bin("cinder-volume"), *cinder_conf], QUIET, needs_keystone=True),
+    ]
+
+
+def mariadb(layout: Layout) -> Service:
+    argv = [
+        shutil.which("mariadbd") or "/usr/sbin/mariadbd", "--no-defaults",
+        f"--datadir={layout.mysql_dir}", f"--socket={layout.mysql_socket}",
+        f"--pid-file={layout.root / 'mysql.pid'}", f"--log-error={layout.log / 'mariadb.log'}",
+        # Socket only: nothing listens on TCP, so no port can clash and no password is needed.
+        "--skip-networking", "--skip-log-bin", "--skip-name-resolve",
+        # A throwaway cloud: durability is not worth an fsync per commit under a burst.
+        "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0", "--sync-binlog=0",
+        "--innodb-buffer-pool-size=256M", "--max-connections=2000",
+        "--character-set-server=utf8mb3", "--collation-server=utf8mb3_general_ci",
+    ]
+    if os.geteuid() == 0:
+        argv.append("--user=root")
+    return Service("mariadb", argv)
+
+
+def rabbit_env(layout: Layout) -> dict[str, str]:
+    base = layout.rabbit_dir
+    return {
+        "HOME": str(base),  # the Erlang cookie lives here, not in the user's home
+        "ERL_EPMD_ADDRESS": HOST,
+        "ERL_EPMD_PORT": str(layout.ports["epmd"]),
+        "RABBITMQ_NODENAME": "sandbox@localhost",
+        "RABBITMQ_NODE_IP_ADDRESS": HOST,
+        "RABBITMQ_NODE_PORT": str(layout.ports["rabbitmq"]),
+        "RABBITMQ_DIST_PORT": str(layout.ports["rabbitmq-dist"]),
+        "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(layout.log / "rabbitmq"),
+        "RABBITMQ_PID_FILE": str(base / "rabbit.pid"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+        "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq"),
+        "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
+        "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
+    }
+
+
+def rabbit_services(layout: Layout) -> list[Service]:
+    base = layout.rabbit_dir
+    for sub in ("mnesia", "home"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    (layout.log / "rabbitmq").mkdir(parents=True, exist_ok=True)
+    (base / "enabled_plugins").write_text("[].\n")  # no management plugin: faster start, fewer ports
+    (base / "rabbitmq.conf").write_text(
+        f"listeners.tcp.default = {HOST}:{layout.ports['rabbitmq']}\n"
+        "vm_memory_high_watermark.relative = 0.2\n"
+    )
+    (base / "advanced.config").write_text("[].\n")
+    (base / "rabbitmq-env.conf").write_text("")
+    env = rabbit_env(layout)
+    epmd_argv = [shutil.which("epmd") or "/usr/bin/epmd", "-address", HOST, "-port", str(layout.ports["epmd"])]
+    server = shutil.which("rabbitmq-server", path="/usr/lib/rabbitmq/bin") or "/usr/lib/rabbitmq/bin/rabbitmq-server"
+    return [
+        # Started by us in the foreground so that we own its PID (Erlang would otherwise daemonise its own).
+        Service("epmd", epmd_argv, env, port=layout.ports["epmd"]),
+        Service("rabbitmq", [server], env, port=layout.ports["rabbitmq"]),
+    ]
+
+
+def http_answers(url: str, cafile) -> bool:
+    """Any HTTP status counts: the app is loaded. A bound port alone is not (gunicorn binds before its workers
+    import the service, and a service that fails to load still had its port open for a moment)."""
+    context = ssl.create_default_context(cafile=str(cafile)) if url.startswith("https") else None
+    try:
+        urllib.request.urlopen(url, timeout=2, context=context).close()
+        return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ssl.SSLError):
+        return False
+
+
+def port_open(port: int, host: str = HOST) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False

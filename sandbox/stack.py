@@ -1,0 +1,394 @@
+"""Bring the sandbox cloud up and down.
+
+`up` restores pre-synced databases from a template (built once per set of pins, in the user's cache dir),
+starts every process on loopback, and returns only when a server boot succeeds. Building the template is the
+slow part (schema syncs, initial state through the APIs); it happens on the first `up` of a machine.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from importlib.util import find_spec
+from pathlib import Path
+
+import openstack
+import yaml
+
+from sandbox import configs, seed, services
+from sandbox.layout import REGION, Layout, cache_root, template_key, venv_bin
+from sandbox.processes import ProcessTable, rss_mb
+from sandbox.tls import make_ca_and_server_cert
+from sandbox.waiting import SandboxError, wait_for
+
+DATABASES = ("nova_api", "nova_cell0", "nova", "placement", "neutron", "cinder")
+PYTHON_PACKAGES = ("keystone", "glance", "placement", "nova", "neutron", "cinder", "gunicorn", "pymysql")
+# What the template holds besides the MariaDB datadir (paths relative to the state dir).
+TEMPLATE_FILES = ("data/mysql", "data/keystone.db", "data/glance.db", "data/keystone/fernet",
+                  "data/keystone/credential", "data/glance/images", "credentials.json")
+
+
+class AlreadyRunning(SandboxError):
+    pass
+
+
+def missing_prerequisites() -> list[str]:
+    """Everything `up` needs that is not installed, each with how to get it."""
+    missing = []
+    for program, package in (("mariadbd", "mariadb-server"), ("mariadb-install-db", "mariadb-server"),
+                             ("epmd", "rabbitmq-server (erlang)")):
+        if not shutil.which(program, path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin"):
+            missing.append(f"{program} (apt package {package})")
+    if not Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists():
+        missing.append("rabbitmq-server (apt package rabbitmq-server)")
+    absent = [name for name in PYTHON_PACKAGES if find_spec(name) is None]
+    if absent:
+        missing.append(f"Python packages {', '.join(absent)} (pip install -e '.[sandbox]' -c constraints.txt,"
+                       " or use tox -e sandbox)")
+    return missing
+
+
+class Stack:
+    def __init__(self, layout: Layout | None = None, say: Callable[[str], None] | None = None):
+        self.layout = layout or Layout.from_env()
+        self.table = ProcessTable(self.layout.processes)
+        self._t0 = time.monotonic()
+        self._say = say or (lambda message: print(message, flush=True))
+
+    def say(self, message: str) -> None:
+        self._say(f"[{time.monotonic() - self._t0:5.1f}s] {message}")
+
+    # ---- state -----------------------------------------------------------------------------------------------
+    def is_running(self) -> bool:
+        return bool(self.layout.processes.exists() and self.table.running())
+
+    def credentials(self) -> dict[str, str]:
+        return json.loads(self.layout.credentials.read_text())
+
+    @contextmanager
+    def _exclusive(self):
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        with open(self.layout.root.parent / f".{self.layout.root.name}.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise AlreadyRunning(f"another sandbox command is using {self.layout.root}") from None
+            yield
+
+    # ---- up ----------------------------------------------------------------------------------------------------
+    def up(self) -> None:
+        if self.is_running():
+            raise AlreadyRunning(f"the sandbox is already running (state in {self.layout.root}); "
+                                 "use `status`, or `down` first")
+        missing = missing_prerequisites()
+        if missing:
+            raise SandboxError("missing prerequisites: " + "; ".join(missing) +
+                               ". Run `bash sandbox/prereqs.sh` (as root) for the apt packages.")
+        busy = [f"{port} ({name})" for name, port in self.layout.ports.items() if services.port_open(port)]
+        if busy:
+            raise SandboxError(f"loopback port(s) already in use: {', '.join(busy)}; stop what uses them or set "
+                               "SANDBOX_PORT_OFFSET")
+        with self._exclusive():
+            try:
+                self._up()
+            except BaseException:
+                self.say("start failed; stopping what was started (logs kept in "
+                         f"{self.layout.log})")
+                self.table.stop_all()
+                raise
+
+    def _up(self) -> None:
+        layout = self.layout
+        self._wipe_state(keep_logs=False)
+        template = cache_root() / template_key(layout)
+        if not (template / "complete").exists():
+            self.say(f"no database template for this setup yet: building it once in {template} "
+                     "(about 2 minutes)")
+            self._build_template(template)
+            self.table.stop_all()
+            self._wipe_state(keep_logs=True)
+        self._restore_template(template)
+        passwords = self.credentials()
+        configs.render_all(layout, passwords)
+        make_ca_and_server_cert(layout.ca_cert, layout.tls_cert, layout.tls_key, "127.0.0.1")
+        self._start_infrastructure()
+        self._start_apis(wait=False)
+        self._wait_ports(["keystone"], timeout=90)
+        self._start_daemons()
+        self._wait_ports([s.name for s in services.api_services(layout)], timeout=120)
+        self.say("all APIs answer")
+        self.write_clouds_yaml(passwords)
+        self._wait_usable(passwords)
+
+    def _wipe_state(self, keep_logs: bool) -> None:
+        root = self.layout.root
+        root.mkdir(parents=True, exist_ok=True)
+        for entry in root.iterdir():
+            if keep_logs and entry.name == "log":
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    def _restore_template(self, template: Path) -> None:
+        for relative in TEMPLATE_FILES:
+            source, target = template / relative, self.layout.root / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, target)
+            elif source.exists():
+                shutil.copy2(source, target)
+        self.layout.credentials.chmod(0o600)
+        self.say("databases restored from the template")
+
+    def _start(self, service: services.Service):
+        return self.table.start(service.name, service.argv, self.layout.log / f"{service.name}.out", service.env,
+                                cwd=self.layout.root)
+
+    def _start_infrastructure(self) -> None:
+        layout = self.layout
+        layout.log.mkdir(parents=True, exist_ok=True)
+        self._start(services.mariadb(layout))
+        for service in services.rabbit_services(layout):
+            self._start(service)
+            if service.name == "epmd":
+                self._wait_ports(["epmd"], timeout=10)
+        wait_for(layout.mysql_socket.exists, timeout=30, interval=0.1, what="MariaDB's socket",
+                 describe=lambda: self._log_tail("mariadb.log"))
+        self.say("MariaDB ready")
+
+    def _start_apis(self, wait: bool = True) -> None:
+        for service in services.api_services(self.layout):
+            self._start(service)
+        if wait:
+            self._wait_ports([s.name for s in services.api_services(self.layout)], timeout=120)
+
+    def _start_daemons(self) -> None:
+        self._wait_ports(["rabbitmq"], timeout=60)
+        for service in services.daemon_services(self.layout):
+            self._start(service)
+
+    def _wait_ports(self, names: list[str], timeout: float) -> None:
+        """Wait until the named services answer: APIs over HTTP, the others on their port."""
+        urls = {s.name: s.ready_url for s in services.api_services(self.layout)}
+        pending = {name: self.layout.ports[name] for name in names}
+
+        def answers(name: str, port: int) -> bool:
+            if urls.get(name):
+                return services.http_answers(urls[name], self.layout.ca_cert)
+            return services.port_open(port)
+
+        def all_open() -> bool:
+            for name, port in list(pending.items()):
+                if answers(name, port):
+                    del pending[name]
+            dead = [n for n in pending if n in self.table.load() and n not in self.table.running()]
+            if dead:
+                raise SandboxError(f"{dead[0]} exited during start: {self._log_tail(dead[0] + '.out')}")
+            return not pending
+
+        wait_for(all_open, timeout=timeout, interval=0.2, what="ports of " + ", ".join(names),
+                 describe=lambda: "still closed: " + ", ".join(pending))
+
+    def _log_tail(self, name: str, lines: int = 3) -> str:
+        path = self.layout.log / name
+        if not path.exists():
+            return "(no log)"
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+
+    # ---- template ------------------------------------------------------------------------------------------------
+    def _build_template(self, template: Path) -> None:
+        layout = self.layout
+        passwords = {name: secrets.token_urlsafe(18) for name in
+                     ("admin", *configs.SERVICE_USERS, *seed.PROJECT_USERS.values())}
+        layout.credentials.write_text(json.dumps(passwords))
+        layout.credentials.chmod(0o600)
+        configs.render_all(layout, passwords)
+        make_ca_and_server_cert(layout.ca_cert, layout.tls_cert, layout.tls_key, "127.0.0.1")
+        layout.log.mkdir(parents=True, exist_ok=True)
+        self._run_step("mariadb-install-db", [
+            shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db", "--no-defaults",
+            f"--datadir={layout.mysql_dir}", "--auth-root-authentication-method=normal", "--skip-test-db",
+            *(["--user=root"] if os.geteuid() == 0 else []),
+        ])
+        self._start_infrastructure()
+        create = "; ".join(f"CREATE DATABASE {db} CHARACTER SET utf8mb3" for db in DATABASES)
+        self._run_step("create databases", ["mariadb", f"--socket={layout.mysql_socket}", "-uroot", "-e", create])
+        self._sync_schemas(passwords)
+        self.say("schemas synced")
+        self._start_apis(wait=True)
+        conn = seed.admin_connection(layout, passwords["admin"])
+        seed.seed_identity(conn, layout, passwords)
+        conn = seed.admin_connection(layout, passwords["admin"])  # a token whose catalog has the new services
+        seed.seed_compute_network_volume(conn)
+        self._upload_base_image(conn)
+        self.say("initial state created (projects, users, flavors, quotas, networks, base image)")
+        # A clean shutdown so that the datadir copy is consistent.
+        self.table.stop_all(timeout=30)
+        staging = template.with_name(template.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        for relative in TEMPLATE_FILES:
+            source = layout.root / relative
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, target)
+            elif source.exists():
+                shutil.copy2(source, target)
+        (staging / "complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        # Keep one template: older ones were made for other pins or code.
+        for old in template.parent.glob("*"):
+            if old.is_dir() and old != staging:
+                shutil.rmtree(old, ignore_errors=True)
+        staging.rename(template)
+        self.say("database template saved")
+
+    def _run_step(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        log = self.layout.log / f"setup-{name.replace(' ', '-')}.log"
+        with open(log, "ab") as out:
+            result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})},
+                                    cwd=self.layout.root)
+        if result.returncode != 0:
+            tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-5:])
+            raise SandboxError(f"{name} failed (exit {result.returncode}): {tail} [log: {log}]")
+
+    def _sync_schemas(self, passwords: dict[str, str]) -> None:
+        layout = self.layout
+        etc = layout.etc
+        keystone = [venv_bin("keystone-manage"), "--config-file", str(etc / "keystone.conf")]
+        nova = [venv_bin("nova-manage"), "--config-file", str(etc / "nova.conf")]
+        (layout.data / "keystone").mkdir(parents=True, exist_ok=True)
+        steps = {
+            "keystone": [
+                [*keystone, "db_sync"],
+                [*keystone, "fernet_setup", "--keystone-user", str(os.getuid()), "--keystone-group",
+                 str(os.getgid())],
+                [*keystone, "credential_setup", "--keystone-user", str(os.getuid()), "--keystone-group",
+                 str(os.getgid())],
+                [*keystone, "bootstrap", "--bootstrap-password", passwords["admin"],
+                 "--bootstrap-public-url", layout.keystone_url, "--bootstrap-internal-url", layout.keystone_url,
+                 "--bootstrap-admin-url", layout.keystone_url, "--bootstrap-region-id", REGION],
+            ],
+            "glance": [[venv_bin("glance-manage"), "--config-file", str(etc / "glance-api.conf"), "db_sync"]],
+            "placement": [[venv_bin("placement-manage"), "--config-file", str(etc / "placement.conf"), "db",
+                           "sync"]],
+            "nova": [
+                [*nova, "api_db", "sync"],
+                [*nova, "cell_v2", "map_cell0", "--database_connection", layout.db_url("nova_cell0")],
+                [*nova, "cell_v2", "create_cell", "--name", "cell1", "--verbose"],
+                [*nova, "db", "sync"],
+            ],
+            "neutron": [[sys.executable, "-m", "sandbox.neutron_schema", str(etc / "neutron.conf"),
+                         layout.db_url("neutron")]],
+            "cinder": [[venv_bin("cinder-manage"), "--config-file", str(etc / "cinder.conf"), "db", "sync"]],
+        }
+
+        def run_chain(name: str) -> None:
+            for index, argv in enumerate(steps[name]):
+                self._run_step(f"{name}-{index}", argv)
+
+        with ThreadPoolExecutor(len(steps)) as pool:
+            for future in [pool.submit(run_chain, name) for name in steps]:
+                future.result()
+
+    def _upload_base_image(self, conn) -> None:
+        # A raw image (Glance inspects data: the declared format must match the bytes) for the smoke boot.
+        image_file = self.layout.root / "base.img"
+        image_file.write_bytes(b"\0" * 1024 * 1024)
+        conn.image.create_image(name="sandbox-base", filename=str(image_file), disk_format="raw",
+                                container_format="bare", visibility="public", wait=True)
+        image_file.unlink()
+
+    # ---- usable ------------------------------------------------------------------------------------------------
+    def _wait_usable(self, passwords: dict[str, str]) -> None:
+        """Return when a server boots: compute registered, host mapped into the cell, networking binds."""
+        conn = seed.admin_connection(self.layout, passwords["admin"])
+        wait_for(lambda: list(conn.compute.hypervisors()), timeout=120, interval=0.5,
+                 what="the compute host to register", describe=lambda: self._log_tail("nova-compute.out"))
+        self.say("compute host registered")
+        image = conn.image.find_image("sandbox-base")
+        flavor = conn.compute.find_flavor(configs.SMALL_FLAVOR["name"])
+        network = conn.network.find_network(seed.PUBLIC_NETWORK["name"])
+        deadline = time.monotonic() + 120
+        attempt = 0
+        while True:  # bounded by the deadline: the host may not be mapped into the cell for a few seconds
+            attempt += 1
+            server = conn.compute.create_server(name=f"sandbox-smoke-{attempt}", image_id=image.id,
+                                                flavor_id=flavor.id, networks=[{"uuid": network.id}])
+            try:
+                status = conn.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"],
+                                                      interval=0.5, wait=120).status
+            except openstack.exceptions.ResourceFailure:
+                status = "ERROR"
+            conn.compute.delete_server(server)
+            conn.compute.wait_for_delete(server, interval=0.5, wait=60)
+            if status == "ACTIVE":
+                break
+            if time.monotonic() > deadline:
+                raise SandboxError(f"no server could boot: last status {status}")
+        self.say(f"a server booted (attempt {attempt}): the cloud is usable")
+
+    # ---- clouds.yaml ---------------------------------------------------------------------------------------------
+    def write_clouds_yaml(self, passwords: dict[str, str]) -> None:
+        layout = self.layout
+
+        def entry(user: str, project: str, auth_url: str, cacert: bool = True) -> dict:
+            cloud = {
+                "auth": {"auth_url": auth_url, "username": user, "password": passwords[user],
+                         "project_name": project, "user_domain_name": "Default", "project_domain_name": "Default"},
+                "region_name": REGION, "identity_api_version": 3, "interface": "public",
+            }
+            if cacert:
+                cloud["cacert"] = str(layout.ca_cert)
+            return cloud
+
+        zuul_user, ci_user = seed.PROJECT_USERS["zuul"], seed.PROJECT_USERS["ci"]
+        clouds = {
+            "sandbox-zuul": entry(zuul_user, "zuul", layout.keystone_url),
+            "sandbox-ci": entry(ci_user, "ci", layout.keystone_url),
+            "sandbox-admin": entry("admin", "admin", layout.keystone_url),
+            # Plain http Keystone: only for negative tests (R7 must FAIL on it).
+            "sandbox-zuul-http": entry(zuul_user, "zuul", layout.url("keystone-http", suffix="/v3"),
+                                       cacert=False),
+        }
+        layout.clouds_yaml.write_text(
+            "# Generated by `python -m sandbox up`: the local sandbox cloud. Holds passwords: keep private.\n"
+            + yaml.safe_dump({"clouds": clouds}, sort_keys=False)
+        )
+        layout.clouds_yaml.chmod(0o600)
+
+    # ---- down / status -------------------------------------------------------------------------------------------
+    def down(self) -> list[str]:
+        """Stop exactly the processes `up` started and remove the state; return what was stopped."""
+        if not self.layout.root.exists():
+            return []
+        stopped = self.table.stop_all(timeout=8)
+        shutil.rmtree(self.layout.root, ignore_errors=True)
+        lock = self.layout.root.parent / f".{self.layout.root.name}.lock"
+        lock.unlink(missing_ok=True)
+        return stopped
+
+    def restart(self, name: str) -> None:
+        """Start a process again with the command line and environment it was first started with."""
+        proc = self.table.load().get(name)
+        if proc is None:
+            raise SandboxError(f"no sandbox process named {name!r}")
+        self.table.stop(name)
+        self.table.start(name, proc.argv, Path(proc.log), proc.env, cwd=self.layout.root)
+
+    def status(self) -> list[tuple[str, int, bool, float]]:
+        """(name, pid, running, RSS MB) for every process `up` started."""
+        running = self.table.running()
+        return [(name, proc.pid, name in running, rss_mb(proc) if name in running else 0.0)
+                for name, proc in self.table.load().items()]
