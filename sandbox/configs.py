@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sandbox.layout import HOST, REGION, Layout
 
+COMPUTE_HOST = "sandbox-compute"
 SERVICE_USERS = ("glance", "placement", "nova", "neutron", "cinder")
 # Quotas of the cloud's initial state: room for 150 test nodes (R8 needs 100) and 1000 GB of volumes in ci.
 TEST_NODE_FLAVOR = {"name": "ci.standard", "vcpus": 8, "ram": 8192, "disk": 80}
@@ -98,10 +99,13 @@ def render_all(layout: Layout, passwords: dict[str, str]) -> None:
 def keystone(layout: Layout) -> str:
     return _render({
         "DEFAULT": _common(layout, "keystone"),
-        "database": {"connection": layout.sqlite_url("keystone")},
+        "database": {"connection": layout.db_url("keystone"), "max_pool_size": 10, "max_overflow": 20},
         "fernet_tokens": {"key_repository": layout.data / "keystone" / "fernet"},
         "credential": {"key_repository": layout.data / "keystone" / "credential"},
         "token": {"provider": "fernet"},
+        # Every authentication verifies a bcrypt hash; the default cost (12) makes each one ~0.3 s of CPU, which
+        # a 2-core machine running a whole cloud and the suite's many sessions can't spare. Loopback only.
+        "identity": {"password_hash_rounds": 4},
         "oslo_policy": {"policy_file": layout.etc / "keystone-policy.yaml"},
     })
 
@@ -109,7 +113,7 @@ def keystone(layout: Layout) -> str:
 def glance(layout: Layout, passwords: dict[str, str]) -> str:
     return _render({
         "DEFAULT": {**_common(layout, "glance"), "enabled_backends": "fs:file"},
-        "database": {"connection": layout.sqlite_url("glance")},
+        "database": {"connection": layout.db_url("glance")},
         "glance_store": {"default_backend": "fs"},
         "fs": {"filesystem_store_datadir": layout.data / "glance" / "images"},
         "os_glance_staging_store": {"filesystem_store_datadir": layout.data / "glance" / "staging"},
@@ -137,7 +141,7 @@ def nova(layout: Layout, passwords: dict[str, str]) -> str:
             **_common(layout, "nova"),
             "transport_url": _messaging(layout),
             "compute_driver": "sandbox_guest.EmulatedGuestDriver",  # see sandbox/nova_compute.py
-            "host": "sandbox-compute",
+            "host": COMPUTE_HOST,
             "my_ip": HOST,
             "state_path": layout.data / "nova",
             "instances_path": layout.data / "nova" / "instances",

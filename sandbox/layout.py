@@ -28,7 +28,7 @@ BASE_PORTS = {
 
 
 # Bump when the template's making changes in a way seed.py and the pins don't show (e.g. schema sync steps).
-TEMPLATE_FORMAT = "1"
+TEMPLATE_FORMAT = "4"
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,6 @@ class Layout:
     def db_url(self, database: str) -> str:
         # Unix socket only (mariadbd runs with --skip-networking): no TCP port, no password to leak.
         return f"mysql+pymysql://root@/{database}?unix_socket={self.mysql_socket}&charset=utf8"
-
-    def sqlite_url(self, name: str) -> str:
-        return f"sqlite:///{self.data / (name + '.db')}"
 
 
 def venv_bin(program: str) -> str:

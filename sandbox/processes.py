@@ -62,12 +62,14 @@ class ProcessTable:
         tmp.write_text(json.dumps({name: asdict(p) for name, p in table.items()}, indent=1))
         tmp.replace(self.path)
 
-    def start(self, name: str, argv: list[str], log: Path, env: dict[str, str], cwd: Path | None = None) -> Process:
+    def start(self, name: str, argv: list[str], log: Path, env: dict[str, str], cwd: Path | None = None,
+              nice: int = 0) -> Process:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             popen = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 env={**os.environ, **env}, cwd=cwd, start_new_session=True,
+                preexec_fn=(lambda: os.nice(nice)) if nice else None,
             )
         proc = Process(name, popen.pid, _start_ticks(popen.pid) or 0, argv, str(log), env)
         with _table_lock:

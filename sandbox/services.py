@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import sys
 import ssl
+import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -23,11 +23,15 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
     port: int | None = None  # ready when this loopback port accepts connections (and answers HTTP)
     ready_url: str | None = None  # an API is ready when this answers with any HTTP status
-    needs_keystone: bool = False  # an OpenStack daemon that authenticates or uses RPC at start
+    # Services that must answer before this one starts (nova-compute reports its resources to placement at
+    # start and only retries a minute later).
+    after: tuple[str, ...] = ()
+    # Off the critical path of `up`: yields the 2 cores to the services a first boot needs.
+    nice: int = 0
 
 
 def _gunicorn(layout: Layout, name: str, port_name: str, module: str, env: dict[str, str],
-              workers: int = 1, tls: bool = False, wsgi_args: str = "") -> Service:
+              workers: int = 1, tls: bool = False, wsgi_args: str = "", nice: int = 0) -> Service:
     argv = [
         venv_bin("gunicorn"), "--workers", str(workers), "--threads", "8",
         "--bind", f"{HOST}:{layout.ports[port_name]}",
@@ -43,7 +47,7 @@ def _gunicorn(layout: Layout, name: str, port_name: str, module: str, env: dict[
     argv.append("sandbox.wsgi_app:application")
     return Service(name, argv, {**QUIET, **env, "SANDBOX_WSGI_MODULE": module, "SANDBOX_WSGI_ARGS": wsgi_args},
                    port=layout.ports[port_name],
-                   ready_url=layout.url(port_name, "https" if tls else "http", "/"))
+                   ready_url=layout.url(port_name, "https" if tls else "http", "/"), nice=nice)
 
 
 def api_services(layout: Layout) -> list[Service]:
@@ -51,7 +55,7 @@ def api_services(layout: Layout) -> list[Service]:
     keystone_env = {"OS_KEYSTONE_CONFIG_FILES": str(layout.etc / "keystone.conf")}
     return [
         _gunicorn(layout, "keystone", "keystone", "keystone.wsgi.api", keystone_env, tls=True),
-        _gunicorn(layout, "keystone-http", "keystone-http", "keystone.wsgi.api", keystone_env),
+        _gunicorn(layout, "keystone-http", "keystone-http", "keystone.wsgi.api", keystone_env, nice=10),
         _gunicorn(layout, "placement", "placement", "placement.wsgi.api",
                   {"OS_PLACEMENT_CONFIG_DIR": etc, "OS_PLACEMENT_CONFIG_FILES": "placement.conf"}),
         _gunicorn(layout, "glance", "glance", "glance.wsgi.api",
@@ -62,7 +66,7 @@ def api_services(layout: Layout) -> list[Service]:
         _gunicorn(layout, "neutron", "neutron", "neutron.wsgi.api",
                   {"OS_NEUTRON_CONFIG_DIR": etc, "OS_NEUTRON_CONFIG_FILES": "neutron.conf"}),
         _gunicorn(layout, "cinder-api", "cinder-api", "cinder.wsgi.api", QUIET,
-                  wsgi_args=f"--config-file {layout.etc / 'cinder.conf'}"),
+                  wsgi_args=f"--config-file {layout.etc / 'cinder.conf'}", nice=10),
     ]
 
 
@@ -71,11 +75,13 @@ def daemon_services(layout: Layout) -> list[Service]:
     cinder_conf = ["--config-file", str(layout.etc / "cinder.conf")]
     guest = {"SANDBOX_GUEST_FILE": str(layout.guest_file)}
     return [
-        Service("nova-conductor", [venv_bin("nova-conductor"), *nova_conf], QUIET, needs_keystone=True),
-        Service("nova-scheduler", [venv_bin("nova-scheduler"), *nova_conf], QUIET, needs_keystone=True),
-        Service("nova-compute", [sys.executable, "-m", "sandbox.nova_compute", *nova_conf], {**QUIET, **guest}, needs_keystone=True),
-        Service("cinder-scheduler", [venv_bin("cinder-scheduler"), *cinder_conf], QUIET, needs_keystone=True),
-        Service("cinder-volume", [venv_bin("cinder-volume"), *cinder_conf], QUIET, needs_keystone=True),
+        # Both build a placement client (a Keystone lookup) at start and exit if that fails.
+        Service("nova-conductor", [venv_bin("nova-conductor"), *nova_conf], QUIET, after=("keystone",)),
+        Service("nova-scheduler", [venv_bin("nova-scheduler"), *nova_conf], QUIET, after=("keystone",)),
+        Service("nova-compute", [sys.executable, "-m", "sandbox.nova_compute", *nova_conf], {**QUIET, **guest},
+                after=("keystone", "placement")),
+        Service("cinder-scheduler", [venv_bin("cinder-scheduler"), *cinder_conf], QUIET, nice=10),
+        Service("cinder-volume", [venv_bin("cinder-volume"), *cinder_conf], QUIET, nice=10),
     ]
 
 

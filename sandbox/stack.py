@@ -30,10 +30,11 @@ from sandbox.processes import ProcessTable, rss_mb
 from sandbox.tls import make_ca_and_server_cert
 from sandbox.waiting import SandboxError, wait_for
 
-DATABASES = ("nova_api", "nova_cell0", "nova", "placement", "neutron", "cinder")
+# All on MariaDB: SQLite locks ("database is locked") under concurrent requests, even Keystone's with WAL.
+DATABASES = ("keystone", "glance", "nova_api", "nova_cell0", "nova", "placement", "neutron", "cinder")
 PYTHON_PACKAGES = ("keystone", "glance", "placement", "nova", "neutron", "cinder", "gunicorn", "pymysql")
 # What the template holds besides the MariaDB datadir (paths relative to the state dir).
-TEMPLATE_FILES = ("data/mysql", "data/keystone.db", "data/glance.db", "data/keystone/fernet",
+TEMPLATE_FILES = ("data/mysql", "data/keystone/fernet",
                   "data/keystone/credential", "data/glance/images", "credentials.json")
 
 
@@ -121,9 +122,20 @@ class Stack:
         configs.render_all(layout, passwords)
         make_ca_and_server_cert(layout.ca_cert, layout.tls_cert, layout.tls_key, "127.0.0.1")
         self._start_infrastructure()
-        self._start_apis(wait=False)
-        self._wait_ports(["keystone"], timeout=90)
-        self._start_daemons()
+        # Keystone first and alone: every other service authenticates against it at start, and on 2 cores its
+        # import is three times slower when all services import at once. Then everything else at once (the
+        # daemons reconnect to RabbitMQ by themselves), except what must wait for another service to answer.
+        every = services.api_services(layout) + services.daemon_services(layout)
+        keystone = every.pop(0)
+        self._start(keystone)
+        self._wait_ports([keystone.name], timeout=60)
+        for service in every:
+            if not service.after:
+                self._start(service)
+        for service in every:
+            if service.after:
+                self._wait_ports(list(service.after), timeout=120)
+                self._start(service)
         self._wait_ports([s.name for s in services.api_services(layout)], timeout=120)
         self.say("all APIs answer")
         self.write_clouds_yaml(passwords)
@@ -153,7 +165,7 @@ class Stack:
 
     def _start(self, service: services.Service):
         return self.table.start(service.name, service.argv, self.layout.log / f"{service.name}.out", service.env,
-                                cwd=self.layout.root)
+                                cwd=self.layout.root, nice=service.nice)
 
     def _start_infrastructure(self) -> None:
         layout = self.layout
@@ -173,11 +185,6 @@ class Stack:
         if wait:
             self._wait_ports([s.name for s in services.api_services(self.layout)], timeout=120)
 
-    def _start_daemons(self) -> None:
-        self._wait_ports(["rabbitmq"], timeout=60)
-        for service in services.daemon_services(self.layout):
-            self._start(service)
-
     def _wait_ports(self, names: list[str], timeout: float) -> None:
         """Wait until the named services answer: APIs over HTTP, the others on their port."""
         urls = {s.name: s.ready_url for s in services.api_services(self.layout)}
@@ -192,13 +199,17 @@ class Stack:
             for name, port in list(pending.items()):
                 if answers(name, port):
                     del pending[name]
-            dead = [n for n in pending if n in self.table.load() and n not in self.table.running()]
-            if dead:
-                raise SandboxError(f"{dead[0]} exited during start: {self._log_tail(dead[0] + '.out')}")
+            self._check_alive()
             return not pending
 
         wait_for(all_open, timeout=timeout, interval=0.2, what="ports of " + ", ".join(names),
                  describe=lambda: "still closed: " + ", ".join(pending))
+
+    def _check_alive(self) -> None:
+        """Fail fast, naming the service, when a process we started has exited."""
+        dead = sorted(set(self.table.load()) - set(self.table.running()))
+        if dead:
+            raise SandboxError(f"{dead[0]} exited during start: {self._log_tail(dead[0] + '.out')}")
 
     def _log_tail(self, name: str, lines: int = 3) -> str:
         path = self.layout.log / name
@@ -225,6 +236,13 @@ class Stack:
         create = "; ".join(f"CREATE DATABASE {db} CHARACTER SET utf8mb3" for db in DATABASES)
         self._run_step("create databases", ["mariadb", f"--socket={layout.mysql_socket}", "-uroot", "-e", create])
         self._sync_schemas(passwords)
+        # Map the compute host into cell1 now (what `nova-manage cell_v2 discover_hosts` would do once it
+        # registers): boots work as soon as nova-compute reports, instead of after the next periodic discovery.
+        self._run_step("map compute host", [
+            "mariadb", f"--socket={layout.mysql_socket}", "-uroot", "nova_api", "-e",
+            "INSERT INTO host_mappings (created_at, cell_id, host) SELECT NOW(), id, "
+            f"'{configs.COMPUTE_HOST}' FROM cell_mappings WHERE name = 'cell1'",
+        ])
         self.say("schemas synced")
         self._start_apis(wait=True)
         conn = seed.admin_connection(layout, passwords["admin"])
@@ -234,7 +252,7 @@ class Stack:
         self._upload_base_image(conn)
         self.say("initial state created (projects, users, flavors, quotas, networks, base image)")
         # A clean shutdown so that the datadir copy is consistent.
-        self.table.stop_all(timeout=30)
+        self.table.stop_all(timeout=8)
         staging = template.with_name(template.name + ".tmp")
         shutil.rmtree(staging, ignore_errors=True)
         for relative in TEMPLATE_FILES:
@@ -246,11 +264,12 @@ class Stack:
             elif source.exists():
                 shutil.copy2(source, target)
         (staging / "complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        # Keep one template: older ones were made for other pins or code.
-        for old in template.parent.glob("*"):
-            if old.is_dir() and old != staging:
-                shutil.rmtree(old, ignore_errors=True)
         staging.rename(template)
+        # Keep the newest few (one per sandbox dir in use); older ones were made for other pins or code.
+        others = sorted((t for t in template.parent.iterdir() if t.is_dir() and t != template),
+                        key=lambda t: t.stat().st_mtime, reverse=True)
+        for old in others[2:]:
+            shutil.rmtree(old, ignore_errors=True)
         self.say("database template saved")
 
     def _run_step(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
@@ -314,7 +333,11 @@ class Stack:
     def _wait_usable(self, passwords: dict[str, str]) -> None:
         """Return when a server boots: compute registered, host mapped into the cell, networking binds."""
         conn = seed.admin_connection(self.layout, passwords["admin"])
-        wait_for(lambda: list(conn.compute.hypervisors()), timeout=120, interval=0.5,
+        def registered():
+            self._check_alive()
+            return list(conn.compute.hypervisors())
+
+        wait_for(registered, timeout=120, interval=0.5,
                  what="the compute host to register", describe=lambda: self._log_tail("nova-compute.out"))
         self.say("compute host registered")
         image = conn.image.find_image("sandbox-base")
@@ -337,7 +360,15 @@ class Stack:
                 break
             if time.monotonic() > deadline:
                 raise SandboxError(f"no server could boot: last status {status}")
-        self.say(f"a server booted (attempt {attempt}): the cloud is usable")
+        self.say(f"a server booted (attempt {attempt})")
+
+        def volume_service_up():
+            self._check_alive()
+            return any(s.binary == "cinder-volume" and s.state == "up" for s in conn.block_storage.services())
+
+        wait_for(volume_service_up, timeout=60, interval=0.5, what="cinder-volume to report",
+                 describe=lambda: self._log_tail("cinder.log"))
+        self.say("volume service up: the cloud is usable")
 
     # ---- clouds.yaml ---------------------------------------------------------------------------------------------
     def write_clouds_yaml(self, passwords: dict[str, str]) -> None:
@@ -373,7 +404,8 @@ class Stack:
         """Stop exactly the processes `up` started and remove the state; return what was stopped."""
         if not self.layout.root.exists():
             return []
-        stopped = self.table.stop_all(timeout=8)
+        # Graceful first, but not for long: the state is thrown away anyway (cinder-scheduler ignores SIGTERM).
+        stopped = self.table.stop_all(timeout=5)
         shutil.rmtree(self.layout.root, ignore_errors=True)
         lock = self.layout.root.parent / f".{self.layout.root.name}.lock"
         lock.unlink(missing_ok=True)
