@@ -21,9 +21,10 @@ BASE_PORTS = {
     "nova-api": 8774,
     "neutron": 9696,
     "cinder-api": 8776,
-    "rabbitmq": 5672,
-    "rabbitmq-dist": 25672,
-    "epmd": 4369,
+    # Not RabbitMQ's defaults: installing the apt package on a systemd machine starts a system broker there.
+    "rabbitmq": 35672,
+    "rabbitmq-dist": 35673,
+    "epmd": 34369,
 }
 
 

@@ -78,7 +78,7 @@ class Stack:
     @contextmanager
     def _exclusive(self):
         self.layout.root.mkdir(parents=True, exist_ok=True)
-        with open(self.layout.root.parent / f".{self.layout.root.name}.lock", "w") as lock:
+        with open(self.layout.root.parent / f"{self.layout.root.name}.lock", "w") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -407,7 +407,7 @@ class Stack:
         # Graceful first, but not for long: the state is thrown away anyway (cinder-scheduler ignores SIGTERM).
         stopped = self.table.stop_all(timeout=5)
         shutil.rmtree(self.layout.root, ignore_errors=True)
-        lock = self.layout.root.parent / f".{self.layout.root.name}.lock"
+        lock = self.layout.root.parent / f"{self.layout.root.name}.lock"
         lock.unlink(missing_ok=True)
         return stopped
 
