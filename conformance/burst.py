@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from openstack import exceptions as os_exc
 
-from conformance.resources import Deadline, Tracker, call, server_name_filter
+from conformance.resources import Deadline, Tracker, call, delete_servers_bulk, server_name_filter
 
 TERMINAL = ("ACTIVE", "ERROR")
 CREATE_FAILED = "CREATE_FAILED"
@@ -83,6 +83,7 @@ class BurstResult:
     boot_wall_s: float = 0.0  # first create request to every server settled
     delete_s: float | None = None  # delete phase: first delete call to every server gone
     left_after_delete: list[str] = field(default_factory=list)
+    delete_faults: dict[str, str] = field(default_factory=dict)  # id -> why its delete failed
     api_calls: int = 0
     calls_by_endpoint: dict[str, int] = field(default_factory=dict)
     polls: int = 0
@@ -302,10 +303,16 @@ def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network
         def delete_tick(n_left):
             progress(format_progress(servers, clock() - start, f"| delete: {n_left} left"))
 
-        left = _delete_and_wait(cloud, ids, delete_deadline, interval, burst_prefix, settings, counter,
-                                getter, delete_tick)
+        if settings.per_server_baseline:
+            left, why = _delete_and_wait_per_server(cloud, ids, delete_deadline, interval, settings, counter,
+                                                    getter, delete_tick), {}
+        else:
+            left, why = delete_servers_bulk(cloud, ids, delete_deadline, interval, burst_prefix,
+                                            concurrency=settings.concurrency, on_tick=delete_tick,
+                                            count=counter.count)
         result.delete_s = clock() - delete_start
         result.left_after_delete = sorted(left)
+        result.delete_faults = why
         for timing in servers:
             if timing.id and timing.id not in left:  # without an id, the tracker looks the name up
                 tracker.forget(tracked[timing.name])
@@ -321,7 +328,8 @@ def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network
     return result
 
 
-def _delete_and_wait(cloud, ids, deadline, interval, burst_prefix, settings, counter, pool, tick) -> set[str]:
+def _delete_and_wait_per_server(cloud, ids, deadline, interval, settings, counter, pool, tick) -> set[str]:
+    """The baseline's way (benchmarks only): every server polled with its own GET until it answers 404."""
     conn = cloud.conn
 
     def delete(server_id):
@@ -335,24 +343,19 @@ def _delete_and_wait(cloud, ids, deadline, interval, burst_prefix, settings, cou
         list(deleter.map(delete, ids))
     left = set(ids)
 
+    def exists(server_id):
+        counter.count("GET /servers/{id}")
+        try:
+            call(cloud, conn.compute.get_server, server_id)
+            return True
+        except os_exc.NotFoundException:
+            return False
+
     def gone() -> bool:
         nonlocal left
-        if settings.per_server_baseline:
-            def exists(server_id):
-                counter.count("GET /servers/{id}")
-                try:
-                    call(cloud, conn.compute.get_server, server_id)
-                    return True
-                except os_exc.NotFoundException:
-                    return False
-            remaining = list(left)
-            present = pool.map(exists, remaining)
-            left = {sid for sid, here in zip(remaining, present, strict=True) if here}
-        else:
-            counter.count("GET /servers")
-            listed = call(cloud, lambda: list(conn.compute.servers(details=False,
-                                                                   name=server_name_filter(burst_prefix))))
-            left = ids & {s.id for s in listed}
+        remaining = list(left)
+        present = pool.map(exists, remaining)
+        left = {sid for sid, here in zip(remaining, present, strict=True) if here}
         tick(len(left))
         return not left
 

@@ -278,32 +278,63 @@ def _resolve_by_name(items: list[Tracked], lister: Callable[[], Iterable]) -> No
                 items.append(twin)
 
 
+DELETE_RETRIES = 1  # a delete that ended in ERROR is tried once more, then reported with its fault
+
+
 def delete_servers_bulk(cloud, ids: Iterable[str], deadline: Deadline, interval: float, prefix: str,
-                        concurrency: int = DELETE_CONCURRENCY) -> set[str]:
-    """Delete servers concurrently; wait with one bulk list per tick (filtered by prefix). -> ids left."""
+                        concurrency: int = DELETE_CONCURRENCY, on_tick: Callable[[int], None] | None = None,
+                        count: Callable[[str], None] | None = None) -> tuple[set[str], dict[str, str]]:
+    """Delete servers concurrently; wait with one bulk `GET /servers/detail` per tick (filtered by prefix).
+
+    A server whose delete failed (listed in ERROR with no task running) is deleted once more, then given up
+    on with its fault rather than waited for until the deadline. Returns (ids left, {id: why})."""
     conn = cloud.conn
     ids = set(ids)
+    count = count or (lambda _key: None)
+    tries: dict[str, int] = {}
+    why: dict[str, str] = {}
 
     def delete(server_id):
+        count("DELETE /servers/{id}")
+        tries[server_id] = tries.get(server_id, 0) + 1
         try:
             call(cloud, conn.compute.delete_server, server_id, ignore_missing=True)
-        except os_exc.SDKException:
-            pass  # still listed afterwards: reported as not gone
+        except os_exc.SDKException as exc:
+            text = str(exc).strip() or type(exc).__name__
+            why[server_id] = f"delete refused: {text.splitlines()[0]}"
 
-    if ids:
-        with ThreadPoolExecutor(max(1, min(concurrency, len(ids)))) as pool:
-            list(pool.map(delete, ids))
+    def delete_all(server_ids):
+        if server_ids:
+            with ThreadPoolExecutor(max(1, min(concurrency, len(server_ids)))) as pool:
+                list(pool.map(delete, server_ids))
+
+    delete_all(ids)
     left = set(ids)
+    given_up: set[str] = set()
 
     def all_gone() -> bool:
         nonlocal left
-        listed = {s.id for s in call(cloud, lambda: list(
-            conn.compute.servers(details=False, name=server_name_filter(prefix))))}
-        left = ids & listed
-        return not left
+        count("GET /servers/detail")
+        listed = {s.id: s for s in call(cloud, lambda: list(
+            conn.compute.servers(details=True, name=server_name_filter(prefix)))) if s.id in ids}
+        left = set(listed)
+        failed = [s for s in listed.values() if s.status == "ERROR" and not getattr(s, "task_state", None)
+                  and s.id not in given_up]
+        retry = [s.id for s in failed if tries.get(s.id, 0) <= DELETE_RETRIES]
+        for server in failed:
+            if server.id not in retry:
+                given_up.add(server.id)
+                fault = (server.fault or {}).get("message", "") if isinstance(server.fault, dict) else ""
+                why[server.id] = f"delete failed: {fault.splitlines()[0] if fault else 'server in ERROR'}"
+        delete_all(retry)
+        if on_tick:
+            on_tick(len(left))
+        return not (left - given_up)
 
-    deadline.poll(all_gone, interval)
-    return left
+    if ids:
+        deadline.wait(interval)  # a delete is never done the instant it is accepted
+        deadline.poll(all_gone, interval)
+    return left, {i: why[i] for i in left if i in why}
 
 
 def _delete_servers(items, deadline, interval, prefix):
@@ -312,11 +343,11 @@ def _delete_servers(items, deadline, interval, prefix):
     _resolve_by_name(items, lambda: call(cloud, lambda: list(
         conn.compute.servers(details=False, name=server_name_filter(prefix)))))
     todo = [i for i in items if not i.deleted]
-    left = delete_servers_bulk(cloud, {i.id for i in todo}, deadline, interval, prefix)
+    left, why = delete_servers_bulk(cloud, {i.id for i in todo}, deadline, interval, prefix)
     failures = []
     for item in todo:
         if item.id in left:
-            failures.append(_failure(item, "still present after the delete timeout"))
+            failures.append(_failure(item, why.get(item.id, "still present after the delete timeout")))
         else:
             item.deleted = True
     return failures

@@ -65,8 +65,10 @@ def test_boot_burst(zuul, profile, record, images, tracker, pytestconfig):
     gone = "all gone" if not left else f"{len(left)} left"
     record("R12", "burst.delete", scope=scope, measured=f"{gone} after {summary['delete_s'] or 0:.1f} s",
            threshold=f"all gone within {settings.delete_timeout_s or settings.timeout_s:.0f} s", ok=not left,
-           reason=f"still present: {', '.join(left[:5])}" if left else "",
-           data={"delete_s": summary["delete_s"], "left": left})
+           reason=f"still present: {', '.join(left[:5])}"
+                  + (f" ({next(iter(result.delete_faults.values()))})" if result.delete_faults else "")
+                  if left else "",
+           data={"delete_s": summary["delete_s"], "left": left, "delete_faults": result.delete_faults})
 
     if settings.size < profile_size:
         record("R12", "burst.size", scope=scope, measured=f"{settings.size} servers",

@@ -87,6 +87,11 @@ class FakeCompute:
                 if ignore_missing:
                     return
                 raise os_exc.NotFoundException(message="gone", http_status=404)
+            if self.cloud.delete_goes_error:  # as Nova does when Neutron refuses to delete the port
+                server.status, server.task_state = "ERROR", None
+                server.fault = {"message": "rule:delete_port is disallowed by policy", "code": 403}
+                server.delete_attempts = getattr(server, "delete_attempts", 0) + 1
+                return
             server.deleting = True
 
     # keypairs
@@ -207,6 +212,7 @@ class FakeCloud:
         self.fault_in_listing = fault_in_listing
         self.compute_paused = False
         self.fail_deletes = False
+        self.delete_goes_error = False
         self.counts: Counter = Counter()
         self.calls = [] if with_records else None
         self.order: list[tuple[str, str]] = []

@@ -101,7 +101,7 @@ def test_failures_are_reported_not_swallowed():
     item.bind(cloud.compute.create_server(item.name))
     failures = tracker.cleanup(timeout_s=0.1)
     assert len(failures) == 1 and failures[0].kind == "server" and failures[0].id == item.id
-    assert "still present" in failures[0].error
+    assert "delete refused" in failures[0].error
     error = CleanupError(failures)
     assert "conformance cleanup" in str(error) and item.name in str(error)
     assert tracker in resources.live_trackers()  # kept for the last-resort cleanup at exit
@@ -153,3 +153,18 @@ def test_sigterm_becomes_keyboard_interrupt_and_is_ignored_during_cleanup(capsys
         resources.cleaning.clear()
         restore()
     assert signal.getsignal(signal.SIGTERM) is not None
+
+
+def test_delete_ending_in_error_is_retried_once_then_reported_early():
+    cloud = FakeCloud()
+    cloud.delete_goes_error = True
+    tracker = Tracker(new_run_prefix(), poll_interval_s=0.01)
+    item = tracker.intent("server", tracker.name("undeletable"), cloud)
+    item.bind(cloud.compute.create_server(item.name))
+    deadline = Deadline(30)
+    failures = tracker.cleanup(timeout_s=30)
+    assert deadline.elapsed() < 5  # not waited for until the deadline
+    assert len(failures) == 1 and "delete_port is disallowed" in failures[0].error
+    assert cloud.compute.servers_by_id[item.id].delete_attempts == 2
+    cloud.delete_goes_error = False
+    assert tracker.cleanup(timeout_s=5) == []
