@@ -51,7 +51,7 @@ def run(run_suite, signing_key):
     (about a minute) and shared by the tests below."""
     if "result" not in _RUN:
         report_dir = signing_key.parent / "reports"
-        proc = run_suite(f"--sign-key={signing_key}", "--burst-size=5", report_dir=report_dir)
+        proc = run_suite(f"--sign-key={signing_key}", "--burst-size=5", "--burst-timeout=180", report_dir=report_dir)
         bundles = sorted(p for p in report_dir.iterdir() if p.is_dir()) if report_dir.is_dir() else []
         assert len(bundles) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
         _RUN["result"] = (proc, bundles[0])
@@ -64,9 +64,7 @@ def secrets(sandbox):
     try:
         password = sandbox.password("sandbox-zuul")
     except (AttributeError, KeyError):
-        password = yaml.safe_load(Path(sandbox.clouds_yaml).read_text())["clouds"]["sandbox-zuul"]["auth"][
-            "password"
-        ]
+        password = yaml.safe_load(Path(sandbox.clouds_yaml).read_text())["clouds"]["sandbox-zuul"]["auth"]["password"]
     conn = sandbox.connect("sandbox-zuul")
     try:
         token = conn.session.get_token()
@@ -165,9 +163,7 @@ def test_html_renders_in_headless_chromium(run, tmp_path):
     assert '<td class="col-testId">' in dom.stdout
     assert 'id="conformance-boot-chart"' in dom.stdout or "conformance-nochart" in dom.stdout
     console_errors = [
-        line
-        for line in dom.stderr.splitlines()
-        if ":CONSOLE" in line and ("Uncaught" in line or "Error" in line)
+        line for line in dom.stderr.splitlines() if ":CONSOLE" in line and ("Uncaught" in line or "Error" in line)
     ]
     assert not console_errors, console_errors
     shot = tmp_path / "report.png"
