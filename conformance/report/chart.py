@@ -49,11 +49,7 @@ def boot_time_svg(burst: dict | None) -> str:
         return '<p class="conformance-nochart">No burst was run (R12 has no boot times in this run).</p>'
     servers = burst.get("servers") or []
     summary = burst.get("summary") or {}
-    times = [
-        float(s["request_to_active_s"])
-        for s in servers
-        if isinstance(s.get("request_to_active_s"), (int, float))
-    ]
+    times = [float(s["request_to_active_s"]) for s in servers if isinstance(s.get("request_to_active_s"), (int, float))]
     failed = len(servers) - len(times)
     if not times:
         return (
@@ -66,7 +62,14 @@ def boot_time_svg(burst: dict | None) -> str:
         ("p95", summary.get("p95"), "#ff7f0e"),
         ("threshold", burst.get("max_p95_boot_s"), "#d62728"),
     ]
-    upper = max([upper] + [float(v) + step for _, v, _ in markers if isinstance(v, (int, float))])
+    # A threshold far beyond every boot time would squash the bars into a corner: it is then named at the
+    # right edge ("off scale") instead of drawn.
+    on_scale = [
+        (label, v, colour)
+        for label, v, colour in markers
+        if isinstance(v, (int, float)) and (label != "threshold" or v <= 2 * upper)
+    ]
+    upper = max([upper] + [float(v) + step for _, v, _ in on_scale])
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     ymax = max(counts)
     ystep = max(1, int(nice_step(ymax, 5)))
@@ -110,16 +113,23 @@ def boot_time_svg(burst: dict | None) -> str:
             )
     # Labels on three rows so close p50/p95/threshold lines stay readable.
     for (label, value, colour), label_y in zip(markers, (TOP - 16, TOP - 4, TOP + 12), strict=False):
-        if isinstance(value, (int, float)):
+        if not isinstance(value, (int, float)):
+            continue
+        text = f"{escape(label)} {_fmt(round(float(value), 1))} s"
+        if (label, value, colour) not in on_scale:
             parts.append(
-                f'<line class="marker" data-marker="{label}" x1="{x(value):.1f}" y1="{TOP}" '
-                f'x2="{x(value):.1f}" y2="{TOP + plot_h}" stroke="{colour}" stroke-width="2" '
-                f'stroke-dasharray="{"6,3" if label == "threshold" else "none"}"/>'
-                f'<text x="{x(value) + (3 if x(value) < WIDTH - 140 else -3):.1f}" y="{label_y}" '
-                f'text-anchor="{"start" if x(value) < WIDTH - 140 else "end"}" fill="{colour}">'
-                f"{escape(label)} "
-                f"{_fmt(round(float(value), 1))} s</text>"
+                f'<text class="marker-off-scale" data-marker="{label}" x="{LEFT + plot_w - 4}" y="{label_y}" '
+                f'text-anchor="end" fill="{colour}">{text} (off scale) &#8594;</text>'
             )
+            continue
+        anchor_start = x(value) < WIDTH - 140
+        parts.append(
+            f'<line class="marker" data-marker="{label}" x1="{x(value):.1f}" y1="{TOP}" '
+            f'x2="{x(value):.1f}" y2="{TOP + plot_h}" stroke="{colour}" stroke-width="2" '
+            f'stroke-dasharray="{"6,3" if label == "threshold" else "none"}"/>'
+            f'<text x="{x(value) + (3 if anchor_start else -3):.1f}" y="{label_y}" '
+            f'text-anchor="{"start" if anchor_start else "end"}" fill="{colour}">{text}</text>'
+        )
     parts.append(
         f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 8}" text-anchor="middle">seconds from create request '
         f"to ACTIVE (bin {_fmt(step)} s)</text>"
