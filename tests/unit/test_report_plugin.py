@@ -180,3 +180,16 @@ def test_inactive_without_conformance_checks(tmp_path):
     assert proc.returncode == 0
     assert not (tmp_path / "reports").exists()
     assert "conformance report bundle" not in proc.stdout
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen not installed")
+def test_sign_after_the_run_names_the_key_in_pytest_html_report(tmp_path):
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    assert run(tmp_path).returncode == 0
+    path = only_bundle(tmp_path)
+    assert "Not signed at the end of the run" in (path / "report.html").read_text()
+    assert main(["sign", str(path), "--key", str(key)]) == 0
+    html = (path / "report.html").read_text()
+    assert "Not signed" not in html and 'id="conformance-signing-key">SHA256:' in html
+    assert main(["verify", str(path), "--key", str(key) + ".pub"]) == 0
