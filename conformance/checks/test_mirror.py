@@ -15,7 +15,7 @@ from conformance.dynamic import (
     project_network,
     require_image,
 )
-from conformance.resources import RUN_KEY, Deadline, call
+from conformance.resources import RUN_KEY, CleanupError, Deadline, call
 
 pytestmark = pytest.mark.requirement("R3")
 
@@ -78,6 +78,8 @@ def _volume_path(ci, profile, images, tracker, size_gb, network) -> tuple[bool, 
         if volume.id not in attached:
             return False, "the volume is in-use but the server does not list the attachment", {}
         detach_s = delete_and_wait(tracker, "attachment", timeout)
+    except CleanupError as exc:
+        return False, "detach failed: " + "; ".join(f.error for f in exc.failures), {}
     except (BootFailed, RuntimeError, os_exc.SDKException) as exc:
         return False, first_line(exc), {}
     return True, "", {"flavor": flavor.name, "volume_id": volume.id, "detach_s": round(detach_s, 3)}

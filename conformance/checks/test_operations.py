@@ -55,7 +55,7 @@ def test_nodepool_operations(zuul, profile, record, images, tracker, pytestconfi
                  direction="ingress", ethertype=ethertype, protocol=protocol, remote_ip_prefix=prefix,
                  **ports)
         rules = call(zuul, lambda: list(conn.network.security_group_rules(security_group_id=group.id)))
-        seen = {(r.ethertype, r.protocol, r.port_range_min, r.remote_ip_prefix) for r in rules
+        seen = {(r.ether_type, r.protocol, r.port_range_min, r.remote_ip_prefix) for r in rules
                 if r.direction == "ingress"}
         missing = [f"{p}/{port or '*'} from {prefix}" for e, p, port, prefix in INGRESS
                    if (e, p, port, prefix) not in seen]
