@@ -142,9 +142,7 @@ def check_files(bundle_dir: Path) -> list[str]:
             problems.append(f"missing: {rel}")
         elif sha256_file(target) != digest:
             problems.append(f"changed: {rel}")
-    problems += [
-        f"extra: {rel} (not in {MANIFEST})" for rel in bundle_files(bundle_dir) if rel not in entries
-    ]
+    problems += [f"extra: {rel} (not in {MANIFEST})" for rel in bundle_files(bundle_dir) if rel not in entries]
     return problems
 
 
@@ -226,9 +224,7 @@ def sign_bundle(bundle_dir, key, fmt: str = "ssh", gpg_homedir=None) -> tuple[di
     page = bundle_dir / HTML
     if page.is_file():
         text = page.read_text(encoding="utf-8")
-        write_file(
-            page, _SIGNATURE_PARAGRAPH.sub(lambda _: signature_html({"signature": info}), text, count=1)
-        )
+        write_file(page, _SIGNATURE_PARAGRAPH.sub(lambda _: signature_html({"signature": info}), text, count=1))
     for stale in SIGNATURE_FILES.values():
         (bundle_dir / stale).unlink(missing_ok=True)
     write_manifest(bundle_dir)

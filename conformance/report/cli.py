@@ -38,9 +38,7 @@ def sign_main(argv) -> int:
         required=True,
         help="ssh: private key file (or KEY.pub with the key in ssh-agent); gpg: key id/fingerprint",
     )
-    parser.add_argument(
-        "--format", choices=sign.FORMATS, default="ssh", help="signature format (default ssh)"
-    )
+    parser.add_argument("--format", choices=sign.FORMATS, default="ssh", help="signature format (default ssh)")
     args = _parse(parser, argv)
     if isinstance(args, int):
         return args
@@ -77,19 +75,13 @@ def verify_main(argv) -> int:
         type=Path,
         help="ssh-keygen allowed_signers file (principal, key) of the donors you trust",
     )
-    parser.add_argument(
-        "--key", type=Path, help="the signer's public key: SSH KEY.pub or an exported OpenPGP key"
-    )
-    parser.add_argument(
-        "--identity", help="ssh: the principal to verify as (default: found in allowed_signers)"
-    )
+    parser.add_argument("--key", type=Path, help="the signer's public key: SSH KEY.pub or an exported OpenPGP key")
+    parser.add_argument("--identity", help="ssh: the principal to verify as (default: found in allowed_signers)")
     args = _parse(parser, argv)
     if isinstance(args, int):
         return args
     try:
-        result = verify_bundle(
-            args.bundle, allowed_signers=args.allowed_signers, key=args.key, identity=args.identity
-        )
+        result = verify_bundle(args.bundle, allowed_signers=args.allowed_signers, key=args.key, identity=args.identity)
     except UsageError as exc:
         _out(f"error: {exc}", sys.stderr)
         return EXIT_USAGE
@@ -121,8 +113,7 @@ def compare_main(argv) -> int:
 
     parser = argparse.ArgumentParser(
         prog="python -m conformance compare",
-        description="Compare two runs per requirement and the burst's p95 / failure rate; "
-        "exit 1 on regression.",
+        description="Compare two runs per requirement and the burst's p95 / failure rate; exit 1 on regression.",
     )
     parser.add_argument("old", type=Path, help="the earlier run: bundle directory or results.json")
     parser.add_argument("new", type=Path, help="the later run: bundle directory or results.json")

@@ -66,9 +66,7 @@ def compare(
     for rid in list(new_req) + [r for r in old_req if r not in new_req]:
         before, after = old_req.get(rid, "NOT_RUN"), new_req.get(rid, "NOT_RUN")
         if before != after:
-            requirement_changes.append(
-                {"id": rid, "old": before, "new": after, "regression": _worse(before, after)}
-            )
+            requirement_changes.append({"id": rid, "old": before, "new": after, "regression": _worse(before, after)})
     old_res = {_key(r): r for r in old.get("results", [])}
     new_res = {_key(r): r for r in new.get("results", [])}
     result_changes = []
@@ -99,9 +97,7 @@ def compare(
     }
     if old_p95 is not None and new_p95 is not None:
         burst["p95_delta_s"] = round(new_p95 - old_p95, 3)
-        burst["p95_regression"] = new_p95 - old_p95 > p95_min_delta and new_p95 > old_p95 * (
-            1 + p95_tolerance
-        )
+        burst["p95_regression"] = new_p95 - old_p95 > p95_min_delta and new_p95 > old_p95 * (1 + p95_tolerance)
     if old_fail is not None and new_fail is not None:
         burst["failure_rate_delta"] = round(new_fail - old_fail, 4)
         burst["failure_rate_regression"] = new_fail - old_fail > failure_rate_tolerance
@@ -165,7 +161,5 @@ def render(comparison: dict) -> str:
         f"burst failure rate: {_num(b['old_failure_rate'])} -> {_num(b['new_failure_rate'])}{delta}"
         f"{'   REGRESSION' if b['failure_rate_regression'] else ''}"
     )
-    lines.append(
-        f"{len(comparison['regressions'])} regression(s)" if comparison["regression"] else "no regression"
-    )
+    lines.append(f"{len(comparison['regressions'])} regression(s)" if comparison["regression"] else "no regression")
     return "\n".join(lines) + "\n"

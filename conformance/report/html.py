@@ -111,15 +111,10 @@ def burst_html(doc: dict) -> str:
             f'</td></tr><tr><th>max failure rate</th><td class="num">{_e(burst.get("max_failure_rate"))}'
             f"</td></tr></table>"
         )
-        failed = [
-            s
-            for s in burst.get("servers") or []
-            if s.get("fault") or str(s.get("status")).upper() != "ACTIVE"
-        ]
+        failed = [s for s in burst.get("servers") or [] if s.get("fault") or str(s.get("status")).upper() != "ACTIVE"]
         if failed:
             rows = "".join(
-                f"<tr><td>{_e(s.get('name'))}</td><td>{_e(s.get('status'))}</td>"
-                f"<td>{_e(s.get('fault'))}</td></tr>"
+                f"<tr><td>{_e(s.get('name'))}</td><td>{_e(s.get('status'))}</td><td>{_e(s.get('fault'))}</td></tr>"
                 for s in failed
             )
             parts.append(f"<table><tr><th>failed server</th><th>status</th><th>fault</th></tr>{rows}</table>")
@@ -167,12 +162,8 @@ def environment_html(doc: dict) -> str:
     html.append("</table>")
     relaxations = profile.get("relaxations") or []
     if relaxations:
-        html.append(
-            '<table id="conformance-relaxations"><tr><th>relaxed profile key</th><th>reason</th></tr>'
-        )
-        html += [
-            f"<tr><td><code>{_e(r['key'])}</code></td><td>{_e(r['reason'])}</td></tr>" for r in relaxations
-        ]
+        html.append('<table id="conformance-relaxations"><tr><th>relaxed profile key</th><th>reason</th></tr>')
+        html += [f"<tr><td><code>{_e(r['key'])}</code></td><td>{_e(r['reason'])}</td></tr>" for r in relaxations]
         html.append("</table>")
     else:
         html.append("<p>The profile relaxes no requirement.</p>")
@@ -186,11 +177,7 @@ def environment_html(doc: dict) -> str:
             + "</tr>"
         )
         html += [
-            "<tr><th>"
-            + _e(k)
-            + "</th>"
-            + "".join(f"<td>{_e(clouds[r].get(k))}</td>" for r in roles)
-            + "</tr>"
+            "<tr><th>" + _e(k) + "</th>" + "".join(f"<td>{_e(clouds[r].get(k))}</td>" for r in roles) + "</tr>"
             for k in keys
         ]
         html.append("</table>")

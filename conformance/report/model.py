@@ -233,11 +233,7 @@ def burst_of(results) -> dict | None:
     main = (with_servers or with_summary)[0]
     servers = [s for s in (with_servers[0]["data"]["servers"] if with_servers else []) if isinstance(s, dict)]
     summary = dict((with_summary[0]["data"]["summary"]) if with_summary else {})
-    times = [
-        s.get("request_to_active_s")
-        for s in servers
-        if isinstance(s.get("request_to_active_s"), (int, float))
-    ]
+    times = [s.get("request_to_active_s") for s in servers if isinstance(s.get("request_to_active_s"), (int, float))]
     # Fill what the summary lacks from the servers, so the chart and compare always have p50/p95.
     if servers:
         for key, value in (
@@ -249,9 +245,7 @@ def burst_of(results) -> dict | None:
             if summary.get(key) is None:
                 summary[key] = value
         if summary.get("success_rate") is None:
-            ok = sum(
-                1 for s in servers if str(s.get("status", "")).upper() == "ACTIVE" and not s.get("fault")
-            )
+            ok = sum(1 for s in servers if str(s.get("status", "")).upper() == "ACTIVE" and not s.get("fault"))
             summary["success_rate"] = round(ok / len(servers), 4)
     return {
         "scope": "/".join(p for p in (main["project"], main["region"]) if p),
@@ -304,9 +298,7 @@ def profile_info(profile) -> dict:
         "name": _get(profile, "name"),
         "sha256": _get(profile, "sha256"),
         "relaxations": [
-            {"key": str(r.get("key")), "reason": str(r.get("reason", ""))}
-            for r in relaxations
-            if isinstance(r, dict)
+            {"key": str(r.get("key")), "reason": str(r.get("reason", ""))} for r in relaxations if isinstance(r, dict)
         ],
     }
 
@@ -386,9 +378,7 @@ def build_document(
             "pytest_html": version("pytest-html"),
             "openstacksdk": version("openstacksdk"),
         },
-        "clouds": {str(role): normalize_facts(f) for role, f in facts.items()}
-        if isinstance(facts, dict)
-        else {},
+        "clouds": {str(role): normalize_facts(f) for role, f in facts.items()} if isinstance(facts, dict) else {},
         "requirements": rows,
         "results": results,
         "api_calls": call_stats(calls),

@@ -281,9 +281,7 @@ class BundlePlugin:
             extra = {"comparison.json": state.comparison, "comparison.txt": compare.render(state.comparison)}
             if state.comparison["regression"] and session.exitstatus == 0:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        write_bundle(
-            doc, state.bundle_dir, sign_key=state.sign_key, sign_format=state.sign_format, extra_files=extra
-        )
+        write_bundle(doc, state.bundle_dir, sign_key=state.sign_key, sign_format=state.sign_format, extra_files=extra)
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter):
@@ -301,9 +299,7 @@ class BundlePlugin:
                 )
             )
         else:
-            tr.write_line(
-                redact(f"not signed; sign: python -m conformance sign {state.bundle_dir} --key KEY")
-            )
+            tr.write_line(redact(f"not signed; sign: python -m conformance sign {state.bundle_dir} --key KEY"))
         if state.comparison is not None:
             from conformance.report.compare import render
 

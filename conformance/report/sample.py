@@ -23,9 +23,7 @@ class FakeSessionResults:
     finished_at: dt.datetime | None = None
 
 
-def _result(
-    rid, check, measured, threshold, verdict, *, project="zuul", region="RegionOne", reason="", data=None
-):
+def _result(rid, check, measured, threshold, verdict, *, project="zuul", region="RegionOne", reason="", data=None):
     return {
         "requirement": rid,
         "check": check,
@@ -67,15 +65,11 @@ def sample_session_results(*, verdicts=None, burst=True, secret=None, flavor_dis
         name="sandbox",
         sha256="0" * 63 + "1",
         data=profile_data,
-        relaxations=(
-            SimpleNamespace(key="public_ip.accept_documentation_ranges", reason="documentation ranges"),
-        ),
+        relaxations=(SimpleNamespace(key="public_ip.accept_documentation_ranges", reason="documentation ranges"),),
     )
     servers = burst_servers(slow_from=slow_from) if burst else []
     results = [
-        _result(
-            "R1", "services.compute", "compute, image, network", "all answer", verdicts.get("R1", "PASS")
-        ),
+        _result("R1", "services.compute", "compute, image, network", "all answer", verdicts.get("R1", "PASS")),
         _result(
             "R4",
             "flavor.test_node",
@@ -156,9 +150,7 @@ def sample_session_results(*, verdicts=None, burst=True, secret=None, flavor_dis
         }
         for i in range(20)
     ]
-    calls += [
-        {"method": "POST", "path": "/v3/auth/tokens", "status": 201, "seconds": 0.2, "service": "identity"}
-    ]
+    calls += [{"method": "POST", "path": "/v3/auth/tokens", "status": 201, "seconds": 0.2, "service": "identity"}]
     facts = {
         "zuul": {
             "cloud": "sandbox-zuul",

@@ -77,9 +77,7 @@ def ssh_fingerprint(key) -> str:
 
 def gpg_fingerprint(key: str, homedir=None) -> str:
     """Primary key fingerprint of a secret key in the keyring (key id, fingerprint or user id)."""
-    proc = _run(
-        ["gpg", "--batch", "--with-colons", "--list-secret-keys", "--", str(key)], env=_gpg_env(homedir)
-    )
+    proc = _run(["gpg", "--batch", "--with-colons", "--list-secret-keys", "--", str(key)], env=_gpg_env(homedir))
     for line in proc.stdout.splitlines():
         if line.startswith("fpr:"):
             return line.split(":")[9]
@@ -187,9 +185,7 @@ def verify_ssh(bundle_dir, *, allowed_signers=None, key=None, identity=None) -> 
             found = _run(["ssh-keygen", "-Y", "find-principals", "-s", str(sig), "-f", str(allowed_signers)])
             principals = [p for p in found.stdout.split() if p] if found.returncode == 0 else []
         if not principals:
-            check.problems.append(
-                f"{sig.name} was made by key {made_by}, which is not in the allowed signers"
-            )
+            check.problems.append(f"{sig.name} was made by key {made_by}, which is not in the allowed signers")
             return check
         for principal in principals:
             proc = _run(
@@ -232,9 +228,7 @@ def verify_gpg(bundle_dir, *, key=None, homedir=None) -> SignatureCheck:
             imported = _run(["gpg", "--batch", "--import", str(key)], env=_gpg_env(homedir))
             if imported.returncode != 0:
                 raise SignError(f"{key} is not an OpenPGP public key ({_last_line(imported.stderr)})")
-        proc = _run(
-            ["gpg", "--batch", "--status-fd", "1", "--verify", str(sig), str(manifest)], env=_gpg_env(homedir)
-        )
+        proc = _run(["gpg", "--batch", "--status-fd", "1", "--verify", str(sig), str(manifest)], env=_gpg_env(homedir))
     finally:
         if tmp is not None:
             subprocess.run(["gpgconf", "--homedir", tmp, "--kill", "all"], capture_output=True, check=False)
@@ -249,13 +243,10 @@ def verify_gpg(bundle_dir, *, key=None, homedir=None) -> SignatureCheck:
         check.signer = status["VALIDSIG"][-1]  # primary key fingerprint
         return check
     if "BADSIG" in status:
-        check.problems.append(
-            f"{sig.name} does not match {MANIFEST} (BAD signature by key {status['BADSIG'][0]})"
-        )
+        check.problems.append(f"{sig.name} does not match {MANIFEST} (BAD signature by key {status['BADSIG'][0]})")
     elif "NO_PUBKEY" in status:
         check.problems.append(
-            f"{sig.name} was made by key {status['NO_PUBKEY'][0]}, which is not the key given "
-            f"(or not in the keyring)"
+            f"{sig.name} was made by key {status['NO_PUBKEY'][0]}, which is not the key given (or not in the keyring)"
         )
     else:
         check.problems.append(f"{sig.name} does not verify: {_last_line(proc.stderr)}")

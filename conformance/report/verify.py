@@ -41,17 +41,13 @@ def verify_bundle(bundle, *, allowed_signers=None, key=None, identity=None, gpg_
     if "ssh" in present and allowed_signers is None and kind != "ssh" and set(present) == {"ssh"}:
         raise UsageError("the bundle has an SSH signature: give --allowed-signers FILE or --key KEY.pub")
     if set(present) == {"gpg"} and (allowed_signers is not None or kind == "ssh"):
-        raise UsageError(
-            "the bundle has an OpenPGP signature: give --key KEY.asc, or no key to use your keyring"
-        )
+        raise UsageError("the bundle has an OpenPGP signature: give --key KEY.asc, or no key to use your keyring")
 
     result = Verification(bundle)
     if not (bundle / MANIFEST).is_file():
         result.problems.append(f"missing: {MANIFEST}")
     if not present:
-        result.problems.append(
-            f"not signed: neither {' nor '.join(SIGNATURE_FILES.values())} is in the bundle"
-        )
+        result.problems.append(f"not signed: neither {' nor '.join(SIGNATURE_FILES.values())} is in the bundle")
     if result.problems:
         return result
     try:
@@ -69,9 +65,7 @@ def verify_bundle(bundle, *, allowed_signers=None, key=None, identity=None, gpg_
                 )
         if "gpg" in present:
             if kind == "ssh" or allowed_signers is not None:
-                result.notes.append(
-                    f"{SIGNATURE_FILES['gpg']} (OpenPGP) was not checked: an SSH key was given"
-                )
+                result.notes.append(f"{SIGNATURE_FILES['gpg']} (OpenPGP) was not checked: an SSH key was given")
             else:
                 result.signatures.append(sign.verify_gpg(bundle, key=key, homedir=gpg_homedir))
     except sign.SignError as exc:

@@ -26,9 +26,7 @@ def make_bundle(directory: Path) -> Path:
 
 def ssh_key(directory: Path, name: str, principal: str) -> tuple[Path, Path]:
     key = directory / name
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", principal, "-f", str(key)], check=True
-    )
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", principal, "-f", str(key)], check=True)
     return key, key.with_suffix(".pub")
 
 
@@ -179,9 +177,7 @@ def gpg_key(home: Path, uid: str, export_to: Path) -> None:
         capture_output=True,
     )
     export_to.write_bytes(
-        subprocess.run(
-            ["gpg", "--batch", "--armor", "--export", uid], env=env, check=True, capture_output=True
-        ).stdout
+        subprocess.run(["gpg", "--batch", "--armor", "--export", uid], env=env, check=True, capture_output=True).stdout
     )
 
 
