@@ -97,9 +97,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
                                     red=True, bold=True)
         for failure in _UNCLEANED:
             terminalreporter.write_line(f"  {failure}", red=True)
-    else:
-        terminalreporter.write_line(f"conformance cleanup: run {prefix}: every resource this process "
-                                    "created was deleted")
+    elif getattr(config.option, "dist", "no") == "no":
+        # Under xdist the workers clean up; their failures show as teardown errors of the checks.
+        terminalreporter.write_line(f"conformance cleanup: run {prefix}: every resource the run created "
+                                    "was deleted")
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
