@@ -171,7 +171,9 @@ def nova(layout: Layout, passwords: dict[str, str]) -> str:
         # Map the compute host into the cell within seconds of its start instead of waiting for an operator.
         "scheduler": {"discover_hosts_in_cells_interval": 2, "workers": 1},
         "conductor": {"workers": 1},
-        "service_user": {"send_service_user_token": "false"},
+        # Neutron's policy lets only a service (a service token with the `service` role) delete a compute
+        # port: without it, deleting a server fails with "rule:delete_port is disallowed by policy".
+        "service_user": {"send_service_user_token": "true", **_auth(layout, "nova", passwords["nova"])},
         "oslo_messaging_notifications": {"driver": "noop"},
         "oslo_policy": {"policy_file": layout.etc / "nova-policy.yaml"},
     })
