@@ -10,6 +10,7 @@ and restores the previous state on exit:
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -36,6 +37,14 @@ POLICIES = {
     "neutron": {
         "deny-floatingip": {"create_floatingip": "!"},
     },
+}
+
+
+# Where each service registers its default policy rules (imported only when a policy variant is restored).
+POLICY_MODULES = {
+    "glance": lambda: importlib.import_module("glance.policies"),
+    "nova": lambda: importlib.import_module("nova.policies"),
+    "neutron": lambda: importlib.import_module("neutron.conf.policies"),
 }
 
 
@@ -155,12 +164,15 @@ class Sandbox:
             known = ", ".join(f"{s} {n}" for s, names in POLICIES.items() for n in names)
             raise SandboxError(f"unknown policy variant {service} {name}; known: {known}") from None
         path = self.layout.etc / f"{service}-policy.yaml"
-        before = path.read_text()
-        path.write_text(yaml.safe_dump({**(yaml.safe_load(before) or {}), **rules}))
+        before = yaml.safe_load(path.read_text()) or {}
+        path.write_text(yaml.safe_dump({**before, **rules}))
         try:
             yield
         finally:
-            path.write_text(before)
+            # Rules removed from the file are not reset to their defaults by oslo.policy's reload (they stay as
+            # last loaded), so the restore writes each changed rule's default explicitly.
+            defaults = {rule.name: rule.check_str for rule in POLICY_MODULES[service]().list_rules()}
+            path.write_text(yaml.safe_dump({**{name: defaults[name] for name in rules}, **before}))
 
     @contextmanager
     def without_external_network(self):
