@@ -305,7 +305,8 @@ def test_status_lists_every_process_with_memory(sandbox):
 
 
 def test_with_applies_a_variant_around_a_command_and_restores(sandbox, zuul):
-    code = "import openstack; c = openstack.connect(cloud='sandbox-zuul'); print(c.compute.get_limits().absolute.instances)"
+    code = ("import openstack; c = openstack.connect(cloud='sandbox-zuul'); "
+            "print(c.compute.get_limits().absolute.instances)")
     result = run_cli("with", "quota", "zuul", "instances=42", "--", sys.executable, "-c", code,
                      env={"SANDBOX_DIR": str(sandbox.layout.root)})
     assert result.returncode == 0, result.stderr
