@@ -31,21 +31,22 @@ class Process:
     env: dict[str, str]
 
 
-def _start_ticks(pid: int) -> int | None:
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat fields after the command name (state is [0], start time [19]), None if gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    # Field 22 (starttime), counted after the ")" that closes the command name.
-    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _start_ticks(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
 
 
 def is_alive(proc: Process) -> bool:
-    ticks = _start_ticks(proc.pid)
-    if ticks != proc.start_ticks:
-        return False
-    state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    return state != "Z"
+    fields = _stat(proc.pid)
+    return bool(fields) and int(fields[19]) == proc.start_ticks and fields[0] != "Z"
 
 
 class ProcessTable:
@@ -120,7 +121,7 @@ def group_members(pgid: int) -> list[int]:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[2]) == pgid:
+            if int(fields[2]) == pgid and fields[0] != "Z":  # a zombie is gone, only not yet reaped
                 members.append(int(entry.name))
     return members
 
@@ -131,6 +132,11 @@ def stop_processes(procs: list[Process], timeout: float) -> None:
         _signal_group(proc, signal.SIGTERM)
 
     def all_gone() -> bool:
+        for proc in procs:  # reap the ones that are our own children (when `up` ran in this process)
+            try:
+                os.waitpid(proc.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
         return not any(is_alive(p) or group_members(p.pid) for p in procs)
 
     if not wait_for(all_gone, timeout=timeout, interval=0.1, what="processes to exit", raise_on_timeout=False):

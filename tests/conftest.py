@@ -30,7 +30,14 @@ def sandbox():
         yield sb
     finally:
         if started_here and not os.environ.get("SANDBOX_KEEP"):
+            table = sb.stack.table.load()
             sb.down()
+            # `down` must leave nothing: no process it started, no state dir.
+            from sandbox.processes import is_alive
+
+            survivors = [name for name, proc in table.items() if is_alive(proc)]
+            assert not survivors, f"sandbox down left processes running: {survivors}"
+            assert not sb.layout.root.exists(), f"sandbox down left {sb.layout.root}"
 
 
 @pytest.fixture

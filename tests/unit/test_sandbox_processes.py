@@ -1,0 +1,48 @@
+"""The sandbox's process table, with real processes: start, track by PID + start time, stop whole groups."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from sandbox.processes import Process, ProcessTable, group_members, is_alive
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+# A leader that forks a child into its own group, as gunicorn forks workers.
+FORKER = [sys.executable, "-c",
+          "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+          " time.sleep(60)"]
+
+
+def test_start_records_and_stop_all_stops_every_group_member(tmp_path):
+    table = ProcessTable(tmp_path / "processes.json")
+    first = table.start("first", SLEEPER, tmp_path / "first.out", {})
+    forker = table.start("forker", FORKER, tmp_path / "forker.out", {})
+    assert set(table.running()) == {"first", "forker"}
+    assert first.start_ticks > 0
+    # wait until the forked child exists, then stop everything
+    import time
+
+    deadline = time.monotonic() + 10
+    while len(group_members(forker.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    members = group_members(forker.pid)
+    assert len(members) == 2
+    stopped = table.stop_all(timeout=5)
+    assert sorted(stopped) == ["first", "forker"]
+    assert table.running() == {}
+    assert group_members(forker.pid) == []
+
+
+def test_a_recycled_pid_is_not_ours(tmp_path):
+    other = subprocess.Popen(SLEEPER)
+    try:
+        impostor = Process("old", other.pid, start_ticks=1, argv=[], log="", env={})
+        assert not is_alive(impostor), "a different start time means the PID was reused by another process"
+        table = ProcessTable(tmp_path / "processes.json")
+        table._save({"old": impostor})
+        assert table.stop_all(timeout=1) == []
+        assert other.poll() is None, "stop_all must not touch a process it did not start"
+    finally:
+        other.kill()
+        other.wait()
