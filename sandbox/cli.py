@@ -64,8 +64,8 @@ def variant_context(sb: Sandbox, words: list[str]):
 def cmd_up(sb: Sandbox, args) -> int:
     started = time.monotonic()
     sb.up()
-    print(f"sandbox up in {time.monotonic() - started:.0f}s; clouds.yaml: {sb.clouds_yaml}")
-    print(f"  try: OS_CLIENT_CONFIG_FILE={sb.clouds_yaml} openstack --os-cloud sandbox-zuul server list")
+    print(f"sandbox up in {time.monotonic() - started:.0f}s; clouds.yaml: {sb.clouds_yaml}", flush=True)
+    print(f"  try: OS_CLIENT_CONFIG_FILE={sb.clouds_yaml} openstack --os-cloud sandbox-zuul server list", flush=True)
     return 0
 
 
