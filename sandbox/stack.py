@@ -405,7 +405,7 @@ class Stack:
         if not self.layout.root.exists():
             return []
         # Graceful first, but not for long: the state is thrown away anyway (cinder-scheduler ignores SIGTERM).
-        stopped = self.table.stop_all(timeout=5)
+        stopped = self.table.stop_all(timeout=3)
         shutil.rmtree(self.layout.root, ignore_errors=True)
         lock = self.layout.root.parent / f"{self.layout.root.name}.lock"
         lock.unlink(missing_ok=True)
