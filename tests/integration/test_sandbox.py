@@ -317,3 +317,16 @@ def test_with_applies_a_variant_around_a_command_and_restores(sandbox, zuul):
 def test_process_table_records_start_times(sandbox):
     table = json.loads(sandbox.layout.processes.read_text())
     assert all(entry["start_ticks"] > 0 for entry in table.values())
+
+
+def test_a_burst_of_100_test_nodes_all_becomes_active(sandbox, run_suite, tmp_path):
+    """The sandbox takes the sandbox profile's full burst (100 nodes of the test flavor) without an error:
+    the fake hypervisor is sized for it and the APIs' request-line limit fits nova's long neutron queries."""
+    report_dir = tmp_path / "reports"
+    proc = run_suite("-k", "boot_burst", report_dir=report_dir)
+    results = json.loads(next(report_dir.glob("*/results.json")).read_text())["results"]
+    burst = next(r for r in results if r["check"] == "burst.failure_rate")
+    assert burst["verdict"] == "PASS", proc.stdout[-3000:]
+    summary = next(r for r in results if r["check"] == "burst.p95")["data"]["summary"]
+    assert (summary["n"], summary["active"], summary["error"]) == (100, 100, 0)
+    assert proc.returncode == 0, proc.stdout[-3000:]
