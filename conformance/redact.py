@@ -6,6 +6,8 @@ as it learns it; writers pass their text through `redact` (or use `redact_obj` f
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import threading
 
@@ -24,11 +26,18 @@ SECRET_KEYS = frozenset(
 )
 
 
+def _escaped_forms(secret: str) -> set[str]:
+    """How a secret looks once HTML-, XML- or JSON-escaped (pytest-html embeds logs as escaped JSON)."""
+    as_json = json.dumps(secret)[1:-1]
+    return {secret, html.escape(secret), as_json, html.escape(as_json), html.escape(secret, quote=False)}
+
+
 def register_secret(value: str | None) -> None:
-    """Remember a secret so every later `redact` call masks it. Short values are ignored (they'd mask noise)."""
+    """Remember a secret (and its escaped forms) so every later `redact` call masks it. Short values are
+    ignored (they'd mask noise)."""
     if value and len(str(value)) >= 4:
         with _lock:
-            _secrets.add(str(value))
+            _secrets.update(form for form in _escaped_forms(str(value)) if len(form) >= 4)
 
 
 def redact(text: str) -> str:

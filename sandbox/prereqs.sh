@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the sandbox cloud and the project's tests need on a Debian machine (run as root):
 #   - RabbitMQ and MariaDB servers from apt (the sandbox starts its own instances, without systemd)
-#   - Chromium (headless) for the report's browser test
+#   - Chromium (headless) for the report's browser test; ssh-keygen and gpg for signing reports
 #   - tox with tox-uv, which build the Python environments (the OpenStack services come from PyPI)
 set -euo pipefail
 
-packages=(rabbitmq-server mariadb-server mariadb-client chromium)
+packages=(rabbitmq-server mariadb-server mariadb-client chromium openssh-client gnupg)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import html
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conformance import redact as redact_module
-from conformance.redact import MASK, redact, redact_obj
+from conformance.redact import redact, redact_obj
 
 MANIFEST = "MANIFEST.sha256"
 SIGNATURE_FILES = {"ssh": MANIFEST + ".sig", "gpg": MANIFEST + ".asc"}
@@ -30,37 +28,14 @@ ONBOARDING = "onboarding"
 _MANIFEST_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 
 
-def _escaped_forms(secret: str) -> set[str]:
-    """How a secret looks once HTML-, XML- or JSON-escaped (pytest-html embeds logs as escaped JSON)."""
-    as_json = json.dumps(secret)[1:-1]
-    forms = {html.escape(secret), as_json, html.escape(as_json), html.escape(secret, quote=False)}
-    forms.discard(secret)
-    return {f for f in forms if len(f) >= 4}
-
-
-def scrub(text: str) -> str:
-    """`redact`, plus the escaped forms of every registered secret."""
-    text = redact(text)
-    secrets = getattr(redact_module, "_secrets", ())
-    lock = getattr(redact_module, "_lock", None)
-    if lock is not None:
-        with lock:
-            secrets = list(secrets)
-    for secret in sorted(secrets, key=len, reverse=True):
-        for form in _escaped_forms(secret):
-            if form in text:
-                text = text.replace(form, MASK)
-    return text
-
-
 def write_file(path: Path, content) -> Path:
-    """The one writer of bundle files. Text is scrubbed of secrets; JSON-like values go through redact_obj
-    first (secret keys masked whole), then the serialised text is scrubbed as well."""
+    """The one writer of bundle files. Text is redacted (registered secrets in their plain and escaped
+    forms); JSON-like values go through redact_obj first (secret keys masked whole), then the text as well."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(content, (dict, list)):
         content = json.dumps(redact_obj(content), indent=2, ensure_ascii=False) + "\n"
-    path.write_text(scrub(str(content)), encoding="utf-8")
+    path.write_text(redact(str(content)), encoding="utf-8")
     return path
 
 
