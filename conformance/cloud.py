@@ -644,6 +644,7 @@ class Cloud:
             "cloud": self.name,
             "auth_url": self.auth_url,
             "regions": list(regions if regions is not None else [self.region]),
+            "username": access.username,  # a name, not a secret: part of OpenDev's public clouds.yaml
             "project_name": access.project_name,
             "project_id": access.project_id,
             "project_domain": access.project_domain_name or access.project_domain_id,
