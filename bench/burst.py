@@ -28,7 +28,7 @@ from conformance.burst import BurstSettings, run_burst
 from conformance.dynamic import upload_image
 from conformance.images import make_image
 from conformance.profiles import load_profile
-from conformance.resources import Tracker, new_run_prefix
+from conformance.resources import Tracker, install_signal_handlers, new_run_prefix
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=None, help="per-burst timeout (default: profile)")
     parser.add_argument("--only", choices=("bulk", "baseline"), default=None, help="run one side only")
     args = parser.parse_args(argv)
+    install_signal_handlers()  # SIGTERM unwinds like Ctrl-C, so the finally blocks delete what was created
     _clouds_yaml()
     profile = load_profile(args.profile)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]

@@ -343,21 +343,31 @@ def _delete_and_wait_per_server(cloud, ids, deadline, interval, settings, counte
         list(deleter.map(delete, ids))
     left = set(ids)
 
+    tries: dict[str, int] = {}
+    given_up: set[str] = set()
+
     def exists(server_id):
         counter.count("GET /servers/{id}")
         try:
-            call(cloud, conn.compute.get_server, server_id)
-            return True
+            server = call(cloud, conn.compute.get_server, server_id)
         except os_exc.NotFoundException:
             return False
+        # Same rule as the bulk side: a delete that ended in ERROR is retried once, then given up on.
+        if server.status == "ERROR" and not getattr(server, "task_state", None):
+            tries[server_id] = tries.get(server_id, 0) + 1
+            if tries[server_id] > 1:
+                given_up.add(server_id)  # reported as left, no longer polled
+                return False
+            delete(server_id)
+        return True
 
     def gone() -> bool:
         nonlocal left
-        remaining = list(left)
+        remaining = list(left - given_up)
         present = pool.map(exists, remaining)
-        left = {sid for sid, here in zip(remaining, present, strict=True) if here}
+        left = {sid for sid, here in zip(remaining, present, strict=True) if here} | given_up
         tick(len(left))
-        return not left
+        return not (left - given_up)
 
     while deadline.wait(interval):
         if gone():
