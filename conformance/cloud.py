@@ -583,6 +583,8 @@ class Cloud:
         CALL_LOG.add(record)
 
     def _service_of(self, url: str) -> str:
+        # Calls made through openstacksdk authenticate without going through access(): use the session's token.
+        self._learn_endpoints(getattr(self.conn.session.auth, "auth_ref", None))
         for prefix, service_type in self._endpoints:
             if url.startswith(prefix):
                 return service_type
@@ -596,7 +598,12 @@ class Cloud:
         session = self.conn.session
         access = self.call(session.auth.get_access, session)
         register_secret(access.auth_token)
-        if not self._endpoints:
+        self._learn_endpoints(access)
+        return access
+
+    def _learn_endpoints(self, access) -> None:
+        """Remember the catalog's endpoint URLs (longest first) to name the service of each recorded call."""
+        if access is not None and not self._endpoints:
             self._endpoints = sorted(
                 (
                     (e["url"].rstrip("/"), s.get("type", ""))
@@ -606,7 +613,6 @@ class Cloud:
                 ),
                 key=lambda pair: -len(pair[0]),
             )
-        return access
 
     def authenticate(self) -> None:
         self.access()

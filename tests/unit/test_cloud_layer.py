@@ -182,3 +182,27 @@ def test_make_result_and_summary_line():
         make_result("R99", "x", scope="zuul/RegionOne", ok=True)
     with pytest.raises(ValueError):
         make_result("R1", "x", scope="zuul/RegionOne")
+
+
+def test_calls_are_named_by_the_catalog_service_even_when_the_sdk_authenticated(clouds_yaml):
+    """openstacksdk authenticates on the first call, not through Cloud.access(): the call records must still
+    name their service from the token's catalog (the report groups API statistics by it)."""
+    cloud = cl.open_cloud("one", "RegionOne", role="zuul")
+    token = {"token": {
+        "methods": ["password"], "expires_at": "2099-01-01T00:00:00.000000Z", "issued_at": "2026-01-01T00:00:00Z",
+        "user": {"id": "u1", "name": "u", "domain": {"id": "default", "name": "Default"}},
+        "project": {"id": "p1", "name": "p", "domain": {"id": "default", "name": "Default"}},
+        "roles": [{"id": "r1", "name": "member"}],
+        "catalog": [{"type": "compute", "name": "nova", "id": "c1", "endpoints": [
+            {"id": "e1", "interface": "public", "region": "RegionOne", "region_id": "RegionOne",
+             "url": "https://nova.test/v2.1"}]}],
+    }}
+    with requests_mock.Mocker() as mock:
+        mock.get("https://keystone.test:5000/v3", json={"version": {"id": "v3.14", "status": "stable", "links": [
+            {"rel": "self", "href": "https://keystone.test:5000/v3/"}]}})
+        mock.post("https://keystone.test:5000/v3/auth/tokens", json=token, status_code=201,
+                  headers={"X-Subject-Token": "tok-" + "x" * 30})
+        mock.get("https://nova.test/v2.1/servers", json={"servers": []})
+        cloud.conn.session.get("https://nova.test/v2.1/servers", raise_exc=False)
+    services = {record.path: record.service for record in cloud.calls}
+    assert services["/v2.1/servers"] == "compute"
