@@ -33,58 +33,24 @@ def _no_flavor_reason(project: str, choice, spec) -> str:
     )
 
 
-def test_node_flavor(zuul, profile, record):
-    spec = profile["flavor"]
-    allow_volume = bool(spec.get("allow_boot_from_volume", False))
-    choice = choose_flavor(zuul.flavors(), spec, allow_zero_disk=allow_volume)
+def _check_flavor(cloud, spec, allow_zero_disk: bool, check: str, record) -> None:
+    """Record the best flavor visible to `cloud` meeting `spec` (PASS), or the closest one and why (FAIL)."""
+    project = cloud.role
+    choice = choose_flavor(cloud.flavors(), spec, allow_zero_disk=allow_zero_disk)
     if choice.best is None:
-        record(
-            "R4",
-            "flavor",
-            scope=zuul.scope,
-            measured=choice.closest.name if choice.closest else "none",
-            threshold=_spec_text(spec),
-            ok=False,
-            reason=_no_flavor_reason("zuul", choice, spec),
-        )
+        record("R4", check, scope=cloud.scope, measured=choice.closest.name if choice.closest else "none",
+               threshold=_spec_text(spec), ok=False, reason=_no_flavor_reason(project, choice, spec))
         return
-    note = (
-        f" (disk 0: nodes must boot from a {spec['min_disk_gb']} GB volume)"
-        if choice.boot_from_volume
-        else ""
-    )
-    record(
-        "R4",
-        "flavor",
-        scope=zuul.scope,
-        measured=choice.best.describe() + note,
-        threshold=_spec_text(spec),
-        ok=True,
-        data={"flavor": _flavor_data(choice.best, choice.boot_from_volume)},
-    )
+    note = f" (disk 0: nodes must boot from a {spec['min_disk_gb']} GB volume)" if choice.boot_from_volume else ""
+    record("R4", check, scope=cloud.scope, measured=choice.best.describe() + note, threshold=_spec_text(spec),
+           ok=True, data={check: _flavor_data(choice.best, choice.boot_from_volume)})
+
+
+def test_node_flavor(zuul, profile, record):
+    _check_flavor(zuul, profile["flavor"], bool(profile["flavor"].get("allow_boot_from_volume", False)), "flavor",
+                  record)
 
 
 def test_mirror_flavor(ci, profile, record):
-    spec = profile["mirror.flavor"]
-    allow_volume = bool(profile.get("mirror.allow_volume", False))
-    choice = choose_flavor(ci.flavors(), spec, allow_zero_disk=allow_volume)
-    if choice.best is None:
-        record(
-            "R4",
-            "mirror_flavor",
-            scope=ci.scope,
-            measured=choice.closest.name if choice.closest else "none",
-            threshold=_spec_text(spec),
-            ok=False,
-            reason=_no_flavor_reason("ci", choice, spec),
-        )
-        return
-    record(
-        "R4",
-        "mirror_flavor",
-        scope=ci.scope,
-        measured=choice.best.describe(),
-        threshold=_spec_text(spec),
-        ok=True,
-        data={"mirror_flavor": _flavor_data(choice.best, choice.boot_from_volume)},
-    )
+    _check_flavor(ci, profile["mirror.flavor"], bool(profile.get("mirror.allow_volume", False)), "mirror_flavor",
+                  record)
