@@ -19,6 +19,7 @@ import pytest
 
 from sandbox.configs import MIRROR_FLAVOR, QUOTAS, TEST_NODE_FLAVOR
 from sandbox.processes import ProcessTable
+from sandbox.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -242,9 +243,10 @@ def test_paused_freezes_and_resumes_the_process(sandbox):
     def state():
         return Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
+    # A signal takes effect when the kernel next schedules the target: wait (bounded) for the state to show it.
     with sandbox.paused("nova-compute"):
-        assert state() == "T"
-    assert state() != "T"
+        assert wait_for(lambda: state() == "T", timeout=10, interval=0.05, raise_on_timeout=False), state()
+    assert wait_for(lambda: state() != "T", timeout=10, interval=0.05, raise_on_timeout=False), state()
 
 
 def test_guest_emulation_prints_probe_lines_from_the_flavor_and_the_variant(sandbox, zuul, image):
