@@ -22,8 +22,9 @@ import yaml
 
 from sandbox import configs, seed
 from sandbox.layout import REGION, Layout
+from sandbox.processes import process_state
 from sandbox.stack import Stack
-from sandbox.waiting import SandboxError
+from sandbox.waiting import SandboxError, wait_for
 
 # Named policy changes: service -> name -> rules written into that service's policy file.
 POLICIES = {
@@ -198,10 +199,14 @@ class Sandbox:
         if not proc:
             raise SandboxError(f"no running sandbox process named {service!r}")
         os.killpg(proc.pid, signal.SIGSTOP)
+        # A signal takes effect when the kernel next schedules the target: return only once it has.
+        wait_for(lambda: process_state(proc.pid) == "T", timeout=10, interval=0.02, what=f"{service} to stop")
         try:
             yield
         finally:
             os.killpg(proc.pid, signal.SIGCONT)
+            wait_for(lambda: process_state(proc.pid) != "T", timeout=10, interval=0.02,
+                     what=f"{service} to continue")
 
     @contextmanager
     def guest(self, cpu_mhz: float | None = None, steal_percent: float | None = None):

@@ -39,6 +39,12 @@ def _stat(pid: int) -> list[str] | None:
         return None
 
 
+def process_state(pid: int) -> str | None:
+    """The kernel's one-letter state of a process (R, S, T, Z...), None if it is gone."""
+    fields = _stat(pid)
+    return fields[0] if fields else None
+
+
 def _start_ticks(pid: int) -> int | None:
     fields = _stat(pid)
     return int(fields[19]) if fields else None

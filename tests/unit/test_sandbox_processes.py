@@ -46,3 +46,19 @@ def test_a_recycled_pid_is_not_ours(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+def test_paused_returns_only_once_the_group_is_stopped_and_resumes_it(tmp_path):
+    from sandbox.api import Sandbox
+    from sandbox.layout import Layout
+    from sandbox.processes import process_state
+
+    sb = Sandbox(Layout(tmp_path))
+    tmp_path.mkdir(exist_ok=True)
+    proc = sb.stack.table.start("nova-compute", SLEEPER, tmp_path / "sleeper.out", {})
+    try:
+        with sb.paused("nova-compute"):
+            assert process_state(proc.pid) == "T"
+        assert process_state(proc.pid) in ("S", "R")
+    finally:
+        sb.stack.table.stop_all(timeout=2)
