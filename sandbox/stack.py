@@ -362,13 +362,15 @@ class Stack:
                 raise SandboxError(f"no server could boot: last status {status}")
         self.say(f"a server booted (attempt {attempt})")
 
-        def volume_service_up():
+        def volume_backend_known():
+            # "up" in the service list is not enough: until cinder-scheduler has the backend's capabilities,
+            # every volume create fails with "No valid backend" and the volume goes to error.
             self._check_alive()
-            return any(s.binary == "cinder-volume" and s.state == "up" for s in conn.block_storage.services())
+            return list(conn.block_storage.backend_pools())
 
-        wait_for(volume_service_up, timeout=60, interval=0.5, what="cinder-volume to report",
+        wait_for(volume_backend_known, timeout=120, interval=0.5, what="cinder-scheduler to know the volume backend",
                  describe=lambda: self._log_tail("cinder.log"))
-        self.say("volume service up: the cloud is usable")
+        self.say("volume backend known to the scheduler: the cloud is usable")
 
     # ---- clouds.yaml ---------------------------------------------------------------------------------------------
     def write_clouds_yaml(self, passwords: dict[str, str]) -> None:
