@@ -170,6 +170,8 @@ def nova(layout: Layout, passwords: dict[str, str]) -> str:
         "glance": {**service, "cafile": layout.ca_cert},
         # Map the compute host into the cell within seconds of its start instead of waiting for an operator.
         "scheduler": {"discover_hosts_in_cells_interval": 2, "workers": 1},
+        # Pick among the best 4 nodes at random, so a burst's concurrent requests don't all claim the same one.
+        "filter_scheduler": {"host_subset_size": 4},
         "conductor": {"workers": 1},
         # Neutron's policy lets only a service (a service token with the `service` role) delete a compute
         # port: without it, deleting a server fails with "rule:delete_port is disallowed by policy".

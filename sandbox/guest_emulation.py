@@ -7,8 +7,8 @@ whose user-data contains the probe (as on a real cloud). CPU MHz and steal come 
 state dir so negative tests can change them (`python -m sandbox guest --cpu-mhz 1200`). Every answer carries
 `emulated=sandbox` so a report can never mistake it for a measurement.
 
-It also sizes the fake hypervisor for >= 150 test nodes of 8 vCPU / 8 GB / 80 GB without overcommit, and keeps
-a stable node identity (FakeDriverWithoutFakeNodes) so nova-compute can be restarted.
+It also sizes the fake hypervisor for >= 150 test nodes of 8 vCPU / 8 GB / 80 GB without overcommit, spread over
+several nodes as a real cloud's hypervisors are.
 """
 
 import base64
@@ -57,10 +57,19 @@ def has_probe(user_data):
     return PROBE_MARKER in text
 
 
-class EmulatedGuestDriver(fake.FakeDriverWithoutFakeNodes):
-    vcpus = 1536
-    memory_mb = 1536 * 1024
-    local_gb = 16384
+class EmulatedGuestDriver(fake.FakeDriver):
+    # Four hypervisor nodes (four resource providers in Placement), each with room for 48 test nodes of
+    # 8 vCPU / 8 GB / 80 GB without overcommit: 192 in all. With a single provider every concurrent boot's
+    # allocation claim races for the same provider generation, and nova gives a claim up after 4 conflicts
+    # ("No valid host") with no other host to try.
+    nodes = 4
+    vcpus = 48 * 8
+    memory_mb = 48 * 8192
+    local_gb = 48 * 80 + 600  # and the mirror's 40 GB root disks
+
+    def init_host(self, host):
+        super().init_host(host)
+        self._set_nodes([f"{host}-{index}" for index in range(1, self.nodes + 1)])
 
     def get_console_output(self, context, instance):
         lines = ["[    0.000000] Linux version (sandbox guest emulation)", "cloud-init: modules:final"]
