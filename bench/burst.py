@@ -17,34 +17,14 @@ or with any venv that has the project installed: python bench/burst.py --cloud s
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from conformance import cloud as cloudlayer
+from benchlib import open_checked, test_node_flavor, test_node_network, uploaded_image, use_sandbox_clouds_yaml
+
 from conformance.burst import BurstSettings, run_burst
-from conformance.dynamic import upload_image
-from conformance.images import make_image
 from conformance.profiles import load_profile
 from conformance.resources import Tracker, install_signal_handlers, new_run_prefix
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _clouds_yaml() -> None:
-    if not os.environ.get("OS_CLIENT_CONFIG_FILE"):
-        default = Path(os.environ.get("SANDBOX_DIR", REPO / ".sandbox")) / "clouds.yaml"
-        os.environ["OS_CLIENT_CONFIG_FILE"] = str(default)
-
-
-def _network(cloud):
-    nets = [n for n in cloud.conn.network.networks() if not n.is_router_external and n.subnet_ids]
-    own = [n for n in nets if n.project_id == cloud.project_id] or nets
-    if not own:
-        raise SystemExit(f"no network for test nodes in {cloud.scope}")
-    return sorted(own, key=lambda n: n.name or "")[0]
 
 
 def _line(label: str, n: int, result) -> str:
@@ -68,26 +48,19 @@ def main(argv=None) -> int:
     parser.add_argument("--only", choices=("bulk", "baseline"), default=None, help="run one side only")
     args = parser.parse_args(argv)
     install_signal_handlers()  # SIGTERM unwinds like Ctrl-C, so the finally blocks delete what was created
-    _clouds_yaml()
+    use_sandbox_clouds_yaml()
     profile = load_profile(args.profile)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    cloud = cloudlayer.open_cloud(args.cloud, None, "zuul")
-    cloudlayer.check_access(cloud)
-    spec = {k: profile[f"flavor.{k}"] for k in ("min_ram_mb", "min_vcpus", "min_disk_gb")}
-    flavor = cloudlayer.choose_flavor(cloud.flavors(), spec, allow_zero_disk=False).best
-    if flavor is None:
-        raise SystemExit(f"no flavor meets {spec}")
-    network = _network(cloud)
+    cloud = open_checked(args.cloud)
+    flavor = test_node_flavor(cloud, profile)
+    network = test_node_network(cloud)
     tracker = Tracker(new_run_prefix(), poll_interval_s=2.0)
     print(f"bench/burst.py: cloud {args.cloud} ({cloud.scope}), flavor {flavor.describe()}, network "
           f"{network.name}, concurrency {profile['burst.create_concurrency']}, bulk poll "
           f"{profile['burst.poll_interval_s']} s, baseline poll 2 s, run prefix {tracker.prefix}", flush=True)
     last = {}
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            image = upload_image(cloud, tracker, make_image(tmp, int(profile["image.size_mb"])), 600)
-        if not image.usable:
-            raise SystemExit(f"image upload failed: {image.error or image.status}")
+        image_id = uploaded_image(cloud, tracker, profile)
         for n in sizes:
             print(f"N={n}", flush=True)
             results = {}
@@ -101,7 +74,7 @@ def main(argv=None) -> int:
                 run_tracker = Tracker(new_run_prefix(), poll_interval_s=2.0)
                 progress = _throttled(f"  {label}")
                 try:
-                    result = run_burst(cloud, run_tracker, image_id=image.id, flavor_id=flavor.id,
+                    result = run_burst(cloud, run_tracker, image_id=image_id, flavor_id=flavor.id,
                                        network_id=network.id, settings=settings, progress=progress)
                 finally:
                     leftovers = run_tracker.cleanup(timeout_s=600)
