@@ -37,6 +37,13 @@ def _gunicorn(layout: Layout, name: str, port_name: str, module: str, env: dict[
         "--bind", f"{HOST}:{layout.ports[port_name]}",
         # Requests of a 100-server burst can wait on the database; don't let gunicorn kill busy workers.
         "--timeout", "300", "--graceful-timeout", "3",
+        # Keep idle connections open longer than any client of a run waits between two requests (pollers every
+        # 2-10 s, the services' own periodic tasks every 60 s). With gunicorn's default of 2 s, a client that
+        # reuses its connection after ~2 s races the worker closing it: the request lands on a closed socket and
+        # the client gets "Connection reset by peer" (nova-scheduler's placement client has no retry, so that
+        # reset is a lost boot: "No valid host was found"). A load balancer in front of a real cloud's APIs
+        # keeps client connections the same way. Idle connections cost a file descriptor, not a thread.
+        "--keep-alive", "75",
         # nova-api lists ports of ~100 servers from neutron in one query string: gunicorn's default limit
         # (4094 bytes) turns that into 414 and every GET /servers/detail into a 500.
         "--limit-request-line", "0", "--limit-request-field_size", "0",
