@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from sandbox.layout import HOST, Layout, venv_bin
 
 QUIET = {"PYTHONWARNINGS": "ignore"}
+KEEPALIVE_S = 3600
 
 
 @dataclass
@@ -37,13 +38,14 @@ def _gunicorn(layout: Layout, name: str, port_name: str, module: str, env: dict[
         "--bind", f"{HOST}:{layout.ports[port_name]}",
         # Requests of a 100-server burst can wait on the database; don't let gunicorn kill busy workers.
         "--timeout", "300", "--graceful-timeout", "3",
-        # Keep idle connections open longer than any client of a run waits between two requests (pollers every
-        # 2-10 s, the services' own periodic tasks every 60 s). With gunicorn's default of 2 s, a client that
-        # reuses its connection after ~2 s races the worker closing it: the request lands on a closed socket and
-        # the client gets "Connection reset by peer" (nova-scheduler's placement client has no retry, so that
-        # reset is a lost boot: "No valid host was found"). A load balancer in front of a real cloud's APIs
-        # keeps client connections the same way. Idle connections cost a file descriptor, not a thread.
-        "--keep-alive", "75",
+        # Keep idle connections for an hour: longer than any gap between two requests a client sends on one
+        # connection (pollers every 2-10 s, the services' periodic tasks at most every 10 min), so the server
+        # never closes a connection a client is about to reuse. With gunicorn's default of 2 s, a client reusing
+        # its connection after ~2 s raced the close: the request met a closed socket ("Remote end closed
+        # connection without response" / "Connection reset by peer"). nova-scheduler's placement client does not
+        # retry that, so it was a lost boot ("No valid host was found"). Idle connections cost a descriptor each,
+        # not a thread, and end when their client closes them or exits; room for many (default 1000 a worker).
+        "--keep-alive", str(KEEPALIVE_S), "--worker-connections", "4000",
         # nova-api lists ports of ~100 servers from neutron in one query string: gunicorn's default limit
         # (4094 bytes) turns that into 414 and every GET /servers/detail into a 500.
         "--limit-request-line", "0", "--limit-request-field_size", "0",
