@@ -3,6 +3,7 @@
 #   - RabbitMQ and MariaDB servers from apt (the sandbox starts its own instances, without systemd)
 #   - Chromium (headless) for the report's browser test; ssh-keygen and gpg for signing reports
 #   - tox with tox-uv, which build the Python environments (the OpenStack services come from PyPI)
+#   - what tests/zuul/ needs for a real Zuul (tests/zuul/prereqs.sh)
 set -euo pipefail
 
 packages=(rabbitmq-server mariadb-server mariadb-client chromium openssh-client gnupg)
@@ -23,4 +24,6 @@ if ! command -v tox >/dev/null 2>&1 || ! python3 -c "import tox_uv" 2>/dev/null;
     python3 -m pip install -q "tox>=4.11" "tox-uv>=1" 2>/dev/null \
         || python3 -m pip install -q --break-system-packages "tox>=4.11" "tox-uv>=1"
 fi
+# The real Zuul the project's Zuul jobs are tested on (tests/zuul/): ZooKeeper, bubblewrap, sshd, Zuul, Ansible.
+bash "$(dirname "$0")/../tests/zuul/prereqs.sh"
 echo "prereqs: ready ($(tox --version | head -1 | cut -d' ' -f1-3))"
