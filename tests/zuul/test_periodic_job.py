@@ -144,7 +144,7 @@ def test_no_clouds_yaml_left_on_the_node(any_build, secret_values):
     config_root = NODE_HOME / ".config" / "opendev-conformance"
     assert not (config_root / any_build["uuid"]).exists()
     left = [str(p) for root in (config_root, NODE_HOME / "src", NODE_HOME / "zuul-output") if root.exists()
-            for p in root.rglob("*") if p.name in ("clouds.yaml", "cacert.pem")]
+            for p in root.rglob("*") if p.name in ("clouds.yaml", "cacert.pem") and "/.tox/" not in str(p)]
     assert left == []
     # The credentials never reached the build's logs either.
     output = job_output(any_build)
@@ -158,6 +158,8 @@ def test_cleanup_swept_the_run_prefix_and_nothing_is_left_in_the_cloud(any_build
     assert len(prefixes) == 1, output[-3000:]
     prefix = prefixes.pop()
     assert prefix.endswith(any_build["uuid"][:6])
+    # The suite named its resources with the job's prefix (CONFORMANCE_RUN_PREFIX) and deleted them itself.
+    assert f"conformance cleanup: run {prefix}: every resource the run created was deleted" in output
     # The cleanup playbook ran `python -m conformance cleanup --run <prefix>` against both projects.
     assert f"cleanup --run {prefix}" in output or f"'--run', '{prefix}'" in output
     assert "nothing to delete" in output or "deleted " in output
