@@ -59,6 +59,8 @@ ZOOKEEPER_JARS = [
     # NoClassDefFoundError io/netty/handler/codec/ByteToMessageDecoder and clients see only an EOF.
     "netty-codec.jar", "netty-resolver.jar", "netty-transport-native-unix-common.jar",
 ]
+REGISTRY_ENV = re.compile(r"^(SSL_CERT_(FILE|DIR)|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|PIP_[A-Z_]+|UV_[A-Z_]+"
+                          r"|(HTTPS?|NO|ALL)_PROXY|(https?|no|all)_proxy)$")
 ZUUL_PROCESSES = ("zuul-scheduler", "zuul-executor", "zuul-web", "zuul-launcher")
 
 
@@ -284,7 +286,12 @@ class ZuulHarness:
             f"ListenAddress {HOST}", f"Port {PORTS['ssh']}", f"HostKey {d / 'host_key'}",
             f"PidFile {d / 'sshd.pid'}", f"AuthorizedKeysFile {d / 'authorized_keys'}",
             "PermitRootLogin prohibit-password", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-            "UsePAM no", "StrictModes no", "Subsystem sftp internal-sftp", "",
+            "UsePAM no", "StrictModes no", "Subsystem sftp internal-sftp",
+            # The node is this machine: its sessions reach the package registries as this process does
+            # (a proxy's CA bundle, pip/uv settings), which a plain ssh session's environment would lack.
+            *(f'SetEnv {name}="{value}"' for name, value in sorted(os.environ.items())
+              if REGISTRY_ENV.match(name) and not name.endswith("_CONSTRAINT")),
+            "",
         ]))
         Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory (Debian's path)
         self._start("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", str(d / "sshd_config")])
