@@ -282,6 +282,8 @@ class ZuulHarness:
         d.mkdir()
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "host_key")], check=True)
         shutil.copy(self.etc / "id_ed25519.pub", d / "authorized_keys")
+        registry_env = [f'{name}="{value}"' for name, value in sorted(os.environ.items())
+                        if REGISTRY_ENV.match(name) and not name.endswith("_CONSTRAINT")]
         (d / "sshd_config").write_text("\n".join([
             f"ListenAddress {HOST}", f"Port {PORTS['ssh']}", f"HostKey {d / 'host_key'}",
             f"PidFile {d / 'sshd.pid'}", f"AuthorizedKeysFile {d / 'authorized_keys'}",
@@ -289,8 +291,8 @@ class ZuulHarness:
             "UsePAM no", "StrictModes no", "Subsystem sftp internal-sftp",
             # The node is this machine: its sessions reach the package registries as this process does
             # (a proxy's CA bundle, pip/uv settings), which a plain ssh session's environment would lack.
-            *(f'SetEnv {name}="{value}"' for name, value in sorted(os.environ.items())
-              if REGISTRY_ENV.match(name) and not name.endswith("_CONSTRAINT")),
+            # (One SetEnv line: sshd uses the first line of a keyword.)
+            *([f"SetEnv {' '.join(registry_env)}"] if registry_env else []),
             "",
         ]))
         Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory (Debian's path)
