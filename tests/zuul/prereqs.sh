@@ -31,6 +31,13 @@ if ((${#missing[@]})); then
     [ -z "$added_policy" ] || rm -f /usr/sbin/policy-rc.d
 fi
 
+# Written once the venv and every Ansible validated: later runs skip the checks (which take seconds to minutes).
+ready="$cache/ready"
+if [ -f "$ready" ] && "$cache/venv/bin/python" -c "import zuul, zuulclient" 2>/dev/null; then
+    echo "zuul prereqs: ready (zuul $ZUUL_VERSION in $cache)"
+    exit 0
+fi
+
 # The venv is built on Debian's /usr/bin/python3: bubblewrap (the executor's sandbox) exposes only /usr, /lib,
 # /bin and /sbin, so an interpreter from elsewhere (pyenv) would be invisible to the playbooks.
 if ! "$cache/venv/bin/python" -c "import zuul, zuulclient" 2>/dev/null; then
@@ -80,4 +87,5 @@ if ! ansible_ok; then
     "$cache/venv/bin/zuul-manage-ansible" -r "$cache/ansible"
     ansible_ok || { echo "zuul prereqs: Ansible in $cache/ansible does not validate" >&2; exit 1; }
 fi
+touch "$ready"
 echo "zuul prereqs: ready (zuul $ZUUL_VERSION in $cache)"
