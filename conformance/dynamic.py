@@ -68,6 +68,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_RESTORE_SIGNALS] = resources.install_signal_handlers()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """A bad CONFORMANCE_RUN_PREFIX is bad input: one line before anything else is checked or created."""
+    _chosen_run_prefix()
+
+
 def _chosen_run_prefix() -> str:
     """CONFORMANCE_RUN_PREFIX when the caller names the run (the Zuul job does, so that its cleanup-run can
     sweep the run whatever happened to it), else a new prefix."""
