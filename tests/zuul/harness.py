@@ -210,9 +210,6 @@ class ZuulHarness:
         self.timings["stop_s"] = time.monotonic() - started
         return stopped
 
-    def is_running(self) -> bool:
-        return bool(self.table.running())
-
     # ---- infrastructure
     def _start(self, name: str, argv: list[str], env: dict | None = None):
         return self.table.start(name, argv, self.logs / f"{name}.log", env or {}, cwd=self.root)
@@ -484,9 +481,6 @@ class ZuulHarness:
     def rss_mb(self) -> dict[str, float]:
         """Resident memory per recorded process (with its process group: executor helpers, ansible-playbook)."""
         return {name: rss_mb(proc) for name, proc in self.table.running().items()}
-
-    def node_workspace(self) -> Path:
-        return NODE_HOME / "src"
 
     def _stop_ssh_multiplexers(self) -> None:
         """Ansible's ssh ControlMaster processes (ControlPersist=60s, set by the executor) outlive the executor.
