@@ -9,6 +9,7 @@ leaves something behind fails that teardown with the list of what is left: never
 from __future__ import annotations
 
 import base64
+import os
 import re
 import sys
 import time
@@ -59,12 +60,30 @@ def pytest_configure(config: pytest.Config) -> None:
     if workerinput and workerinput.get(WORKER_KEY):
         config.stash[RUN_PREFIX] = workerinput[WORKER_KEY]
     else:
-        config.stash[RUN_PREFIX] = resources.new_run_prefix()
+        config.stash[RUN_PREFIX] = _chosen_run_prefix()
     from conformance import plugin
 
     # The foundation plugin's own state may not be set yet (hook order): ask the same question it asks.
     if plugin.runs_checks(config) and not config.getoption("help", False):
         config.stash[_RESTORE_SIGNALS] = resources.install_signal_handlers()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """A bad CONFORMANCE_RUN_PREFIX is bad input: one line before anything else is checked or created."""
+    _chosen_run_prefix()
+
+
+def _chosen_run_prefix() -> str:
+    """CONFORMANCE_RUN_PREFIX when the caller names the run (the Zuul job does, so that its cleanup-run can
+    sweep the run whatever happened to it), else a new prefix."""
+    given = os.environ.get("CONFORMANCE_RUN_PREFIX", "").strip()
+    if not given:
+        return resources.new_run_prefix()
+    if resources.prefix_of(given) != given:
+        raise pytest.UsageError(f"CONFORMANCE_RUN_PREFIX={given!r} is not a run prefix "
+                                "(conformance-<YYYYmmddTHHMMSSZ>-<6 hex digits>)")
+    return given
 
 
 @pytest.hookimpl(optionalhook=True)

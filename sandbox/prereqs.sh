@@ -3,6 +3,7 @@
 #   - RabbitMQ and MariaDB servers from apt (the sandbox starts its own instances, without systemd)
 #   - Chromium (headless) for the report's browser test; ssh-keygen and gpg for signing reports
 #   - tox with tox-uv, which build the Python environments (the OpenStack services come from PyPI)
+#   - what tests/zuul/ needs for a real Zuul (tests/zuul/prereqs.sh)
 set -euo pipefail
 
 packages=(rabbitmq-server mariadb-server mariadb-client chromium openssh-client gnupg)
@@ -22,5 +23,10 @@ if ! command -v tox >/dev/null 2>&1 || ! python3 -c "import tox_uv" 2>/dev/null;
     echo "prereqs: installing tox and tox-uv with pip"
     python3 -m pip install -q "tox>=4.11" "tox-uv>=1" 2>/dev/null \
         || python3 -m pip install -q --break-system-packages "tox>=4.11" "tox-uv>=1"
+fi
+# The real Zuul the project's Zuul jobs are tested on (tests/zuul/): ZooKeeper, bubblewrap, sshd, Zuul, Ansible
+# (2.2 GB; CONFORMANCE_PREREQS_ZUUL=0 skips it where only the sandbox is wanted, e.g. the Zuul check job's node).
+if [ "${CONFORMANCE_PREREQS_ZUUL:-1}" != 0 ]; then
+    bash "$(dirname "$0")/../tests/zuul/prereqs.sh"
 fi
 echo "prereqs: ready ($(tox --version | head -1 | cut -d' ' -f1-3))"

@@ -14,6 +14,16 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+ZUUL_TESTS = Path(__file__).resolve().parent / "zuul"
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/zuul/ starts a real Zuul (`tox -e zuul`): `pytest tests` leaves it out unless it is named."""
+    if collection_path == ZUUL_TESTS:
+        named = [Path(config.invocation_params.dir, str(arg).split("::")[0]).resolve() for arg in config.args]
+        if not any(path == ZUUL_TESTS or ZUUL_TESTS in path.parents for path in named):
+            return True
+    return None
 
 
 @pytest.fixture(scope="session")

@@ -184,3 +184,10 @@ def test_help_lists_the_options_with_their_env_vars(tmp_path):
         ("--report-dir", "CONFORMANCE_REPORT_DIR"),
     ]:
         assert option in proc.stdout and env in proc.stdout
+
+
+def test_run_prefix_that_is_not_one(tmp_path, monkeypatch):
+    # A caller that names the run (the Zuul job) must give a real prefix: the cleanup sweeps by it.
+    monkeypatch.setenv("CONFORMANCE_RUN_PREFIX", "conformance-tomorrow")
+    proc, _ = run_cli(tmp_path, clouds={"zuul": entry("https://127.0.0.1:1/v3")})
+    assert_one_line_error(proc, tmp_path, "CONFORMANCE_RUN_PREFIX='conformance-tomorrow' is not a run prefix")
