@@ -94,7 +94,7 @@ def build_fleet(
         latest = entries[-1]
         age = _age_hours(latest["finished_at"], now)
         changes = []
-        for (old_run, old), (new_run, new) in zip(items, items[1:]):
+        for (old_run, old), (new_run, new) in zip(items, items[1:], strict=False):
             comparison = compare.compare(scope_document(old_run.doc, region), scope_document(new_run.doc, region))
             changes.append({"from": old["bundle"], "to": new["bundle"], **comparison})
         scopes.append(

@@ -175,7 +175,7 @@ def index_html(fleet: dict) -> str:
 
 def rejected_html(rejected: list[dict]) -> str:
     if not rejected:
-        return '<h2>Rejected bundles</h2><p id="fleet-rejected-none">None: every bundle verified.</p>'
+        return '<h2>Rejected bundles</h2><p id="fleet-rejected-none">None.</p>'
     rows = "".join(
         f'<tr class="rejected"><td><code>{_e(r["source"])}</code></td><td>{_e(r["reason"])}</td></tr>'
         for r in rejected

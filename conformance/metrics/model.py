@@ -140,18 +140,23 @@ def _api(doc: dict, region: str, single_region: bool) -> dict[str, ServiceMetric
     return out
 
 
+def _data(result: dict) -> dict:
+    data = result.get("data")
+    return data if isinstance(data, dict) else {}
+
+
 def _headroom(results: list[dict]) -> float | None:
     for result in results:
-        data = result.get("data") or {}
+        data = _data(result)
         if result.get("requirement") == "R8" and result.get("check") == "quota.instances" and "max_servers" in data:
             fits = data["max_servers"]
-            return math.inf if fits is None else float(fits)
+            return math.inf if fits is None else _number(fits)
     return None
 
 
 def _cert_days(results: list[dict]) -> float | None:
     days = [
-        _number((r.get("data") or {}).get("days_to_expiry"))
+        _number(_data(r).get("days_to_expiry"))
         for r in results
         if r.get("requirement") == "R7" and r.get("check") == "keystone.cert_expiry"
     ]
