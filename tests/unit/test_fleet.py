@@ -353,6 +353,11 @@ def test_zuul_builds_api_source_fetches_and_verifies_each_build(zuul, tmp_path, 
     # The Zuul build pages are not linked: the site holds no external URL.
     for page in [out / "index.html", *(out / "regions").glob("*.html")]:
         assert not EXTERNAL.findall(page.read_text())
+    # --builds: the newest N builds only (here the running one, the NODE_FAILURE and the newest bundle).
+    assert main([*argv, "--builds", "3"]) == 0
+    newest = fleet_json(out)
+    assert [r["bundle"] for s in newest["scopes"] for r in s["runs"]] == [docs[2]["bundle"]]
+    assert len(newest["rejected"]) == 1
 
 
 def test_zuul_source_rejects_a_build_whose_bundle_was_changed_on_the_log_server(zuul, tmp_path):
