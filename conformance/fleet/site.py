@@ -1,13 +1,15 @@
 """The fleet's static site: index.html, one page per cloud and region, fleet.json, each run's report.html.
 
 Self-contained and offline: inline CSS and SVG, no script, no font, no image file, no external URL (not even
-in links: a run's report.html is copied into the site, `runs/<bundle>/report.html`). Links are relative, so the
-folder works from a file:// path and from a Zuul log server alike.
+in links: a run's report.html is copied into the site, `runs/<bundle>/report.html`, with its one link out,
+pytest-html's credit, kept as text). Links are relative, so the folder works from a file:// path and from a Zuul
+log server alike.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from html import escape
 from pathlib import Path
@@ -297,9 +299,21 @@ def copy_reports(runs: list[Run], out: Path) -> dict[int, str]:
         used.add(name)
         target = out / "runs" / name / HTML
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run.bundle_dir / HTML, target)
+        target.write_text(offline(run.bundle_dir / HTML), encoding="utf-8")
         copied[id(run)] = f"runs/{name}/{HTML}"
     return copied
+
+
+_OUT = r"""["'](?:[a-z][a-z0-9+.-]*:)?//[^"']*["']"""  # an absolute or scheme-relative URL, quoted
+_EXTERNAL_LINK = re.compile(rf"<a\s[^>]*\bhref\s*=\s*{_OUT}[^>]*>(.*?)</a>", re.I | re.S)
+_EXTERNAL_ATTRIBUTE = re.compile(rf"\b(?:href|src)\s*=\s*{_OUT}", re.I)
+
+
+def offline(report: Path) -> str:
+    """A run's report.html for the site: the same page, its links out of the site (pytest-html's own credit
+    line) kept as text, so the site links nowhere else. The bundle's signed original is not touched."""
+    text = report.read_text(encoding="utf-8", errors="replace")
+    return _EXTERNAL_ATTRIBUTE.sub("", _EXTERNAL_LINK.sub(r"\1", text))
 
 
 def write_site(runs: list[Run], out: Path, **options) -> dict:

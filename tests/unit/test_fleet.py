@@ -395,3 +395,14 @@ def test_zuul_artifact_that_cannot_be_fetched_is_a_rejected_run(tmp_path):
         mock.get("http://127.0.0.1:9/logs/bundle/results.json", status_code=503)
         [run] = sources.zuul_runs(api, "j", tmp_path)
     assert run.rejected == "GET http://127.0.0.1:9/logs/bundle/results.json: HTTP 503" and run.doc is None
+
+
+def test_copied_reports_keep_no_link_out_of_the_site(tmp_path):
+    page = tmp_path / "report.html"
+    page.write_text(
+        '<p>by <a href="https://pypi.python.org/pypi/pytest-html">pytest-html</a></p>'
+        '<img src="//cdn.example.org/logo.png"><a href="#results">results</a><td>https://127.0.0.1:5000/v3</td>'
+    )
+    assert site.offline(page) == (
+        '<p>by pytest-html</p><img ><a href="#results">results</a><td>https://127.0.0.1:5000/v3</td>'
+    )
