@@ -201,10 +201,10 @@ def _change_html(change: dict) -> str:
             f"{_e(c['new'])} (measured {_e(c['old_measured'])} &rarr; {_e(c['new_measured'])}){flag}</li>"
         )
     burst = change["burst"]
-    for label, old, new, delta, regression in (
-        ("burst p95 (s)", burst["old_p95_s"], burst["new_p95_s"], burst.get("p95_delta_s"), burst["p95_regression"]),
+    for name, old, new, delta, regression in (
+        ("burst_p95_s", burst["old_p95_s"], burst["new_p95_s"], burst.get("p95_delta_s"), burst["p95_regression"]),
         (
-            "burst failure rate",
+            "burst_failure_rate",
             burst["old_failure_rate"],
             burst["new_failure_rate"],
             burst.get("failure_rate_delta"),
@@ -213,7 +213,10 @@ def _change_html(change: dict) -> str:
     ):
         if delta:
             flag = ' <span class="regression">REGRESSION</span>' if regression else ""
-            items.append(f"<li>{label}: {_num(old, 3)} &rarr; {_num(new, 3)} ({delta:+g}){flag}</li>")
+            digits = DIGITS[name]
+            items.append(
+                f"<li>{TRENDS[name]}: {_num(old, digits)} &rarr; {_num(new, digits)} ({delta:+.{digits}f}){flag}</li>"
+            )
     if not items:
         items.append('<li class="muted">no verdict changed</li>')
     return (

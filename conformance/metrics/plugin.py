@@ -55,6 +55,16 @@ def _runs_checks(config: pytest.Config) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """An unresolvable host is bad input: one line, before anything is created."""
+    _open_sink(config)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """xdist workers never see pytest_cmdline_main: the burst may run in one, and sends its progress too."""
+    if SINK not in config.stash:
+        _open_sink(config)
+
+
+def _open_sink(config: pytest.Config) -> None:
     if config.getoption("help", False) or not _runs_checks(config):
         config.stash[SINK] = None
         return
@@ -82,8 +92,7 @@ def burst_reporter(config: pytest.Config, cloud: str, region: str, write=None):
         if target is not None:
             target.send(burst_progress(cloud, region, line))
 
-    if write is not None and hasattr(write, "done"):
-        progress.done = write.done
+    progress.done = getattr(write, "done", lambda: None)  # the terminal writer's last line (none in workers)
     return progress
 
 

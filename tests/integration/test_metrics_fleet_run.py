@@ -1,10 +1,10 @@
 """Metrics and the fleet view from real sandbox runs.
 
-Three runs of the suite through its command line, shared by every test of this module (made once, about three
-minutes on a quiet machine): a small burst with the static checks that measure quota, certificate and
-services, statsd given as options; the same under the sandbox's quota variant (2 instances: R8 fails and the
-third server of a burst of 3 is refused, so R12 fails too), statsd given as Zuul's STATSD_* environment; and a
-static run against the plain-http Keystone entry (another cloud whose R7 fails) with no statsd host at all.
+Three runs of the suite through its command line, shared by every test of this module (made once):
+  * a burst of 2 with the static checks that measure quota, certificate and services; statsd as options;
+  * the same under the sandbox's quota variant (2 instances: R8 fails and the third server of a burst of 3 is
+    refused, so R12 fails too), under xdist; statsd as Zuul's STATSD_* environment;
+  * the static checks against the plain-http Keystone entry (another cloud, whose R7 fails), no statsd host.
 A UDP listener on 127.0.0.1 receives what each run sends. The fleet is then built from the three bundles plus
 a tampered copy, and rendered in headless Chromium.
 """
@@ -104,8 +104,9 @@ def runs(run_suite, sandbox, tmp_path_factory):
             burst_lines = options.take()
             with sandbox.quota("zuul", instances=2):
                 env = {"STATSD_HOST": "127.0.0.1", "STATSD_PORT": str(environment.port), "STATSD_PREFIX": "zuul.env"}
-                quota = run_suite(*WITH_BURST, sign, region, "--burst-size=3", "--burst-timeout=300", env=env,
-                                  report_dir=reports)
+                # Under xdist: the burst runs in a worker, which sends its progress itself.
+                quota = run_suite(*WITH_BURST, sign, region, "--burst-size=3", "--burst-timeout=300", "-n", "2",
+                                  env=env, report_dir=reports)
             quota_lines = environment.take()
             http = run_suite(*STATIC, sign, region, zuul="sandbox-zuul-http", report_dir=reports)
             silent = options.take() + environment.take() + (default_port.take() if default_port else [])
@@ -175,6 +176,7 @@ def test_statsd_from_zuuls_environment_variables_and_nothing_without_a_host(runs
     assert doc["verdict"] == "FAIL" and last["verdict|g"] == VERDICT_CODES["FAIL"]
     assert last["requirement.R8|g"] == VERDICT_CODES["FAIL"] and last["quota.instances_headroom|g"] == 2
     assert last["burst.failure_rate|g"] == round(1 - doc["burst"]["summary"]["success_rate"], 4) > 0
+    assert last["burst.progress.size|g"] == 3 and last["burst.progress.error|g"] == 1  # one refused by quota
     http_proc = runs["bundles"]["http"][0]
     assert runs["silent"] == [] and "statsd:" not in http_proc.stdout
 
