@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import urllib.parse
 from pathlib import Path
@@ -406,3 +407,13 @@ def test_copied_reports_keep_no_link_out_of_the_site(tmp_path):
     assert site.offline(page) == (
         '<p>by pytest-html</p><img ><a href="#results">results</a><td>https://127.0.0.1:5000/v3</td>'
     )
+
+
+def test_the_benchmark_runs_on_a_few_bundles():
+    """bench/fleet.py (the README's figures) on 12 bundles instead of 1,000: it runs and says what it measured."""
+    bench = Path(__file__).resolve().parents[2] / "bench" / "fleet.py"
+    done = subprocess.run([sys.executable, str(bench), "--bundles", "12"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    last = dict(field.split("=") for field in done.stdout.strip().splitlines()[-1].split())
+    assert last["bundles"] == "12" and float(last["build_s"]) > 0 and int(last["site_bytes"]) > int(last["pages_bytes"])
+    assert "fleet: 12 region(s) of 12 cloud(s), 12 run(s)" in done.stdout
