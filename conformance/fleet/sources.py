@@ -175,12 +175,14 @@ def fetch_builds(session, api: str, job: str, limit: int) -> list[dict]:
 
 
 def results_url(build: dict) -> str | None:
-    """The build's results.json: an artifact named so, or whose URL ends in it (relative to the log URL)."""
+    """The build's results.json: the artifact of metadata type `results_json` (what the cloud-conformance job
+    returns), named `results.json`, or whose URL ends in it; a relative URL is relative to the build's logs."""
     for artifact in build.get("artifacts") or []:
         if not isinstance(artifact, dict) or not artifact.get("url"):
             continue
         url = urljoin(build.get("log_url") or "", str(artifact["url"]))
-        if artifact.get("name") == RESULTS or urlsplit(url).path.endswith("/" + RESULTS):
+        kind = (artifact.get("metadata") or {}).get("type") if isinstance(artifact.get("metadata"), dict) else None
+        if kind == "results_json" or artifact.get("name") == RESULTS or urlsplit(url).path.endswith("/" + RESULTS):
             return url
     return None
 
