@@ -50,22 +50,22 @@ def end_of_run(scopes: list[ScopeMetrics]) -> list[tuple[str, float, str]]:
         gauge(f"{key}.verdict", verdict_code(scope.verdict))
         for rid, verdict in scope.requirements.items():
             gauge(f"{key}.requirement.{normalize(rid)}", verdict_code(verdict))
-        gauge(f"{key}.duration", scope.duration_s)
-        gauge(f"{key}.burst.p50", scope.burst_p50_s)
-        gauge(f"{key}.burst.p95", scope.burst_p95_s)
-        gauge(f"{key}.burst.max", scope.burst_max_s)
-        gauge(f"{key}.burst.failure_rate", scope.burst_failure_rate)
-        gauge(f"{key}.burst.boots_per_minute", scope.burst_boots_per_minute)
-        gauge(f"{key}.burst.size", scope.burst_size)
-        for service, figures in sorted(scope.api.items()):
-            api = f"{key}.api.{normalize(service)}"
-            gauge(f"{api}.calls", figures.count)
-            gauge(f"{api}.errors", figures.errors)
-            gauge(f"{api}.p50", figures.p50_s)
-            gauge(f"{api}.p95", figures.p95_s)
-            gauge(f"{api}.max", figures.max_s)
-        gauge(f"{key}.quota.instances_headroom", scope.quota_instances_headroom)
-        gauge(f"{key}.keystone.cert_days_to_expiry", scope.cert_days_to_expiry)
+        for name, value in (
+            ("duration", scope.duration_s),
+            ("burst.p50", scope.burst_p50_s),
+            ("burst.p95", scope.burst_p95_s),
+            ("burst.max", scope.burst_max_s),
+            ("burst.failure_rate", scope.burst_failure_rate),
+            ("burst.boots_per_minute", scope.burst_boots_per_minute),
+            ("burst.size", scope.burst_size),
+            ("quota.instances_headroom", scope.quota_instances_headroom),
+            ("keystone.cert_days_to_expiry", scope.cert_days_to_expiry),
+        ):
+            gauge(f"{key}.{name}", value)
+        for service, f in sorted(scope.api.items()):
+            for name, value in (("calls", f.count), ("errors", f.errors), ("p50", f.p50_s), ("p95", f.p95_s),
+                                ("max", f.max_s)):
+                gauge(f"{key}.api.{normalize(service)}.{name}", value)
     return stats
 
 
