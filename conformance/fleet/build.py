@@ -12,7 +12,7 @@ import datetime as dt
 import re
 
 from conformance.fleet.sources import Run
-from conformance.metrics.model import ScopeMetrics, scope_document, scope_metrics
+from conformance.metrics.model import ScopeMetrics, region_metrics, regions, scope_document
 from conformance.report import compare
 from conformance.report.model import SUITE_NAME, iso, version
 
@@ -83,20 +83,22 @@ def build_fleet(
         if key not in seen:
             seen.add(key)
             unique.append(run)
-    groups: dict[tuple[str, str], list[tuple[Run, dict]]] = {}
+    # Per (cloud, region): (the run's view of the region, its entry), in time order.
+    groups: dict[tuple[str, str], list[tuple[dict, dict]]] = {}
     for run in unique:
-        for metrics in scope_metrics(run.doc):
+        for region in regions(run.doc):
+            view = scope_document(run.doc, region)
+            metrics = region_metrics(run.doc, region, view)
             entry = _run_entry(run, metrics, reports.get(id(run)))
-            groups.setdefault((metrics.cloud, metrics.region), []).append((run, entry))
+            groups.setdefault((metrics.cloud, region), []).append((view, entry))
     scopes = []
     for (cloud, region), items in sorted(groups.items()):
         entries = [entry for _, entry in items]
         latest = entries[-1]
         age = _age_hours(latest["finished_at"], now)
         changes = []
-        for (old_run, old), (new_run, new) in zip(items, items[1:], strict=False):
-            comparison = compare.compare(scope_document(old_run.doc, region), scope_document(new_run.doc, region))
-            changes.append({"from": old["bundle"], "to": new["bundle"], **comparison})
+        for (old_view, old), (new_view, new) in zip(items, items[1:], strict=False):
+            changes.append({"from": old["bundle"], "to": new["bundle"], **compare.compare(old_view, new_view)})
         scopes.append(
             {
                 "cloud": cloud,

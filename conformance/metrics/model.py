@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from conformance.report.model import overall_verdict, requirement_rows
 
@@ -61,7 +61,8 @@ class ScopeMetrics:
         return [rid for rid, verdict in self.requirements.items() if verdict == "FAIL"]
 
     def to_dict(self) -> dict:
-        data = asdict(self)
+        data = {**vars(self), "api": {name: vars(figures).copy() for name, figures in self.api.items()}}
+        data["requirements"] = dict(self.requirements)
         if data["quota_instances_headroom"] == math.inf:
             data["quota_instances_headroom"] = "unlimited"  # JSON has no infinity
         data["failing"] = self.failing
@@ -166,33 +167,32 @@ def _cert_days(results: list[dict]) -> float | None:
 
 def scope_metrics(doc: dict) -> list[ScopeMetrics]:
     """One ScopeMetrics per region of the run (sorted by region)."""
-    cloud = cloud_name(doc)
-    names = regions(doc)
-    out = []
-    for region in names:
-        view = scope_document(doc, region)
-        metrics = ScopeMetrics(
-            cloud=cloud,
-            region=region,
-            bundle=str(doc.get("bundle") or ""),
-            finished_at=doc.get("finished_at"),
-            verdict=view["verdict"],
-            requirements={row["id"]: row["verdict"] for row in view["requirements"]},
-            duration_s=_number(doc.get("duration_s")),
-            api=_api(doc, region, len(names) == 1),
-            quota_instances_headroom=_headroom(view["results"]),
-            cert_days_to_expiry=_cert_days(view["results"]),
-        )
-        burst = view["burst"]
-        if burst:
-            summary = burst.get("summary") or {}
-            metrics.burst_p50_s = _number(summary.get("p50"))
-            metrics.burst_p95_s = _number(summary.get("p95"))
-            metrics.burst_max_s = _number(summary.get("max"))
-            rate = _number(summary.get("success_rate"))
-            metrics.burst_failure_rate = None if rate is None else round(1 - rate, 4)
-            metrics.burst_boots_per_minute = _number(summary.get("boots_per_minute"))
-            size = summary.get("n", summary.get("count"))
-            metrics.burst_size = int(size) if isinstance(size, int) else len(burst.get("servers") or []) or None
-        out.append(metrics)
-    return out
+    return [region_metrics(doc, region, scope_document(doc, region)) for region in regions(doc)]
+
+
+def region_metrics(doc: dict, region: str, view: dict) -> ScopeMetrics:
+    """The metrics of one region, from the run's document and its view of that region (scope_document)."""
+    metrics = ScopeMetrics(
+        cloud=cloud_name(doc),
+        region=region,
+        bundle=str(doc.get("bundle") or ""),
+        finished_at=doc.get("finished_at"),
+        verdict=view["verdict"],
+        requirements={row["id"]: row["verdict"] for row in view["requirements"]},
+        duration_s=_number(doc.get("duration_s")),
+        api=_api(doc, region, len(regions(doc)) == 1),
+        quota_instances_headroom=_headroom(view["results"]),
+        cert_days_to_expiry=_cert_days(view["results"]),
+    )
+    burst = view["burst"]
+    if burst:
+        summary = burst.get("summary") or {}
+        metrics.burst_p50_s = _number(summary.get("p50"))
+        metrics.burst_p95_s = _number(summary.get("p95"))
+        metrics.burst_max_s = _number(summary.get("max"))
+        rate = _number(summary.get("success_rate"))
+        metrics.burst_failure_rate = None if rate is None else round(1 - rate, 4)
+        metrics.burst_boots_per_minute = _number(summary.get("boots_per_minute"))
+        size = summary.get("n", summary.get("count"))
+        metrics.burst_size = int(size) if isinstance(size, int) else len(burst.get("servers") or []) or None
+    return metrics

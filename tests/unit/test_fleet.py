@@ -410,7 +410,7 @@ def test_copied_reports_keep_no_link_out_of_the_site(tmp_path):
         '<img src="//cdn.example.org/logo.png"><a href="#results">results</a><td>https://127.0.0.1:5000/v3</td>'
     )
     assert site.offline(page) == (
-        '<p>by pytest-html</p><img ><a href="#results">results</a><td>https://127.0.0.1:5000/v3</td>'
+        '<p>by <a >pytest-html</a></p><img ><a href="#results">results</a><td>https://127.0.0.1:5000/v3</td>'
     )
 
 
