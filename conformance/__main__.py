@@ -11,6 +11,7 @@ COMMANDS = {
     "sign": ("conformance.report.cli", "sign_main", "sign a report bundle's manifest (ssh-keygen or gpg)"),
     "verify": ("conformance.report.cli", "verify_main", "verify a report bundle's signature and file hashes"),
     "compare": ("conformance.report.cli", "compare_main", "compare two runs' results per requirement"),
+    "fleet": ("conformance.fleet.cli", "main", "a static site of many runs: every cloud and region over time"),
 }
 
 

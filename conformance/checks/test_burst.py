@@ -13,6 +13,8 @@ import pytest
 
 from conformance.burst import BurstSettings, run_burst
 from conformance.dynamic import node_setup, progress_writer
+from conformance.metrics.plugin import burst_reporter
+from conformance.results import split_scope
 
 pytestmark = pytest.mark.requirement("R12")
 
@@ -29,7 +31,8 @@ def test_boot_burst(zuul, profile, record, images, tracker, pytestconfig):
     settings = settings_from(profile, pytestconfig)
     profile_size = int(profile["burst.size"])
     setup = node_setup(zuul, profile, images, pytestconfig)
-    write = progress_writer(pytestconfig)
+    # The live line on the terminal, and its counts to statsd when a host is given.
+    write = burst_reporter(pytestconfig, zuul.name, split_scope(zuul.scope)[1], progress_writer(pytestconfig))
     try:
         result = run_burst(zuul, tracker, image_id=setup.image_id, flavor_id=setup.flavor.id,
                            network_id=setup.network.id, settings=settings, progress=write)

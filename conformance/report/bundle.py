@@ -1,7 +1,7 @@
 """The report bundle on disk: the single writer (all redaction happens here), manifest, layout, finalisation.
 
 Layout of `<report-dir>/<cloud>-<UTC timestamp>/`:
-    report.html  results.json  junit.xml  onboarding/*.yaml  [comparison.txt comparison.json]
+    report.html  results.json  metrics.prom  junit.xml  onboarding/*.yaml  [comparison.txt comparison.json]
     MANIFEST.sha256                         sha256sum format over every other file
     MANIFEST.sha256.sig | MANIFEST.sha256.asc   detached SSH or OpenPGP signature of the manifest
 Order matters: files first, then the manifest, then the signature over the manifest.
@@ -24,6 +24,7 @@ NOT_HASHED = frozenset({MANIFEST, *SIGNATURE_FILES.values()})
 RESULTS = "results.json"
 HTML = "report.html"
 JUNIT = "junit.xml"
+METRICS = "metrics.prom"  # conformance.metrics.prometheus: OpenMetrics text of results.json
 ONBOARDING = "onboarding"
 _MANIFEST_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 
@@ -142,6 +143,7 @@ def write_bundle(
     report.html and junit.xml written by pytest-html/junitxml are kept but re-written through `write_file`,
     like every other text file already in the directory, so nothing leaves without redaction.
     """
+    from conformance.metrics.prometheus import openmetrics_text
     from conformance.report import onboarding, sign
     from conformance.report.html import standalone_page
 
@@ -149,8 +151,9 @@ def write_bundle(
     bundle_dir.mkdir(parents=True, exist_ok=True)
     for stale in NOT_HASHED:
         (bundle_dir / stale).unlink(missing_ok=True)
-    written = {RESULTS}
+    written = {RESULTS, METRICS}
     write_file(bundle_dir / RESULTS, doc)
+    write_file(bundle_dir / METRICS, openmetrics_text(doc))
     if not (bundle_dir / HTML).is_file():
         write_file(bundle_dir / HTML, standalone_page(doc))
         written.add(HTML)

@@ -142,24 +142,38 @@ def call_stats(calls) -> dict:
         groups[key].append(call)
     rows = []
     for (service, method, endpoint), items in sorted(groups.items()):
-        seconds = [c.get("seconds") for c in items if isinstance(c.get("seconds"), (int, float))]
-        errors = sum(1 for c in items if not isinstance(c.get("status"), int) or c["status"] >= 400)
-        rows.append(
-            {
-                "service": service,
-                "method": method,
-                "endpoint": endpoint,
-                "count": len(items),
-                "errors": errors,
-                "p50_s": _round(percentile(seconds, 50)),
-                "p95_s": _round(percentile(seconds, 95)),
-                "max_s": _round(max(seconds) if seconds else None),
-            }
-        )
+        rows.append({"service": service, "method": method, "endpoint": endpoint, **_call_figures(items)})
     return {
         "total": sum(r["count"] for r in rows),
         "errors": sum(r["errors"] for r in rows),
         "per_endpoint": rows,
+        "per_service": service_stats(calls),
+    }
+
+
+def service_stats(calls) -> list[dict]:
+    """Per region and service: count, errors and latency percentiles (what the run's metrics report per scope;
+    a region is read from the call's scope, `zuul/RegionOne`)."""
+    groups: dict[tuple, list] = defaultdict(list)
+    for call in calls:
+        call = as_plain(call)
+        region = str(call.get("scope") or "").partition("/")[2]
+        groups[(region, str(call.get("service") or ""))].append(call)
+    rows = []
+    for (region, service), items in sorted(groups.items()):
+        rows.append({"region": region, "service": service, **_call_figures(items)})
+    return rows
+
+
+def _call_figures(calls: list[dict]) -> dict:
+    """count, errors (an error status or no answer) and p50/p95/max seconds of a group of calls."""
+    seconds = [c.get("seconds") for c in calls if isinstance(c.get("seconds"), (int, float))]
+    return {
+        "count": len(calls),
+        "errors": sum(1 for c in calls if not isinstance(c.get("status"), int) or c["status"] >= 400),
+        "p50_s": _round(percentile(seconds, 50)),
+        "p95_s": _round(percentile(seconds, 95)),
+        "max_s": _round(max(seconds) if seconds else None),
     }
 
 

@@ -182,6 +182,9 @@ def test_help_lists_the_options_with_their_env_vars(tmp_path):
         ("--region", "CONFORMANCE_REGION"),
         ("--profile", "CONFORMANCE_PROFILE"),
         ("--report-dir", "CONFORMANCE_REPORT_DIR"),
+        ("--statsd-host", "STATSD_HOST"),  # Zuul's and the statsd client's own variables
+        ("--statsd-port", "STATSD_PORT"),
+        ("--statsd-prefix", "STATSD_PREFIX"),
     ]:
         assert option in proc.stdout and env in proc.stdout
 
@@ -191,3 +194,9 @@ def test_run_prefix_that_is_not_one(tmp_path, monkeypatch):
     monkeypatch.setenv("CONFORMANCE_RUN_PREFIX", "conformance-tomorrow")
     proc, _ = run_cli(tmp_path, clouds={"zuul": entry("https://127.0.0.1:1/v3")})
     assert_one_line_error(proc, tmp_path, "CONFORMANCE_RUN_PREFIX='conformance-tomorrow' is not a run prefix")
+
+
+def test_statsd_port_out_of_range(tmp_path, sandbox_clouds):
+    clouds = {"zuul": sandbox_clouds["sandbox-zuul"], "ci": sandbox_clouds["sandbox-ci"]}
+    proc, _ = run_cli(tmp_path, "--statsd-host=127.0.0.1", "--statsd-port=70000", clouds=clouds)
+    assert_one_line_error(proc, tmp_path, "statsd port 70000", "not a UDP port")

@@ -15,21 +15,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from browser import CHROMIUM, CHROMIUM_FLAGS
 
 from conformance.__main__ import main
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-]
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,7 @@ def make_bundle(tmp_path, **kwargs):
 def test_bundle_layout_and_schema(tmp_path):
     doc, path = make_bundle(tmp_path)
     assert sorted(bundle.bundle_files(path)) == [
+        "metrics.prom",
         "onboarding/clouds-public.yaml",
         "onboarding/nodepool-provider.yaml",
         "onboarding/zuul-launcher-provider.yaml",

@@ -1,0 +1,1 @@
+"""`python -m conformance fleet`: many runs' bundles as one static site, every cloud and region over time."""
