@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from dynamic_helpers import leftovers
-from harness import NODE_HOME, fetch_text
+from harness import NODE_HOME, REPO_ROOT, TENANT, fetch_text
 
 JOB = "cloud-conformance-loopback"  # conftest.py registers the sandbox as the donated cloud `loopback`
 
@@ -166,3 +168,21 @@ def test_cleanup_swept_the_run_prefix_and_nothing_is_left_in_the_cloud(any_build
     assert leftovers(sandbox, prefix) == []
     assert leftovers(sandbox) == [], "a run prefix left in the cloud"
 
+
+
+def test_fleet_reads_both_builds_from_zuuls_builds_api(zuul_harness, conforming, nonconforming, tmp_path):
+    """The fleet view as OpenDev would build it: from the tenant's builds API, each build's results.json artifact
+    (and the bundle beside it, checked like a local one)."""
+    out = tmp_path / "fleet"
+    proc = subprocess.run([sys.executable, "-m", "conformance", "fleet", f"{zuul_harness.web_url}/api/tenant/{TENANT}",
+                           "--job", "cloud-conformance-*", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    fleet = json.loads((out / "fleet.json").read_text())
+    assert fleet["rejected"] == []
+    [scope] = [s for s in fleet["scopes"] if s["cloud"] == "sandbox-zuul"]
+    runs = {run["build"]["uuid"]: run for run in scope["runs"]}
+    assert runs[conforming["uuid"]]["verdict"] == "PASS"
+    assert runs[nonconforming["uuid"]]["verdict"] == "FAIL" and "R8" in runs[nonconforming["uuid"]]["failing"]
+    assert scope["latest"]["verdict"] == "FAIL"  # the newer build
+    assert (out / scope["page"]).exists() and "sandbox-zuul" in (out / "index.html").read_text()
