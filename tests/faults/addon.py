@@ -111,7 +111,11 @@ class FaultInjector:
         if rule is None or rule.action == "reset":
             return
         if rule.action == "stall":
-            await asyncio.sleep(decision.stall_s)
+            # Held until its time is up or the rules change (a test lifting the stall), then dropped unanswered.
+            plan, until = self.plan, time.monotonic() + decision.stall_s
+            while time.monotonic() < until and self.plan is plan:
+                await asyncio.sleep(min(0.5, until - time.monotonic()))
+                self._reload()
             flow.kill()
             return
         headers = {"Content-Type": "application/json"}
