@@ -10,6 +10,7 @@ with 2 (interrupted). A cleanup under way when the deadline passes is never inte
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 import signal
@@ -47,14 +48,24 @@ class _State:
 _STATE = pytest.StashKey[_State]()
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text}: must be more than 0 seconds")
+    return value
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance")
     group.addoption(
         "--deadline",
         dest="conformance_deadline",
-        type=float,
+        type=_seconds,
         metavar="SECONDS",
-        default=float(os.environ["CONFORMANCE_DEADLINE"]) if os.environ.get("CONFORMANCE_DEADLINE") else None,
+        default=os.environ.get("CONFORMANCE_DEADLINE") or None,  # a string: argparse checks it like the option
         help="end the run this many seconds after its start, cleaning up and writing the bundle (exit 2). "
         "Env CONFORMANCE_DEADLINE; default: the profile's run.deadline_s",
     )
@@ -85,8 +96,6 @@ def pytest_configure(config: pytest.Config) -> None:
             seconds = profile.get("run.deadline_s") if profile is not None else None
         if not seconds:
             return
-        if seconds <= 0:
-            raise pytest.UsageError(f"--deadline {seconds:g}: must be more than 0 seconds")
         end = time.time() + float(seconds)
     config.stash[_STATE] = _State(seconds=float(seconds), end=end)
 

@@ -182,5 +182,15 @@ def test_help_lists_the_options_with_their_env_vars(tmp_path):
         ("--region", "CONFORMANCE_REGION"),
         ("--profile", "CONFORMANCE_PROFILE"),
         ("--report-dir", "CONFORMANCE_REPORT_DIR"),
+        ("--deadline", "CONFORMANCE_DEADLINE"),
     ]:
         assert option in proc.stdout and env in proc.stdout
+
+
+def test_deadline_must_be_seconds_above_zero(tmp_path):
+    for value, words in (("0", "argument --deadline: 0: must be more than 0 seconds"),
+                         ("soon", "argument --deadline: not a number of seconds: 'soon'")):
+        proc, _ = run_cli(tmp_path, "--deadline", value, clouds={"zuul": entry("https://127.0.0.1:1/v3")})
+        assert proc.returncode == 4 and words in proc.stderr, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stdout + proc.stderr
+        assert not (tmp_path / "reports").exists(), "bad input must create nothing"
