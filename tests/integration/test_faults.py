@@ -250,6 +250,21 @@ def test_volume_create_500_fails_r3_quoting_the_api_error(sandbox, faults, tmp_p
     assert leaked(sandbox, run.prefix) == []
 
 
+def test_a_check_the_api_never_answers_says_so(sandbox, faults, tmp_path):
+    """Every flavor listing answers 503: R4 fails with the API's error and how often the suite tried, not
+    with a made-up shortfall; the report counts the retries and the call that gave up."""
+    faults.set_rules([{"name": "flavors-503", "service": "compute", "method": "GET", "path": "/flavors/detail$",
+                       "action": "status", "status": 503}])
+    run = start(sandbox, tmp_path / "reports", "-k", "test_node_flavor", env=faults.client_env()).wait()
+    flavor = run.results()[("R4", "node_flavor")]  # a check that errored is named after its test
+    assert flavor["verdict"] == "FAIL", flavor
+    assert flavor["reason"].startswith("no answer from the cloud's API: GET /v2.1/flavors/detail: HTTP 503 "
+                                       "(gave up after 6 attempts): "), flavor
+    assert "injected HTTP 503 (rule flavors-503)" in flavor["reason"]
+    retries = run.document()["api_retries"]
+    assert retries["gave_up"] == 1 and retries["total"] == faults.injected("flavors-503") - 1 == 5, retries
+
+
 def test_two_seconds_on_every_compute_call(sandbox, faults, tmp_path):
     """The burst finishes within the profile's timeout, or fails cleanly (a verdict with its reason, never a
     crashed check); its servers are deleted either way."""
