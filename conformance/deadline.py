@@ -43,6 +43,8 @@ class _State:
     reached: bool = False
     message: str = ""
     previous_handler: object = None
+    # The real stderr, kept before pytest's capture redirects fd 2 during a check: the line must show at once.
+    stderr: object = None
 
 
 _STATE = pytest.StashKey[_State]()
@@ -97,7 +99,14 @@ def pytest_configure(config: pytest.Config) -> None:
         if not seconds:
             return
         end = time.time() + float(seconds)
-    config.stash[_STATE] = _State(seconds=float(seconds), end=end)
+    config.stash[_STATE] = _State(seconds=float(seconds), end=end, stderr=_real_stderr())
+
+
+def _real_stderr():
+    try:
+        return os.fdopen(os.dup(2), "w", buffering=1)
+    except OSError:
+        return sys.__stderr__
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -126,9 +135,9 @@ def _reached(state: _State) -> None:
     if state.session is not None:
         state.session.shouldstop = state.message  # no further check starts
     try:
-        sys.__stderr__.write(f"\nconformance: {state.message}\n")
-        sys.__stderr__.flush()
-    except (OSError, ValueError):
+        state.stderr.write(f"\nconformance: {state.message}\n")
+        state.stderr.flush()
+    except (OSError, ValueError, AttributeError):
         pass
     config = state.session.config if state.session is not None else None
     if state.interruptible and not resources.cleaning.is_set() and not (config and _under_xdist_controller(config)):
@@ -188,6 +197,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(_STATE, None)
     if state is not None:
         _disarm(state)
+        if state.stderr is not None and state.stderr is not sys.__stderr__:
+            state.stderr.close()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:

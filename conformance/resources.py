@@ -345,7 +345,19 @@ def _gone(fn, *args) -> bool:
         fn(*args)
     except os_exc.NotFoundException:
         return True
+    except Exception as exc:
+        if _unanswered(exc):
+            return False  # the API did not answer (even after retries): look again at the next tick
+        raise
     return False
+
+
+def _unanswered(exc: BaseException) -> bool:
+    """A stalled or overloaded API (timeouts, 503s, broken connections) rather than an answer: a cleanup keeps
+    waiting for it until its own deadline instead of giving up at the first unanswered poll."""
+    from conformance.cloud import is_retryable
+
+    return is_retryable(exc)
 
 
 def _resolve_by_name(items: list[Tracked], lister: Callable[[], Iterable]) -> None:
@@ -407,8 +419,13 @@ def delete_servers_bulk(cloud, ids: Iterable[str], deadline: Deadline, interval:
     def all_gone() -> bool:
         nonlocal left
         count("GET /servers/detail")
-        listed = {s.id: s for s in call(cloud, lambda: list(
-            conn.compute.servers(details=True, name=server_name_filter(prefix)))) if s.id in ids}
+        try:
+            servers = call(cloud, lambda: list(conn.compute.servers(details=True, name=server_name_filter(prefix))))
+        except Exception as exc:
+            if _unanswered(exc):
+                return False  # look again at the next tick, until the delete deadline
+            raise
+        listed = {s.id: s for s in servers if s.id in ids}
         left = set(listed)
         failed = [s for s in listed.values() if s.status == "ERROR" and not getattr(s, "task_state", None)
                   and s.id not in given_up]

@@ -300,7 +300,7 @@ def test_stalled_compute_ends_the_run_at_its_deadline(sandbox, faults, tmp_path)
     line, exits non-zero and writes its bundle saying so. Its servers are deleted once the stall is lifted (the
     stalled call, dropped unanswered, is retried by the cloud layer)."""
     faults.set_rules([{"name": "stall", "service": "compute", "method": "GET", "path": "/servers/detail$",
-                       "action": "stall", "for_s": 600}])
+                       "action": "stall", "for_s": 300}])
     run = start(sandbox, tmp_path / "reports", "-k", "boot_burst", "--burst-size", "3", "--deadline", "60",
                 env=faults.client_env())
     try:

@@ -101,3 +101,26 @@ def test_lease_until_reads_only_leases():
     assert lease_until(f"{prefix}-lease-gw3", text) == NOW
     assert lease_until(f"{prefix}-r13-secgroup", text) is None
     assert lease_until(f"{prefix}-lease", "hello") is None
+
+
+def test_a_cleanup_waits_out_an_api_that_does_not_answer():
+    """A poll that times out (even after the cloud layer's retries) is looked at again at the next tick, until
+    the cleanup's own deadline: a stalled endpoint delays the cleanup, it does not abandon the servers."""
+    from keystoneauth1 import exceptions as ksa_exc
+
+    cloud = FakeCloud()
+    prefix = new_run_prefix()
+    tracker = Tracker(prefix, poll_interval_s=0.01)
+    item = tracker.intent("server", f"{prefix}-node", cloud)
+    item.bind(cloud.compute.create_server(f"{prefix}-node"))
+    listing, stalls = cloud.compute.servers, {"left": 2}
+
+    def stalled_servers(**kw):
+        if kw.get("details") and stalls["left"]:
+            stalls["left"] -= 1
+            raise ksa_exc.ConnectTimeout("Request to http://127.0.0.1:8774/v2.1/servers/detail timed out")
+        return listing(**kw)
+
+    cloud.compute.servers = stalled_servers
+    assert tracker.cleanup(timeout_s=10) == []
+    assert stalls["left"] == 0 and cloud.compute.servers_by_id == {}
