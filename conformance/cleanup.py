@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from conformance import resources
 from conformance.errors import BadInput
 from conformance.redact import redact
-from conformance.resources import PREFIX_ROOT, Deadline, Tracked, call, prefix_of, prefix_time
+from conformance.resources import PREFIX_ROOT, Deadline, Tracked, call, lease_until, prefix_of, prefix_time
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -61,10 +61,10 @@ def find_leftovers(cloud) -> list[Found]:
     project_id = cloud.project_id
     found: list[Found] = []
 
-    def add(kind, items, label=lambda r: r.name):
+    def add(kind, items, label=lambda r: r.name, note=lambda r: ""):
         for item in items:
             if _mine(label(item)):
-                found.append(Found(kind, label(item), item.id, cloud))
+                found.append(Found(kind, label(item), item.id, cloud, note(item) or ""))
 
     # Nova's name filter is a regular expression: narrow the listing on the server side too.
     add("server", call(cloud, lambda: list(conn.compute.servers(details=False, name=f"^{PREFIX_ROOT}-"))))
@@ -74,10 +74,22 @@ def find_leftovers(cloud) -> list[Found]:
         label=lambda r: r.description or "")
     add("port", call(cloud, lambda: list(conn.network.ports(project_id=project_id))))
     add("keypair", call(cloud, lambda: list(conn.compute.keypairs())))
-    add("security_group", call(cloud, lambda: list(conn.network.security_groups(project_id=project_id))))
+    add("security_group", call(cloud, lambda: list(conn.network.security_groups(project_id=project_id))),
+        note=lambda r: getattr(r, "description", ""))  # a run's lease lives in the description
     # Only images this project owns: a shared or public image of someone else is never ours to delete.
     add("image", call(cloud, lambda: list(conn.image.images(owner=project_id))))
     return found
+
+
+def live_leases(found: list[Found], now: dt.datetime) -> dict[str, dt.datetime]:
+    """Run prefix -> until when its lease protects it, for the runs still renewing one (see resources.Lease)."""
+    live: dict[str, dt.datetime] = {}
+    for item in found:
+        until = lease_until(item.name, item.note) if item.kind == "security_group" else None
+        if until is not None and until > now:
+            prefix = prefix_of(item.name)
+            live[prefix] = max(until, live.get(prefix, until))
+    return live
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,9 +106,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="region to sweep (repeatable; default: every region of each entry)")
     parser.add_argument("--older-than", type=parse_duration, default=dt.timedelta(0), metavar="DURATION",
                         help="only runs started longer ago than this, by the prefix's timestamp (e.g. 2h; "
-                             "default 0: every run; use it when another run may be in progress)")
+                             "default 0: every run). A run in progress is left alone whatever its age: it "
+                             "renews a lease while it runs")
     parser.add_argument("--run", action="append", metavar="PREFIX",
-                        help="only this run (its prefix conformance-<UTC time>-<hex>; repeatable)")
+                        help="only this run (its prefix conformance-<UTC time>-<hex>; repeatable); swept even "
+                             "if its lease has not lapsed yet (a run you know was killed)")
     parser.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     parser.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                         help="give up waiting for deletions after this long (default: %(default)s)")
@@ -116,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         for role, name in (("zuul", args.zuul_cloud), ("ci", args.ci_cloud)):
             regions = args.region or cloudlayer.cloud_regions(name)
             for region in regions:
-                cloud = cloudlayer.open_cloud(name, region or None, role)
+                cloud = cloudlayer.open_cloud(name, region or None, role, timeout=cloudlayer.DEFAULT_API_TIMEOUT_S)
                 cloudlayer.check_access(cloud)
                 clouds.append(cloud)
     except BadInput as exc:
@@ -124,25 +138,39 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     seen_projects = set()
+    found: list[Found] = []
     for cloud in clouds:
         key = (cloud.project_id, cloud.region)
         if key in seen_projects:  # both roles pointing at one project: sweep it once
             continue
         seen_projects.add(key)
-        for item in find_leftovers(cloud):
-            if args.run and prefix_of(item.name) not in args.run:
-                continue
-            created = item.created
-            if created is not None and created > cutoff:
-                skipped_young += 1
-                continue
-            selected.append(item)
+        found += find_leftovers(cloud)
+    live = live_leases(found, now)
+    running: dict[str, int] = {}
+    for item in found:
+        prefix = prefix_of(item.name)
+        if args.run and prefix not in args.run:
+            continue
+        if prefix in live and not args.run:
+            running[prefix] = running.get(prefix, 0) + 1
+            continue
+        created = item.created
+        if created is not None and created > cutoff:
+            skipped_young += 1
+            continue
+        selected.append(item)
 
     for item in selected:
         age = now - item.created if item.created else None
         age_text = f"{age.total_seconds() / 3600:.1f} h old" if age is not None else "age unknown"
         verb = "would delete" if args.dry_run else "deleting"
         print(f"{verb}: {item.kind:<14} {item.name}  {item.id}  {item.cloud.scope}  ({age_text})")
+    for prefix, count in sorted(running.items()):
+        print(f"left alone: run {prefix} is in progress (its lease runs until "
+              f"{live[prefix].strftime('%Y-%m-%dT%H:%M:%SZ')}): {count} resource(s)")
+    for prefix in sorted(set(args.run or []) & set(live)):
+        print(f"note: run {prefix} still holds a lease (until {live[prefix].strftime('%Y-%m-%dT%H:%M:%SZ')}); "
+              "swept anyway because --run names it")
     if skipped_young:
         print(f"skipped {skipped_young} resource(s) of runs younger than --older-than")
     if not selected:

@@ -34,10 +34,12 @@ from keystoneauth1 import exceptions as ksa_exc
 
 from conformance.errors import BadInput, CloudError
 from conformance.redact import SECRET_KEYS, redact, register_secret
-from conformance.results import CallRecord
+from conformance.results import CallRecord, RetryRecord
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 ROLES = ("zuul", "ci")
+# Per-call timeout (connect and each read) when the profile gives none (`python -m conformance cleanup`).
+DEFAULT_API_TIMEOUT_S = 120.0
 
 
 # --------------------------------------------------------------------------------------------------- retries
@@ -67,6 +69,11 @@ class RetryableResponse(Exception):
         self.response = response
 
 
+class Busy(RetryableResponse):
+    """The cloud said "not now" in its own words (e.g. Glance's 409 while it undoes a broken upload): retried
+    like a 503, whatever the status."""
+
+
 def _status_of(exc: BaseException) -> int | None:
     for attr in ("status_code", "http_status"):
         status = getattr(exc, attr, None)
@@ -84,6 +91,7 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(
         exc,
         (
+            Busy,
             ksa_exc.ConnectFailure,
             ksa_exc.ConnectTimeout,
             ksa_exc.RetriableConnectionFailure,
@@ -122,8 +130,10 @@ def retrying(
     *,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    before_sleep: Callable[[tenacity.RetryCallState], None] | None = None,
 ) -> tenacity.Retrying:
-    """A tenacity Retrying for one logical call. `sleep` and `clock` are injectable for tests."""
+    """A tenacity Retrying for one logical call. `sleep` and `clock` are injectable for tests; `before_sleep`
+    sees every retry (the cloud layer counts them for the report)."""
     start = clock()
     backoff = tenacity.wait_exponential_jitter(
         multiplier=policy.initial_wait_s, max=policy.max_wait_s, jitter=policy.jitter_s
@@ -145,8 +155,60 @@ def retrying(
         )
 
     return tenacity.Retrying(
-        retry=tenacity.retry_if_exception(is_retryable), wait=wait, stop=stop, sleep=sleep, reraise=True
+        retry=tenacity.retry_if_exception(is_retryable),
+        wait=wait,
+        stop=stop,
+        sleep=sleep,
+        reraise=True,
+        before_sleep=before_sleep,
     )
+
+
+_URL_IN_TEXT = re.compile(r"https?://[^\s,:;]+(?::\d+)?[^\s,;]*")
+
+
+def failed_request(exc: BaseException) -> tuple[str, str]:
+    """(method, url) of the request behind an API exception, as far as the exception tells."""
+    response = getattr(exc, "response", None)
+    request = getattr(response, "request", None) or getattr(exc, "request", None)
+    method = getattr(exc, "method", None) or getattr(request, "method", None) or ""
+    url = getattr(exc, "url", None) or getattr(request, "url", None) or ""
+    if not url:  # keystoneauth's connection errors name the URL in their message only
+        found = _URL_IN_TEXT.search(str(exc))
+        url = found.group(0).rstrip(".:") if found else ""
+    return str(method).upper(), str(url)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Why an attempt failed, in the words the report groups retries by: `HTTP 503`, `timeout`,
+    `connection reset`, `connection refused`, `connection error`."""
+    status = _status_of(exc)
+    if status is not None:
+        return f"HTTP {status}"
+    text = str(exc).lower()
+    if isinstance(exc, (ksa_exc.ConnectTimeout, requests.exceptions.Timeout, TimeoutError)) or "timed out" in text:
+        return "timeout"
+    if "refused" in text:
+        return "connection refused"
+    if any(word in text for word in ("reset", "remotedisconnected", "closed connection", "aborted", "broken pipe")):
+        return "connection reset"
+    return "connection error"
+
+
+def api_error_text(exc: BaseException) -> str | None:
+    """One line quoting an API failure (`GET /v2.1/flavors/detail: HTTP 503 (gave up after 6 attempts):
+    ...`), or None when `exc` is not the cloud's API failing."""
+    from openstack import exceptions as sdk_exc
+
+    api_errors = (sdk_exc.HttpException, ksa_exc.HttpError, ksa_exc.ConnectionError, requests.RequestException)
+    if not isinstance(exc, api_errors) and not (isinstance(exc, sdk_exc.SDKException) and is_retryable(exc)):
+        return None
+    method, url = failed_request(exc)
+    where = f"{method} {path_template(url)}".strip() if url else "an API call"
+    attempts = getattr(exc, "conformance_attempts", 0)
+    tries = f" (gave up after {attempts} attempts)" if attempts > 1 else ""
+    message = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)[:300]
+    return f"{where}: {failure_reason(exc)}{tries}: {message}"
 
 
 # ------------------------------------------------------------------------------------------- call records
@@ -189,6 +251,7 @@ class CallLog:
 
 
 CALL_LOG = CallLog()
+RETRY_LOG = CallLog()  # RetryRecords, drained the same way
 
 
 # -------------------------------------------------------------------------------------------- clouds.yaml
@@ -518,6 +581,7 @@ class Cloud:
     config: Any  # openstack.config.cloud_region.CloudRegion
     policy: RetryPolicy = DEFAULT_POLICY
     calls: list[CallRecord] = field(default_factory=list)
+    retries: list[RetryRecord] = field(default_factory=list)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)  # injectable for tests
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     _endpoints: list[tuple[str, str]] = field(default_factory=list, repr=False)
@@ -530,7 +594,8 @@ class Cloud:
 
     @property
     def auth_url(self) -> str:
-        return str(self.config.config.get("auth", {}).get("auth_url") or "")
+        config = getattr(self.config, "config", None) or {}  # None in tests that fake the connection
+        return str(config.get("auth", {}).get("auth_url") or "")
 
     @property
     def cacert(self) -> str | None:
@@ -547,8 +612,38 @@ class Cloud:
 
     # ---- calls
     def call(self, fn: Callable[..., Any], *args, **kwargs) -> Any:
-        """Run fn with the retry policy (429/502/503/504 and connection errors; bounded total time)."""
-        return retrying(self.policy, sleep=self.sleep, clock=self.clock)(fn, *args, **kwargs)
+        """Run fn with the retry policy (429/502/503/504 and connection errors; bounded total time). Every
+        retry, and a call given up after its retries, is recorded for the report (`retries`, RETRY_LOG)."""
+        retryer = retrying(self.policy, sleep=self.sleep, clock=self.clock, before_sleep=self._note_retry)
+        try:
+            return retryer(fn, *args, **kwargs)
+        except Exception as exc:
+            if is_retryable(exc):
+                attempts = int(retryer.statistics.get("attempt_number", 1))
+                with contextlib.suppress(AttributeError):  # the report quotes how hard the suite tried
+                    exc.conformance_attempts = attempts
+                self._note(exc, attempt=attempts, wait_s=0.0, gave_up=True)
+            raise
+
+    def _note_retry(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if exc is not None:
+            self._note(exc, attempt=state.attempt_number, wait_s=state.upcoming_sleep or 0.0)
+
+    def _note(self, exc: BaseException, *, attempt: int, wait_s: float, gave_up: bool = False) -> None:
+        method, url = failed_request(exc)
+        record = RetryRecord(
+            service=self._service_of(url) if url else "",
+            method=method,
+            path=path_template(url) if url else "",
+            reason=failure_reason(exc),
+            attempt=attempt,
+            wait_s=round(wait_s, 3),
+            scope=self.scope,
+            gave_up=gave_up,
+        )
+        self.retries.append(record)
+        RETRY_LOG.add(record)
 
     def request(self, method: str, url: str, **kwargs) -> requests.Response:
         """A raw authenticated request through the connection's session; retried like `call`; never raises

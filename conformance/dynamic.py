@@ -17,16 +17,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import requests
 from keystoneauth1 import exceptions as ksa_exc
 from openstack import exceptions as os_exc
 from openstack.image.v2.image import Image
 
 from conformance import resources
+from conformance.cloud import Busy, api_error_text
 from conformance.images import MIB, make_image
 from conformance.resources import RUN_KEY, CleanupError, Deadline, Tracker, call
 
 RUN_PREFIX = pytest.StashKey[str]()
 _RESTORE_SIGNALS = pytest.StashKey[Any]()
+_LEASE = pytest.StashKey[resources.Lease]()
 WORKER_KEY = "conformance_run_prefix"
 SINGLE_BOOT_POLL_S = 2.0
 
@@ -66,6 +69,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # The foundation plugin's own state may not be set yet (hook order): ask the same question it asks.
     if plugin.runs_checks(config) and not config.getoption("help", False):
         config.stash[_RESTORE_SIGNALS] = resources.install_signal_handlers()
+        worker = (workerinput or {}).get("workerid")
+        config.stash[_LEASE] = resources.Lease(config.stash[RUN_PREFIX], f"lease-{worker}" if worker else "lease")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -99,6 +104,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     # Last resort (a fixture teardown that never ran): anything still tracked is deleted now.
     if _active(config) and resources.live_trackers():
         failures = resources.cleanup_all()
+        if failures:
+            sys.__stderr__.write(str(CleanupError(failures)) + "\n")
+    lease = config.stash.get(_LEASE, None)
+    if lease is not None:  # after every other cleanup: until now, the sweeper had to leave this run alone
+        failures = lease.release()
         if failures:
             sys.__stderr__.write(str(CleanupError(failures)) + "\n")
     restore = config.stash.get(_RESTORE_SIGNALS, None)
@@ -142,19 +152,19 @@ def _finish(tracker: Tracker) -> None:
 
 
 @pytest.fixture(scope="session")
-def session_tracker(run_prefix, profile):
+def session_tracker(run_prefix, profile, pytestconfig):
     """Resources shared by the whole run (the uploaded images): deleted at session end."""
     tracker = Tracker(run_prefix, delete_timeout_s=_delete_timeout(profile),
-                      poll_interval_s=_interval(profile))
+                      poll_interval_s=_interval(profile), lease=pytestconfig.stash.get(_LEASE, None))
     yield tracker
     _finish(tracker)
 
 
 @pytest.fixture
-def tracker(run_prefix, profile):
+def tracker(run_prefix, profile, pytestconfig):
     """Resources of one check: deleted in dependency order at its teardown, pass or fail."""
     tracker = Tracker(run_prefix, delete_timeout_s=_delete_timeout(profile),
-                      poll_interval_s=_interval(profile))
+                      poll_interval_s=_interval(profile), lease=pytestconfig.stash.get(_LEASE, None))
     yield tracker
     _finish(tracker)
 
@@ -238,9 +248,7 @@ def upload_image(cloud, tracker: Tracker, image_file, timeout_s: float) -> Uploa
         item.bind(image)
         result.id = image.id
         upload_start = time.monotonic()
-        with open(image_file.path, "rb") as data:
-            # Not retried: a retry would resend a half-consumed stream.
-            image.upload(conn.image, data=data, size=image_file.size)
+        send_image_data(cloud, image, image_file)
         result.upload_s = time.monotonic() - upload_start
         deadline = Deadline(timeout_s)
         state = {}
@@ -267,11 +275,53 @@ def upload_image(cloud, tracker: Tracker, image_file, timeout_s: float) -> Uploa
             result.problems.append("os_hash_value (sha512) differs from the uploaded data")
         if not (result.checksum or result.os_hash_value):
             result.problems.append("Glance reported neither checksum nor os_hash_value")
-    except (os_exc.HttpException, ksa_exc.HttpError) as exc:
-        status = getattr(exc, "status_code", None) or getattr(exc, "http_status", None)
-        result.error = f"HTTP {status}: {first_line(exc)}"
+    except (os_exc.SDKException, ksa_exc.ClientException, requests.RequestException) as exc:
+        # Quoted as the API said it (after the cloud layer's retries); the image, if created, stays tracked.
+        result.error = api_error_text(exc) or first_line(exc)
         result.status = result.status or "failed"
     return result
+
+
+class ImageData:
+    """The image file as a request body that can be sent again: every iteration reads it from the start
+    (keystoneauth itself re-sends the body once when a connection breaks; a half-read file would send a
+    truncated image). Its length gives the request its Content-Length."""
+
+    def __init__(self, path, size: int, chunk: int = MIB):
+        self.path, self.size, self.chunk = path, size, chunk
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        with open(self.path, "rb") as data:
+            while block := data.read(self.chunk):
+                yield block
+
+
+UPLOAD_IN_PROGRESS = ("saving", "uploading", "importing")
+
+
+def send_image_data(cloud, image, image_file) -> None:
+    """PUT the image data, through the cloud layer's retries: a 429/502/503/504 or a broken connection is
+    retried with the data sent again from its start. After a broken attempt Glance may still be undoing it
+    (409 while `saving`: retried later) or may have finished it (`active`: done)."""
+    conn = cloud.conn
+
+    def once():
+        response = image.upload(conn.image, data=ImageData(image_file.path, image_file.size),
+                                size=image_file.size)
+        if response.status_code < 400:
+            return
+        if response.status_code == 409:
+            status = conn.image.get_image(image.id).status
+            if status == "active":
+                return
+            if status in UPLOAD_IN_PROGRESS:
+                raise Busy(response)
+        os_exc.raise_from_response(response)
+
+    call(cloud, once)
 
 
 def mb_per_s(size: int | None, seconds: float | None) -> float | None:

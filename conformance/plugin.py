@@ -249,7 +249,9 @@ def _check_clouds(state: _State, session: res.SessionResults) -> dict[str, dict[
                 )
         finally:
             session.add_calls([c.to_dict() for c in cloud.calls])
+            session.add_retries([r.to_dict() for r in cloud.retries])
             cloudlayer.CALL_LOG.drain()
+            cloudlayer.RETRY_LOG.drain()
             cloud.close()
     return facts
 
@@ -313,7 +315,11 @@ class CloudCache:
     def get(self, role: str, region: str) -> cloudlayer.Cloud:
         key = (role, region)
         if key not in self._clouds:
-            self._clouds[key] = cloudlayer.open_cloud(self._state.clouds[role], region or None, role)
+            profile = self._state.profile
+            timeout = float(profile.get("api.timeout_s", 0)) if profile is not None else 0.0
+            self._clouds[key] = cloudlayer.open_cloud(
+                self._state.clouds[role], region or None, role, timeout=timeout or cloudlayer.DEFAULT_API_TIMEOUT_S
+            )
         return self._clouds[key]
 
     def close(self) -> None:
@@ -476,13 +482,16 @@ def pytest_runtest_makereport(item: pytest.Item, call):
     unexplained_skip = report.skipped and not recorded and call.when != "teardown"
     if unexplained_failure or unexplained_skip:
         what = "check could not run" if report.when == "setup" else "check errored"
+        # The cloud's API failing (after the cloud layer's retries) is said as such, with its own words.
+        api_error = cloudlayer.api_error_text(call.excinfo.value) if call.excinfo is not None else None
+        failure = f"no answer from the cloud's API: {api_error}" if api_error else f"{what}: {_first_line(report)}"
         for requirement in _requirement_ids(item):
             result = res.make_result(
                 requirement,
                 item.originalname.removeprefix("test_"),
                 scope=_scope_of_item(item),
                 verdict="SKIP" if unexplained_skip else "FAIL",
-                reason=_first_line(report) if unexplained_skip else f"{what}: {_first_line(report)}",
+                reason=_first_line(report) if unexplained_skip else failure,
                 test=item.nodeid,
             )
             _attach_result(item, result)
@@ -491,6 +500,9 @@ def pytest_runtest_makereport(item: pytest.Item, call):
         calls = cloudlayer.CALL_LOG.drain()
         if calls:
             report.user_properties.append((res.CALLS_KEY, res.dumps([c.to_dict() for c in calls])))
+        retries = cloudlayer.RETRY_LOG.drain()
+        if retries:
+            report.user_properties.append((res.RETRIES_KEY, res.dumps([r.to_dict() for r in retries])))
     return report
 
 
@@ -509,6 +521,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
                 session.add_result(json.loads(value))
         elif name == res.CALLS_KEY:
             session.add_calls(json.loads(value))
+        elif name == res.RETRIES_KEY:
+            session.add_retries(json.loads(value))
 
 
 # The controller's state for hooks that receive no config (pytest_runtest_logreport).
@@ -528,6 +542,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if results is not None and _state(session.config).controller:
         leftover = cloudlayer.CALL_LOG.drain()
         results.add_calls([c.to_dict() for c in leftover])
+        results.add_retries([r.to_dict() for r in cloudlayer.RETRY_LOG.drain()])
         results.finished_at = res.now_utc()
 
 
@@ -557,3 +572,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     }
     for verdict, line in lines:
         tr.write_line(line, **colours.get(verdict, {}))
+    retried = res.retry_summary(results.retries)
+    if retried:
+        tr.write_line(f"API retries: {retried}", yellow=True)

@@ -168,10 +168,12 @@ class Tracker:
     """Resources of one run (or of one test), deleted together in dependency order."""
 
     def __init__(self, prefix: str, delete_timeout_s: float = DEFAULT_DELETE_TIMEOUT_S,
-                 poll_interval_s: float = DEFAULT_POLL_INTERVAL_S, log: Callable[[str], None] | None = None):
+                 poll_interval_s: float = DEFAULT_POLL_INTERVAL_S, log: Callable[[str], None] | None = None,
+                 lease: Lease | None = None):
         if not PREFIX_RE.match(prefix):
             raise ValueError(f"not a run prefix: {prefix!r}")
         self.prefix = prefix
+        self.lease = lease  # taken before this run's first create (see Lease)
         self.delete_timeout_s = delete_timeout_s
         self.poll_interval_s = poll_interval_s
         self.log = log or (lambda _msg: None)
@@ -189,6 +191,8 @@ class Tracker:
             raise ValueError(f"unknown resource kind {kind!r}")
         if kind != "attachment" and not name.startswith(self.prefix):
             raise ValueError(f"{kind} name {name!r} lacks the run prefix {self.prefix}")
+        if self.lease is not None:
+            self.lease.hold(cloud)
         item = Tracked(kind=kind, name=name, cloud=cloud, extra=extra)
         with self._lock:
             self._items.append(item)
@@ -248,6 +252,92 @@ def _failure(item: Tracked, error) -> CleanupFailure:
     return CleanupFailure(item.kind, item.name, item.id, item.scope, text.splitlines()[0] if text else "")
 
 
+# --- the run's lease: a running run is never swept ---------------------------------------------------------
+
+LEASE_TTL_S = 600.0  # a run that stopped renewing (killed, machine gone) becomes sweepable this long after
+LEASE_RENEW_S = 60.0
+_LEASE_NAME_RE = re.compile(PREFIX_RE.pattern + r"-lease(?:-[a-z0-9]+)?$")
+_LEASE_UNTIL_RE = re.compile(r"lease until (?P<until>\d{8}T\d{6}Z)")
+
+
+def lease_description(until: dt.datetime) -> str:
+    return (f"conformance run in progress: lease until {until.strftime(TIMESTAMP_FORMAT)} "
+            f"(renewed every {LEASE_RENEW_S:.0f} s while the run goes on)")
+
+
+def lease_until(name: str | None, description: str | None) -> dt.datetime | None:
+    """When a lease security group's run stops being protected; None when it is no lease."""
+    if not _LEASE_NAME_RE.match(name or ""):
+        return None
+    found = _LEASE_UNTIL_RE.search(description or "")
+    if not found:
+        return None
+    return dt.datetime.strptime(found.group("until"), TIMESTAMP_FORMAT).replace(tzinfo=dt.timezone.utc)
+
+
+class Lease:
+    """A running run says so where `python -m conformance cleanup` looks, from any machine: a security group
+    `<prefix>-lease` in the first project the run creates something in, whose description holds a time
+    LEASE_TTL_S ahead, renewed every LEASE_RENEW_S by a background thread. The sweeper leaves every resource of
+    a run with a live lease alone, however old the run is (`--older-than` compares the prefix's start time).
+    After a crash the lease lapses and the run's leftovers, the lease included, become sweepable.
+
+    Taken lazily (a run that creates nothing leaves nothing, not even a lease); released after the last
+    cleanup. A cloud without a network service gets no lease: the run goes on, unprotected."""
+
+    def __init__(self, prefix: str, suffix: str = "lease", ttl_s: float = LEASE_TTL_S,
+                 renew_s: float = LEASE_RENEW_S, now: Callable[[], dt.datetime] | None = None):
+        self.name = f"{prefix}-{suffix}"
+        self.ttl_s, self.renew_s = ttl_s, renew_s
+        self.now = now or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.cloud = None
+        self.id: str | None = None
+        self.error = ""
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _description(self) -> str:
+        return lease_description(self.now() + dt.timedelta(seconds=self.ttl_s))
+
+    def hold(self, cloud) -> None:
+        """Take the lease in `cloud`'s project (once; later calls return at once)."""
+        with self._lock:
+            if self.cloud is not None:
+                return
+            self.cloud = cloud
+            try:
+                group = call(cloud, cloud.conn.network.create_security_group, name=self.name,
+                             description=self._description())
+            except Exception as exc:  # no network service, a policy: the run itself must go on
+                self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                return
+            self.id = group.id
+            self._thread = threading.Thread(target=self._renew, name="conformance-lease", daemon=True)
+            self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.renew_s):
+            try:
+                call(self.cloud, self.cloud.conn.network.update_security_group, self.id,
+                     description=self._description())
+            except Exception:  # noqa: BLE001 - the next renewal tries again; the TTL leaves room for it
+                continue
+
+    def release(self, timeout_s: float = DEFAULT_DELETE_TIMEOUT_S) -> list[CleanupFailure]:
+        """Stop renewing and delete the lease (last, after every other resource of the run)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self.id is None:
+            return []
+        item = Tracked("security_group", self.name, self.cloud, self.id)
+        failures = delete_in_order([item], Deadline(timeout_s), DEFAULT_POLL_INTERVAL_S, self.name)
+        if item.deleted:
+            self.id = None
+        return failures
+
+
 # --- deleters: one per kind, each taking the pending items of one cloud -------------------------------------
 
 def _gone(fn, *args) -> bool:
@@ -255,27 +345,41 @@ def _gone(fn, *args) -> bool:
         fn(*args)
     except os_exc.NotFoundException:
         return True
+    except Exception as exc:
+        if _unanswered(exc):
+            return False  # the API did not answer (even after retries): look again at the next tick
+        raise
     return False
 
 
+def _unanswered(exc: BaseException) -> bool:
+    """A stalled or overloaded API (timeouts, 503s, broken connections) rather than an answer: a cleanup keeps
+    waiting for it until its own deadline instead of giving up at the first unanswered poll."""
+    from conformance.cloud import is_retryable
+
+    return is_retryable(exc)
+
+
 def _resolve_by_name(items: list[Tracked], lister: Callable[[], Iterable]) -> None:
-    """Bind unbound intents by listing once (the create may have succeeded before being interrupted)."""
-    unbound = [i for i in items if i.id is None]
-    if not unbound:
-        return
+    """List once and bind unbound intents (the create may have succeeded before being interrupted); track
+    every other resource of a tracked name too: a create retried after a timeout or a broken connection
+    may have been carried out twice."""
     by_name: dict[str, list[str]] = {}
     for res in lister():
         by_name.setdefault(res.name, []).append(res.id)
-    for item in unbound:
+    known = {i.id for i in items if i.id}
+    for item in list(items):
         ids = by_name.get(item.name) or []
-        if not ids:
-            item.deleted = True  # never created
-        else:
+        if item.id is None:
+            if not ids:
+                item.deleted = True  # never created
+                continue
             item.id = ids[0]
-            # Several resources with one name (a retried create): track the others too.
-            for extra_id in ids[1:]:
-                twin = Tracked(item.kind, item.name, item.cloud, extra_id, dict(item.extra))
-                items.append(twin)
+            known.add(item.id)
+        for extra_id in ids:
+            if extra_id not in known:
+                known.add(extra_id)
+                items.append(Tracked(item.kind, item.name, item.cloud, extra_id, dict(item.extra)))
 
 
 DELETE_RETRIES = 1  # a delete that ended in ERROR is tried once more, then reported with its fault
@@ -315,8 +419,13 @@ def delete_servers_bulk(cloud, ids: Iterable[str], deadline: Deadline, interval:
     def all_gone() -> bool:
         nonlocal left
         count("GET /servers/detail")
-        listed = {s.id: s for s in call(cloud, lambda: list(
-            conn.compute.servers(details=True, name=server_name_filter(prefix)))) if s.id in ids}
+        try:
+            servers = call(cloud, lambda: list(conn.compute.servers(details=True, name=server_name_filter(prefix))))
+        except Exception as exc:
+            if _unanswered(exc):
+                return False  # look again at the next tick, until the delete deadline
+            raise
+        listed = {s.id: s for s in servers if s.id in ids}
         left = set(listed)
         failed = [s for s in listed.values() if s.status == "ERROR" and not getattr(s, "task_state", None)
                   and s.id not in given_up]

@@ -19,6 +19,7 @@ from conformance.redact import redact, redact_obj
 
 RESULT_KEY = "conformance.result"
 CALLS_KEY = "conformance.calls"
+RETRIES_KEY = "conformance.retries"
 VERDICTS = ("PASS", "FAIL", "WARN", "SKIP")
 
 
@@ -33,6 +34,24 @@ class CallRecord:
     service: str = ""
     scope: str = ""  # "zuul/RegionOne": which connection made it
     started: float = 0.0  # wall-clock epoch seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RetryRecord:
+    """One retry by the cloud layer: the attempt that failed and why (`HTTP 503`, `timeout`, `connection reset`,
+    ...). `gave_up`: the call's last attempt failed too, and the check got the error."""
+
+    service: str
+    method: str
+    path: str
+    reason: str
+    attempt: int  # the failed attempt's number (1 = the call's first try)
+    wait_s: float  # before the next attempt (at least the server's Retry-After)
+    scope: str = ""
+    gave_up: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,17 +120,23 @@ class SessionResults:
 
     results: list[dict[str, Any]] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
+    retries: list[dict[str, Any]] = field(default_factory=list)  # RetryRecord dicts
     profile: Any = None  # conformance.profiles.Profile
     clouds: dict[str, dict[str, Any]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)  # the conformance options of the run (no secrets)
     started_at: datetime | None = None  # UTC
     finished_at: datetime | None = None  # UTC
+    # Set when the run stopped before its end: {"reason": "deadline", "message": "..."}.
+    interrupted: dict[str, Any] | None = None
 
     def add_result(self, result: dict[str, Any]) -> None:
         self.results.append(result)
 
     def add_calls(self, calls: list[dict[str, Any]]) -> None:
         self.calls.extend(calls)
+
+    def add_retries(self, retries: list[dict[str, Any]]) -> None:
+        self.retries.extend(retries)
 
     def sorted_results(self) -> list[dict[str, Any]]:
         return sorted(self.results, key=_requirement_order)
@@ -130,6 +155,8 @@ class SessionResults:
         return {
             "results": self.sorted_results(),
             "calls": list(self.calls),
+            "retries": list(self.retries),
+            "interrupted": self.interrupted,
             "profile": self.profile.to_dict() if self.profile is not None else None,
             "clouds": redact_obj(self.clouds),
             "options": redact_obj(self.options),
@@ -177,6 +204,26 @@ def summary_lines(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
             line += f"  {reason}"
         lines.append((verdict, redact(line)))
     return lines
+
+
+def retry_summary(retries: list[dict[str, Any]]) -> str:
+    """`12 (compute: 9 x HTTP 503, 2 x HTTP 429; image: 1 x connection reset); 1 call gave up` or ""."""
+    done = [r for r in retries if not r.get("gave_up")]
+    gave_up = len(retries) - len(done)
+    if not retries:
+        return ""
+    per_service: dict[str, dict[str, int]] = {}
+    for retry in done:
+        reasons = per_service.setdefault(retry.get("service") or "?", {})
+        reasons[retry.get("reason", "?")] = reasons.get(retry.get("reason", "?"), 0) + 1
+    parts = [
+        f"{service}: " + ", ".join(f"{n} x {why}" for why, n in sorted(reasons.items(), key=lambda i: -i[1]))
+        for service, reasons in sorted(per_service.items())
+    ]
+    text = f"{len(done)} ({'; '.join(parts)})" if done else "0"
+    if gave_up:
+        text += f"; {gave_up} call(s) gave up after their retries"
+    return text
 
 
 def dumps(value: Any) -> str:

@@ -138,6 +138,34 @@ def calls_html(doc: dict) -> str:
     )
 
 
+def retries_html(doc: dict) -> str:
+    """Retries per service and reason: a flaky API is shown, never hidden behind the retries that coped."""
+    stats = doc.get("api_retries") or {}
+    rows = "".join(
+        f"<tr><td>{_e(r['service'] or '?')}</td><td>{_e(r['reason'])}</td><td class=\"num\">{r['retries']}</td>"
+        f'<td class="num">{r["calls"]}</td><td class="num">{r["gave_up"]}</td></tr>'
+        for r in stats.get("per_service", [])
+    )
+    if not rows:
+        return '<h2>API retries</h2><p id="conformance-api-retries">No call needed a retry.</p>'
+    return (
+        f"<h2>API retries</h2><p>{_e(stats.get('total', 0))} retries of {_e(stats.get('calls', 0))} calls; "
+        f"{_e(stats.get('gave_up', 0))} calls failed after their retries.</p>"
+        '<table id="conformance-api-retries"><thead><tr><th>service</th><th>why</th><th>retries</th>'
+        "<th>calls retried</th><th>gave up</th></tr></thead><tbody>" + rows + "</tbody></table>"
+    )
+
+
+def interrupted_html(doc: dict) -> str:
+    interrupted = doc.get("interrupted")
+    if not interrupted:
+        return ""
+    return (
+        f'<p id="conformance-interrupted" class="verdict v-INCOMPLETE">Run interrupted '
+        f"({_e(interrupted.get('reason'))}): {_e(interrupted.get('message'))}</p>"
+    )
+
+
 def _ms(seconds) -> str:
     return "" if seconds is None else f"{seconds * 1000:.0f}"
 
@@ -190,10 +218,12 @@ def summary_fragments(doc: dict) -> list[str]:
         f"<style>{STYLE}</style>",
         '<div class="conformance">'
         + verdict_html(doc)
+        + interrupted_html(doc)
         + matrix_html(doc)
         + signature_html(doc)
         + burst_html(doc)
         + calls_html(doc)
+        + retries_html(doc)
         + environment_html(doc)
         + "</div>",
     ]

@@ -177,6 +177,28 @@ def _call_figures(calls: list[dict]) -> dict:
     }
 
 
+def retry_stats(retries) -> dict:
+    """Retries by the cloud layer, per service and reason: how many attempts were retried, how many calls
+    needed a retry, and how many calls failed even so (`gave_up`)."""
+    groups: dict[tuple, dict] = {}
+    for retry in retries:
+        retry = as_plain(retry)
+        key = (str(retry.get("service") or ""), str(retry.get("reason") or ""))
+        row = groups.setdefault(key, {"service": key[0], "reason": key[1], "retries": 0, "calls": 0, "gave_up": 0})
+        if retry.get("gave_up"):
+            row["gave_up"] += 1
+        else:
+            row["retries"] += 1
+            row["calls"] += 1 if retry.get("attempt") == 1 else 0
+    rows = [groups[key] for key in sorted(groups)]
+    return {
+        "total": sum(r["retries"] for r in rows),
+        "calls": sum(r["calls"] for r in rows),
+        "gave_up": sum(r["gave_up"] for r in rows),
+        "per_service": rows,
+    }
+
+
 def _round(value, digits=4):
     return None if value is None else round(float(value), digits)
 
@@ -224,11 +246,14 @@ def requirement_rows(results) -> list[dict]:
     return rows
 
 
-def overall_verdict(rows, exit_status) -> str:
-    """FAIL on any failed requirement; ERROR when pytest failed without a FAIL verdict (a check crashed);
-    INCOMPLETE when a catalogue requirement has no PASS/WARN result (skipped or not run); else PASS."""
+def overall_verdict(rows, exit_status, interrupted=None) -> str:
+    """FAIL on any failed requirement; INCOMPLETE for a run stopped before its end (`interrupted`, e.g. by its
+    deadline); ERROR when pytest failed without a FAIL verdict (a check crashed); INCOMPLETE when a catalogue
+    requirement has no PASS/WARN result (skipped or not run); else PASS."""
     if any(r["verdict"] == "FAIL" for r in rows):
         return "FAIL"
+    if interrupted:
+        return "INCOMPLETE"
     if exit_status not in (None, 0, 5):
         return "ERROR"
     if any(r["verdict"] in ("SKIP", "NOT_RUN") for r in rows if r["id"] in requirements.CATALOGUE):
@@ -348,6 +373,8 @@ def build_document(
     sr = session_results
     raw_results = _get(sr, "results", default=None) if sr is not None else None
     raw_calls = _get(sr, "calls", default=None) if sr is not None else None
+    retries = list(_get(sr, "retries", default=None) or []) if sr is not None else []
+    interrupted = as_plain(_get(sr, "interrupted", default=None)) if sr is not None else None
     results = [normalize_result(r) for r in (raw_results if raw_results is not None else fallback_results)]
     calls = list(raw_calls if raw_calls is not None else fallback_calls)
     profile = _get(sr, "profile") if sr is not None else None
@@ -378,7 +405,8 @@ def build_document(
         "schema_version": SCHEMA_VERSION,
         "generator": {"name": SUITE_NAME, "version": version(SUITE_NAME)},
         "bundle": bundle_name,
-        "verdict": overall_verdict(rows, exit_status),
+        "verdict": overall_verdict(rows, exit_status, interrupted),
+        "interrupted": interrupted or None,
         "exit_status": exit_status if isinstance(exit_status, int) else None,
         "started_at": started_at,
         "finished_at": finished_at,
@@ -396,6 +424,7 @@ def build_document(
         "requirements": rows,
         "results": results,
         "api_calls": call_stats(calls),
+        "api_retries": retry_stats(retries),
         "burst": burst,
         "signature": signature,
         "profile_thresholds": {

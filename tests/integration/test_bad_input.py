@@ -185,6 +185,9 @@ def test_help_lists_the_options_with_their_env_vars(tmp_path):
         ("--statsd-host", "STATSD_HOST"),  # Zuul's and the statsd client's own variables
         ("--statsd-port", "STATSD_PORT"),
         ("--statsd-prefix", "STATSD_PREFIX"),
+
+
+        ("--deadline", "CONFORMANCE_DEADLINE"),
     ]:
         assert option in proc.stdout and env in proc.stdout
 
@@ -200,3 +203,12 @@ def test_statsd_port_out_of_range(tmp_path, sandbox_clouds):
     clouds = {"zuul": sandbox_clouds["sandbox-zuul"], "ci": sandbox_clouds["sandbox-ci"]}
     proc, _ = run_cli(tmp_path, "--statsd-host=127.0.0.1", "--statsd-port=70000", clouds=clouds)
     assert_one_line_error(proc, tmp_path, "statsd port 70000", "not a UDP port")
+
+
+def test_deadline_must_be_seconds_above_zero(tmp_path):
+    for value, words in (("0", "argument --deadline: 0: must be more than 0 seconds"),
+                         ("soon", "argument --deadline: not a number of seconds: 'soon'")):
+        proc, _ = run_cli(tmp_path, "--deadline", value, clouds={"zuul": entry("https://127.0.0.1:1/v3")})
+        assert proc.returncode == 4 and words in proc.stderr, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stdout + proc.stderr
+        assert not (tmp_path / "reports").exists(), "bad input must create nothing"

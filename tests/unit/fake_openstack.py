@@ -138,6 +138,16 @@ class FakeNetwork:
     def security_groups(self, **kw):
         return iter(list(self.groups.values()))
 
+    def create_security_group(self, name, description=""):
+        group = SimpleNamespace(id=f"g-{next(FakeCloud._ids)}", name=name, description=description)
+        self.groups[group.id] = group
+        return group
+
+    def update_security_group(self, group_id, **attrs):
+        for key, value in attrs.items():
+            setattr(self.groups[group_id], key, value)
+        return self.groups[group_id]
+
     def get_security_group(self, group_id):
         if group_id not in self.groups:
             raise os_exc.NotFoundException(message="no group", http_status=404)
