@@ -40,7 +40,12 @@ def test_dynamic_checks_pass(sandbox, run_suite, tmp_path):
     assert results[("R12", "burst.size")]["verdict"] == "WARN"  # --burst-size is an opt-out, said so
     burst = results[("R12", "burst.p95")]["data"]
     assert burst["summary"]["n"] == int(BURST) and len(burst["servers"]) == int(BURST)
-    assert burst["summary"]["api_calls_per_server"] <= 4
+    # Waiting is bulk: no server was polled with a GET of its own (that count is what grows with N and time;
+    # the listings grow only with the wall time, which a busy machine stretches).
+    per_server_gets = {k: n for k, n in burst["calls_by_endpoint"].items() if k.startswith("GET ")
+                       and k.endswith("/servers/{id}")}
+    assert per_server_gets == {}, burst["calls_by_endpoint"]
+    assert burst["summary"]["polls"] >= 1
     assert results[("R3", "mirror.disk")]["data"]["path"] == "volume"
     r6 = results[("R6", "public_ip")]
     assert r6["data"]["ipv4"] and "documentation" in r6["reason"]
