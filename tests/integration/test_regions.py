@@ -3,8 +3,9 @@ its region. The sandbox's second region (`python -m sandbox with region-two -- .
 the same services, so the run's resources in both regions meet in one Nova, Glance and Cinder: their names (and
 the burst's name filter) must keep them apart.
 
-The suite runs once for the module (every check but the ci mirror's, a small burst), through the sandbox's
-command line."""
+The suite runs once for the module, through the sandbox's command line: every static check, and of the dynamic
+ones those whose names could meet in a shared service (R2's image and boot, R12's burst and its name filter,
+R13's keypair and security group), with a small burst; R3, R5/R11 and R6 are left out for time."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def two_regions(sandbox, tmp_path_factory):
     report_dir = tmp_path_factory.mktemp("regions") / "reports"
     suite = [sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider",
              "--profile=sandbox", "--zuul-cloud=sandbox-zuul", "--ci-cloud=sandbox-ci", f"--report-dir={report_dir}",
-             "--burst-size", "2", "-k", "not mirror_disk"]  # R3 (the ci mirror) left out for time
+             "--burst-size", "2", "-k", "not (mirror_disk or guest_probe or public_ip)"]
     env = {**os.environ, "SANDBOX_DIR": str(sandbox.layout.root)}
     proc = subprocess.run([sys.executable, "-m", "sandbox", "with", "region-two", "--", *suite], capture_output=True,
                           text=True, env=env, cwd=REPO_ROOT, timeout=3600)
