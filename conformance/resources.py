@@ -354,6 +354,11 @@ def _delete_servers(items, deadline, interval, prefix):
         conn.compute.servers(details=False, name=server_name_filter(prefix)))))
     todo = [i for i in items if not i.deleted]
     left, why = delete_servers_bulk(cloud, {i.id for i in todo}, deadline, interval, prefix)
+    return _outcome(todo, left, why)
+
+
+def _outcome(todo: list[Tracked], left: set[str], why: dict[str, str]) -> list[CleanupFailure]:
+    """After a bulk delete: what is gone is marked deleted, what is left becomes a failure saying why."""
     failures = []
     for item in todo:
         if item.id in left:
@@ -569,13 +574,7 @@ def _delete_volumes(items, deadline, interval, prefix):
     _resolve_boot_volumes(cloud, boot)
     todo = [i for i in named + boot if not i.deleted]
     left, why = delete_volumes_bulk(cloud, {i.id for i in todo}, deadline, interval)
-    failures = []
-    for item in todo:
-        if item.id in left:
-            failures.append(_failure(item, why.get(item.id, "still present after the delete timeout")))
-        else:
-            item.deleted = True
-    return failures
+    return _outcome(todo, left, why)
 
 
 DELETERS = {
