@@ -122,9 +122,10 @@ class Sandbox:
 
     @staticmethod
     def _replace_flavor(conn, flavor: dict) -> None:
-        existing = conn.compute.find_flavor(flavor["name"])
-        if existing:
-            conn.compute.delete_flavor(existing)
+        try:
+            conn.compute.delete_flavor(conn.compute.find_flavor(flavor["name"], ignore_missing=False))
+        except openstack.exceptions.NotFoundException:
+            pass
         conn.compute.create_flavor(**flavor)
 
     @contextmanager
