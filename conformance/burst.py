@@ -22,7 +22,16 @@ from dataclasses import dataclass, field
 
 from openstack import exceptions as os_exc
 
-from conformance.resources import Deadline, Tracker, call, delete_servers_bulk, server_name_filter
+from conformance.resources import (
+    Deadline,
+    Tracker,
+    attached_volume_ids,
+    boot_disk,
+    call,
+    delete_servers_bulk,
+    delete_volumes_bulk,
+    server_name_filter,
+)
 
 TERMINAL = ("ACTIVE", "ERROR")
 CREATE_FAILED = "CREATE_FAILED"
@@ -53,6 +62,7 @@ class ServerTiming:
     launched_at: str | None = None
     fault: str | None = None
     quota: bool = False
+    volume_ids: list[str] = field(default_factory=list)  # boot from volume: what Nova made for it
 
     @property
     def settled(self) -> bool:
@@ -88,6 +98,8 @@ class BurstResult:
     calls_by_endpoint: dict[str, int] = field(default_factory=dict)
     polls: int = 0
     interrupted: bool = False
+    volume_size_gb: int | None = None  # boot from volume: the size of each server's boot volume
+    volumes_left: list[str] = field(default_factory=list)  # boot volumes still there after the delete phase
 
     @property
     def active(self) -> list[ServerTiming]:
@@ -120,7 +132,13 @@ class BurstResult:
             "api_calls_per_server": round(self.api_calls / n, 3) if n else 0.0,
             "polls": self.polls,
             "left_after_delete": len(self.left_after_delete),
+            **(self.volume_summary() if self.volume_size_gb else {}),
         }
+
+    def volume_summary(self) -> dict:
+        created = {v for s in self.servers for v in s.volume_ids}
+        return {"boot_volume_gb": self.volume_size_gb, "volumes_created": len(created),
+                "volumes_deleted": len(created - set(self.volumes_left)), "volumes_left": len(self.volumes_left)}
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -207,17 +225,21 @@ class _CallCounter:
 def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network_id: str | None,
               settings: BurstSettings, metadata: dict | None = None,
               progress: Callable[[str], None] | None = None,
-              clock: Callable[[], float] = time.monotonic) -> BurstResult:
-    """Boot `settings.size` servers concurrently, wait for all, delete all, wait until gone."""
+              clock: Callable[[], float] = time.monotonic, volume_size_gb: int | None = None) -> BurstResult:
+    """Boot `settings.size` servers concurrently (each from a new volume of `volume_size_gb` when given), wait
+    for all, delete all, wait until gone (and their boot volumes)."""
     conn = cloud.conn
-    burst_prefix = tracker.name("burst-")
+    burst_prefix = tracker.name("burst-", cloud)
     name_filter = server_name_filter(burst_prefix)
     width = max(3, len(str(settings.size - 1)))
     servers = [ServerTiming(i, f"{burst_prefix}{i:0{width}d}") for i in range(settings.size)]
     by_name = {s.name: s for s in servers}
     tracked = {s.name: tracker.intent("server", s.name, cloud) for s in servers}  # intent before any create
+    # Root disks: the image, or a boot volume Nova makes and names (tracked per server, bound from the listing).
+    disks = {s.name: boot_disk(tracker, cloud, s.name, image_id, volume_size_gb) for s in servers}
+    volumes = {name: item for name, (_, item) in disks.items() if item is not None}
     counter = _CallCounter(cloud)
-    result = BurstResult(servers=servers)
+    result = BurstResult(servers=servers, volume_size_gb=volume_size_gb)
     progress = progress or (lambda _line: None)
     interval = BASELINE_INTERVAL_S if settings.per_server_baseline else settings.poll_interval_s
     networks = [{"uuid": network_id}] if network_id else "auto"
@@ -228,8 +250,8 @@ def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network
         timing.status = "BUILD"
         try:
             counter.count("POST /servers")
-            server = call(cloud, conn.compute.create_server, name=timing.name, image_id=image_id,
-                          flavor_id=flavor_id, networks=networks, metadata=meta)
+            server = call(cloud, conn.compute.create_server, name=timing.name, flavor_id=flavor_id,
+                          networks=networks, metadata=meta, **disks[timing.name][0])
         except Exception as exc:  # reported per server; the burst goes on
             timing.status = CREATE_FAILED
             timing.quota = is_quota_error(exc)
@@ -249,6 +271,10 @@ def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network
                 timing.id = server.id
                 tracked[timing.name].bind(server.id)
             timing.created = server.created_at
+            if volumes and not timing.volume_ids:
+                timing.volume_ids = attached_volume_ids(server)
+                for volume_id in timing.volume_ids[:1]:
+                    volumes[timing.name].bind(volume_id)
             if server.status == "ACTIVE":
                 timing.status, timing.active_at = "ACTIVE", now
                 timing.launched_at = server.launched_at
@@ -310,12 +336,22 @@ def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network
             left, why = delete_servers_bulk(cloud, ids, delete_deadline, interval, burst_prefix,
                                             concurrency=settings.concurrency, on_tick=delete_tick,
                                             count=counter.count)
-        result.delete_s = clock() - delete_start
         result.left_after_delete = sorted(left)
         result.delete_faults = why
         for timing in servers:
             if timing.id and timing.id not in left:  # without an id, the tracker looks the name up
                 tracker.forget(tracked[timing.name])
+        if volumes:
+            # Nova deletes each boot volume with its server: wait for them the same way (one listing a tick).
+            volume_ids = {v for s in servers for v in s.volume_ids}
+            volumes_left, volume_why = delete_volumes_bulk(cloud, volume_ids, delete_deadline, interval,
+                                                           count=counter.count)
+            result.volumes_left = sorted(volumes_left)
+            result.delete_faults.update(volume_why)
+            for timing in servers:
+                if timing.volume_ids and not set(timing.volume_ids) & volumes_left:
+                    tracker.forget(volumes[timing.name])
+        result.delete_s = clock() - delete_start
     except BaseException:
         result.interrupted = True
         # Let the creates in flight return (their ids get bound); the tracker's cleanup deletes by name.

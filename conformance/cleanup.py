@@ -1,9 +1,10 @@
 """`python -m conformance cleanup`: delete what crashed runs left behind, in both projects, by run prefix.
 
 Needs no state from the crashed run: every resource the suite creates is named `conformance-<UTC timestamp>-
-<6 hex>-...` (floating IPs carry it in their description), so the name alone says it is the suite's and how
-old it is. Anything without that prefix is never touched. Deletion uses the same ordered, verified deleters
-as a run's own teardown (servers first, images last).
+<6 hex>-...` (floating IPs carry it in their description, the boot volumes Nova makes from the run's image in
+their image metadata), so the name alone says it is the suite's and how old it is. Anything without that prefix
+is never touched. Deletion uses the same ordered, verified deleters as a run's own teardown (servers first,
+images last).
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ from dataclasses import dataclass
 from conformance import resources
 from conformance.errors import BadInput
 from conformance.redact import redact
-from conformance.resources import PREFIX_ROOT, Deadline, Tracked, call, lease_until, prefix_of, prefix_time
+from conformance.resources import (
+    PREFIX_ROOT,
+    Deadline,
+    Tracked,
+    call,
+    lease_until,
+    prefix_of,
+    prefix_time,
+    run_of_volume,
+)
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -55,6 +65,13 @@ def _mine(name: str | None) -> bool:
     return prefix_of(name) is not None
 
 
+def _volume_label(volume) -> str:
+    if _mine(volume.name):
+        return volume.name
+    run = run_of_volume(volume)
+    return f"{run}-boot-volume" if run else (volume.name or "")
+
+
 def find_leftovers(cloud) -> list[Found]:
     """Every resource in this project whose name (description for floating IPs) carries a run prefix."""
     conn = cloud.conn
@@ -69,7 +86,8 @@ def find_leftovers(cloud) -> list[Found]:
     # Nova's name filter is a regular expression: narrow the listing on the server side too.
     add("server", call(cloud, lambda: list(conn.compute.servers(details=False, name=f"^{PREFIX_ROOT}-"))))
     if cloud.endpoint("block-storage") or cloud.endpoint("volumev3"):
-        add("volume", call(cloud, lambda: list(conn.block_storage.volumes(details=False))))
+        # A boot volume Nova made for a boot-from-volume server has no name: its run is in its image metadata.
+        add("volume", call(cloud, lambda: list(conn.block_storage.volumes(details=True))), label=_volume_label)
     add("floating_ip", call(cloud, lambda: list(conn.network.ips(project_id=project_id))),
         label=lambda r: r.description or "")
     add("port", call(cloud, lambda: list(conn.network.ports(project_id=project_id))))

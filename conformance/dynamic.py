@@ -25,7 +25,15 @@ from openstack.image.v2.image import Image
 from conformance import resources
 from conformance.cloud import Busy, api_error_text
 from conformance.images import MIB, make_image
-from conformance.resources import RUN_KEY, CleanupError, Deadline, Tracker, call
+from conformance.resources import (
+    RUN_KEY,
+    CleanupError,
+    Deadline,
+    Tracker,
+    attached_volume_ids,
+    boot_disk,
+    call,
+)
 
 RUN_PREFIX = pytest.StashKey[str]()
 _RESTORE_SIGNALS = pytest.StashKey[Any]()
@@ -117,7 +125,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    if not _active(config) or hasattr(config, "workerinput"):
+    from conformance.plugin import inspect_only
+
+    if not _active(config) or hasattr(config, "workerinput") or inspect_only(config):
         return
     prefix = config.stash.get(RUN_PREFIX, "")
     if _UNCLEANED:
@@ -235,7 +245,7 @@ def require_image(image: UploadedImage) -> str:
 def upload_image(cloud, tracker: Tracker, image_file, timeout_s: float) -> UploadedImage:
     """Create, upload and wait for `active`; verify size and hashes against the local file."""
     conn = cloud.conn
-    name = tracker.name(f"image-{cloud.role}")
+    name = tracker.name(f"image-{cloud.role}", cloud)
     result = UploadedImage(scope=cloud.scope, name=name)
     item = tracker.intent("image", name, cloud)
     start = time.monotonic()
@@ -337,23 +347,36 @@ def first_line(exc: BaseException) -> str:
 
 
 def find_flavor(cloud, spec: dict, allow_zero_disk: bool = False):
-    """The smallest flavor meeting `spec` (the cloud layer's choice), or skip when none does (R4 says why)."""
+    """R4's choice: the smallest flavor meeting `spec` (a disk-0 one only when `allow_zero_disk`: its nodes
+    boot from a volume), or skip when none does (R4 says why). Returns the cloud layer's FlavorChoice."""
     from conformance.cloud import choose_flavor
 
     choice = choose_flavor(cloud.flavors(), spec, allow_zero_disk)
-    if choice.best is None or choice.boot_from_volume:
-        why = "; ".join(choice.shortfalls) or "no flavor with local disk"
+    if choice.best is None:
+        why = "; ".join(choice.shortfalls) or "the project sees no flavors"
         pytest.skip(f"no flavor meets {spec} ({why}; see R4)")
-    return choice.best
+    return choice
 
 
 def node_flavor(cloud, profile):
+    """The test-node flavor (R4's choice) and the boot volume size its nodes need: the profile's min_disk_gb
+    when the flavor has disk 0 and the profile allows boot from volume, else None (local disk)."""
     spec = {k: profile[f"flavor.{k}"] for k in ("min_ram_mb", "min_vcpus", "min_disk_gb")}
-    return find_flavor(cloud, spec)
+    choice = find_flavor(cloud, spec, bool(profile.get("flavor.allow_boot_from_volume", False)))
+    return choice.best, (int(spec["min_disk_gb"]) if choice.boot_from_volume else None)
 
 
 def external_networks(cloud) -> list:
     return [n for n in call(cloud, lambda: list(cloud.conn.network.networks(is_router_external=True)))]
+
+
+def public_ip_mode(profile, externals: list) -> str:
+    """How R6 gives a test node its public address: the profile's public_ip.mode, `auto` decided by the cloud
+    (a shared external network: nodes boot on it, `provider`; else a floating IP from it, `floating`)."""
+    mode = profile["public_ip.mode"]
+    if mode == "auto":
+        mode = "provider" if any(n.is_shared for n in externals) else "floating"
+    return mode
 
 
 def project_network(cloud, option: str | None = None):
@@ -376,22 +399,26 @@ def project_network(cloud, option: str | None = None):
 
 def boot_server(cloud, tracker: Tracker, suffix: str, *, image_id: str, flavor_id: str,
                 network_id: str | None, timeout_s: float, interval_s: float = SINGLE_BOOT_POLL_S,
-                **create_kwargs):
-    """Boot one server and wait for ACTIVE (one GET per tick: a single server). Returns (server, seconds).
-    Raises BootFailed with the fault on ERROR or timeout; the server stays tracked for cleanup."""
+                volume_size_gb: int | None = None, **create_kwargs):
+    """Boot one server (from a new volume of `volume_size_gb` when given) and wait for ACTIVE (one GET per tick:
+    a single server). Returns (server, seconds). Raises BootFailed with the fault on ERROR or timeout; the
+    server and its boot volume stay tracked for cleanup."""
     conn = cloud.conn
-    name = tracker.name(suffix)
+    name = tracker.name(suffix, cloud)
     item = tracker.intent("server", name, cloud)
     metadata = {RUN_KEY: tracker.prefix, **create_kwargs.pop("metadata", {})}
     networks = [{"uuid": network_id}] if network_id else "auto"
+    disk, volume = boot_disk(tracker, cloud, name, image_id, volume_size_gb)
     start = time.monotonic()
-    server = call(cloud, conn.compute.create_server, name=name, image_id=image_id, flavor_id=flavor_id,
-                  networks=networks, metadata=metadata, **create_kwargs)
+    server = call(cloud, conn.compute.create_server, name=name, flavor_id=flavor_id, networks=networks,
+                  metadata=metadata, **disk, **create_kwargs)
     item.bind(server)
     state = {"server": server}
 
     def settled() -> bool:
         state["server"] = call(cloud, conn.compute.get_server, server.id)
+        if volume is not None and volume.id is None:
+            volume.id = next(iter(attached_volume_ids(state["server"])), None)
         return state["server"].status in ("ACTIVE", "ERROR")
 
     ok = Deadline(timeout_s).poll(settled, interval_s)
@@ -516,18 +543,25 @@ def probe_complete(facts: dict[str, str]) -> bool:
 
 @dataclass
 class NodeSetup:
-    """What a test node boots with: the run's image, the smallest R4 flavor, the network."""
+    """What a test node boots with: the run's image, the smallest R4 flavor, the network, and the size of the
+    volume it boots from (None: the flavor's local disk)."""
 
     image_id: str
     flavor: Any
     network: Any
+    volume_size_gb: int | None = None
+
+    def describe(self) -> dict:
+        """For a result's data: how the node booted."""
+        return {"flavor": self.flavor.name, "boot_from_volume": bool(self.volume_size_gb),
+                "volume_size_gb": self.volume_size_gb}
 
 
 def node_setup(cloud, profile, images: ImageCache, config: pytest.Config, network=None) -> NodeSetup:
     image_id = require_image(images.get(cloud))
-    flavor = node_flavor(cloud, profile)
+    flavor, volume_size_gb = node_flavor(cloud, profile)
     network = network or project_network(cloud, config.getoption("conformance_network"))
-    return NodeSetup(image_id, flavor, network)
+    return NodeSetup(image_id, flavor, network, volume_size_gb)
 
 
 def boot_timeout(profile) -> float:

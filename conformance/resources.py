@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from openstack import exceptions as os_exc
+from openstack.compute.v2.server import Server
 
 PREFIX_ROOT = "conformance"
 # Anchored at the start: the sweeper and every bulk filter match this and nothing else.
@@ -58,6 +59,12 @@ def prefix_time(name: str | None) -> dt.datetime | None:
     if not m:
         return None
     return dt.datetime.strptime(m.group("ts"), TIMESTAMP_FORMAT).replace(tzinfo=dt.timezone.utc)
+
+
+def region_tag(cloud) -> str:
+    """`regionone` for RegionOne: the region as it appears in resource names ("" without a region)."""
+    region = getattr(cloud, "region", None) or ""
+    return re.sub(r"[^a-z0-9]+", "-", region.lower()).strip("-")
 
 
 def server_name_filter(prefix: str) -> str:
@@ -182,8 +189,11 @@ class Tracker:
         with _live_lock:
             _live_trackers.append(self)
 
-    def name(self, suffix: str) -> str:
-        return f"{self.prefix}-{suffix}"
+    def name(self, suffix: str, cloud=None) -> str:
+        """`<run prefix>-<suffix>`; with `cloud`, `<run prefix>-<region>-<suffix>`: two regions may share one
+        Nova or Glance, and the run's names (and the burst's name filter) must not collide across them."""
+        tag = region_tag(cloud)
+        return f"{self.prefix}-{tag}-{suffix}" if tag else f"{self.prefix}-{suffix}"
 
     def intent(self, kind: str, name: str, cloud, **extra) -> Tracked:
         """Register a resource about to be created (before the create call), to be bound to its id after."""
@@ -453,6 +463,11 @@ def _delete_servers(items, deadline, interval, prefix):
         conn.compute.servers(details=False, name=server_name_filter(prefix)))))
     todo = [i for i in items if not i.deleted]
     left, why = delete_servers_bulk(cloud, {i.id for i in todo}, deadline, interval, prefix)
+    return _outcome(todo, left, why)
+
+
+def _outcome(todo: list[Tracked], left: set[str], why: dict[str, str]) -> list[CleanupFailure]:
+    """After a bulk delete: what is gone is marked deleted, what is left becomes a failure saying why."""
     failures = []
     for item in todo:
         if item.id in left:
@@ -469,7 +484,9 @@ def _delete_attachments(items, deadline, interval, prefix):
         conn = cloud.conn
         server_id, volume_id = item.extra.get("server_id"), item.extra.get("volume_id")
         try:
-            call(cloud, conn.compute.delete_volume_attachment, server_id, volume_id, ignore_missing=True)
+            # A typed server: with two plain ids openstacksdk looks the server up to guess their order.
+            call(cloud, conn.compute.delete_volume_attachment, Server(id=server_id), volume_id,
+                 ignore_missing=True)
 
             def detached(cloud=cloud, conn=conn, volume_id=volume_id):
                 try:
@@ -539,10 +556,140 @@ def _delete_keypairs(items, deadline, interval, prefix):
     return deleter(items, deadline, interval, prefix)
 
 
+# --- volumes, including the boot volumes Nova makes for boot-from-volume servers ------------------------------
+
+# Statuses in which Cinder accepts a (non-forced) delete; anything else is waited out (deleting, detaching...).
+VOLUME_DELETABLE = frozenset({"available", "error", "error_deleting", "error_restoring", "error_extending",
+                              "error_managing"})
+
+
+def boot_volume_mapping(image_id: str, size_gb: int) -> list[dict]:
+    """block_device_mapping_v2 of a server booting from a new volume made from `image_id`: what nodepool's
+    `boot-from-volume: true` / `volume-size` does. Nova deletes the volume with the server."""
+    return [{"boot_index": 0, "uuid": image_id, "source_type": "image", "destination_type": "volume",
+             "volume_size": int(size_gb), "delete_on_termination": True}]
+
+
+def boot_disk(tracker: Tracker, cloud, server_name: str, image_id: str, volume_size_gb: int | None
+              ) -> tuple[dict, Tracked | None]:
+    """create_server arguments for a node's root disk (the image on local disk, or with `volume_size_gb` a new
+    volume made from it), and the intent tracking that boot volume (None on local disk). Nova names the
+    volume: the intent is bound to the id the server lists, else found by the run's image at cleanup."""
+    if not volume_size_gb:
+        return {"image_id": image_id}, None
+    item = tracker.intent("volume", f"{server_name}-volume", cloud, boot_image=image_id)
+    return {"block_device_mapping": boot_volume_mapping(image_id, volume_size_gb)}, item
+
+
+def attached_volume_ids(server) -> list[str]:
+    """Volume ids of a server's `os-extended-volumes:volumes_attached` (a boot volume shows there as soon as
+    Nova has created it, also on a server that went ERROR)."""
+    found = []
+    for entry in getattr(server, "attached_volumes", None) or []:
+        volume_id = entry.get("id") if isinstance(entry, dict) else getattr(entry, "id", None)
+        if volume_id:
+            found.append(volume_id)
+    return found
+
+
+def run_of_volume(volume) -> str | None:
+    """The run prefix a volume carries: in its name, or (a boot volume Nova made, which has no name) in the
+    image metadata Cinder copied from the run's uploaded image (its `conformance_run` property, its name)."""
+    run = prefix_of(getattr(volume, "name", None))
+    if run:
+        return run
+    image_meta = getattr(volume, "volume_image_metadata", None) or {}
+    return prefix_of(image_meta.get(RUN_KEY)) or prefix_of(image_meta.get("image_name"))
+
+
+def _volume_image_id(volume) -> str | None:
+    return (getattr(volume, "volume_image_metadata", None) or {}).get("image_id")
+
+
+def _list_volumes(cloud, count: Callable[[str], None] | None = None) -> list:
+    if count:
+        count("GET /volumes/detail")
+    return call(cloud, lambda: list(cloud.conn.block_storage.volumes(details=True)))
+
+
+def _resolve_boot_volumes(cloud, items: list[Tracked]) -> None:
+    """Bind boot-volume intents whose server never showed its volume (a boot that failed or was interrupted):
+    volumes made from the run's own image (unique to this run and process) that no server holds any more."""
+    unbound = [i for i in items if i.id is None]
+    if not unbound:
+        return
+    images = {i.extra["boot_image"] for i in unbound}
+    bound = {i.id for i in items if i.id}
+    found = [v for v in _list_volumes(cloud) if _volume_image_id(v) in images and v.id not in bound
+             and not getattr(v, "attachments", None)]
+    for item in unbound:
+        if not found:
+            item.deleted = True  # never created (or Nova already deleted it with its server)
+            continue
+        item.id = found.pop(0).id
+    for extra in found:  # more leftovers than intents (a retried boot): delete them too
+        twin = unbound[0]
+        items.append(Tracked(twin.kind, twin.name, twin.cloud, extra.id, dict(twin.extra)))
+
+
+def delete_volumes_bulk(cloud, ids: Iterable[str], deadline: Deadline, interval: float,
+                        on_tick: Callable[[int], None] | None = None,
+                        count: Callable[[str], None] | None = None) -> tuple[set[str], dict[str, str]]:
+    """Delete volumes and wait until they are gone, with one `GET /volumes/detail` per tick for all of them.
+
+    A volume Cinder would accept a delete for is deleted (again once if the delete ended in error); one that
+    is already `deleting` (a boot volume Nova deletes with its server) or still detaching is waited for.
+    Returns (ids left, {id: why})."""
+    conn = cloud.conn
+    ids = set(ids)
+    count = count or (lambda _key: None)
+    tries: dict[str, int] = {}
+    why: dict[str, str] = {}
+    left = set(ids)
+    given_up: set[str] = set()
+
+    def all_gone() -> bool:
+        nonlocal left
+        listed = {v.id: v for v in _list_volumes(cloud, count) if v.id in ids}
+        left = set(listed)
+        for volume in listed.values():
+            if volume.status not in VOLUME_DELETABLE:
+                continue
+            if tries.get(volume.id, 0) > DELETE_RETRIES:
+                given_up.add(volume.id)
+                why.setdefault(volume.id, f"delete failed: volume {volume.status}")
+                continue
+            tries[volume.id] = tries.get(volume.id, 0) + 1
+            count("DELETE /volumes/{id}")
+            try:
+                call(cloud, conn.block_storage.delete_volume, volume.id, ignore_missing=True)
+            except os_exc.HttpException as exc:
+                text = str(exc).strip() or type(exc).__name__
+                why[volume.id] = f"delete refused: {text.splitlines()[0]}"
+        if on_tick:
+            on_tick(len(left))
+        return not (left - given_up)
+
+    if ids and not deadline.poll(all_gone, interval):
+        all_gone()  # one last look at the deadline
+    return left, {i: why.get(i, "") for i in left if why.get(i)}
+
+
+def _delete_volumes(items, deadline, interval, prefix):
+    cloud = items[0].cloud
+    named = [i for i in items if "boot_image" not in i.extra]
+    boot = [i for i in items if "boot_image" in i.extra]
+    _resolve_by_name(named, lambda: call(cloud, lambda: list(cloud.conn.block_storage.volumes())))
+    _resolve_boot_volumes(cloud, boot)
+    todo = [i for i in named + boot if not i.deleted]
+    left, why = delete_volumes_bulk(cloud, {i.id for i in todo}, deadline, interval)
+    return _outcome(todo, left, why)
+
+
 DELETERS = {
     "attachment": _delete_attachments,
     "server": _delete_servers,
-    "volume": _simple_deleter("volumes", "get_volume", "delete_volume", "block_storage"),
+    "volume": _delete_volumes,
     "floating_ip": _delete_fips,
     "port": _simple_deleter("ports", "get_port", "delete_port", "network"),
     "keypair": _delete_keypairs,

@@ -49,6 +49,11 @@ POLICY_MODULES = {
 }
 
 
+SECOND_REGION = "RegionTwo"
+# The clouds.yaml entries of the two projects' users: what a conformance run is pointed at.
+PROJECT_CLOUDS = ("sandbox-zuul", "sandbox-ci")
+
+
 class Sandbox:
     def __init__(self, layout: Layout | None = None):
         self.layout = layout or Layout.from_env()
@@ -117,9 +122,10 @@ class Sandbox:
 
     @staticmethod
     def _replace_flavor(conn, flavor: dict) -> None:
-        existing = conn.compute.find_flavor(flavor["name"])
-        if existing:
-            conn.compute.delete_flavor(existing)
+        try:
+            conn.compute.delete_flavor(conn.compute.find_flavor(flavor["name"], ignore_missing=False))
+        except openstack.exceptions.NotFoundException:
+            pass
         conn.compute.create_flavor(**flavor)
 
     @contextmanager
@@ -157,6 +163,36 @@ class Sandbox:
                                                   region_id=REGION)
 
     @contextmanager
+    def second_region(self, name: str = SECOND_REGION):
+        """A second region: every catalog endpoint registered again under `name` (the same services answer both
+        regions, as one Nova, Glance... would behind two catalogs), and the project users' clouds.yaml entries
+        naming both regions, so a run checks both. Tokens issued afterwards carry the new endpoints."""
+        conn = self.admin()
+        identity = conn.identity
+        region_made = False
+        try:
+            identity.get_region(name)
+        except openstack.exceptions.NotFoundException:
+            identity.create_region(id=name, description="sandbox: the same services as " + REGION)
+            region_made = True
+        added = [identity.create_endpoint(service_id=e.service_id, interface=e.interface, url=e.url, region_id=name)
+                 for e in list(identity.endpoints(region_id=REGION))]
+        before = self.clouds_yaml.read_text()
+        config = yaml.safe_load(before)
+        for cloud in PROJECT_CLOUDS:
+            entry = config["clouds"][cloud]
+            entry["regions"] = [entry.pop("region_name", REGION), name]
+        self.clouds_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
+        try:
+            yield
+        finally:
+            self.clouds_yaml.write_text(before)
+            for endpoint in added:
+                identity.delete_endpoint(endpoint)
+            if region_made:
+                identity.delete_region(name)
+
+    @contextmanager
     def policy(self, service: str, name: str):
         """Apply a named policy change (see POLICIES); oslo.policy re-reads the file on its next check."""
         try:
@@ -191,6 +227,18 @@ class Sandbox:
             conn.network.update_network(network, is_router_external=True, is_shared=True)
             for router in routers:
                 conn.network.update_router(router, external_gateway_info={"network_id": network.id})
+
+    @contextmanager
+    def unshared_external_network(self):
+        """Keep the public network external but stop sharing it: no booting on it directly (provider), so public
+        addresses come only as floating IPs from it."""
+        conn = self.admin()
+        network = conn.network.find_network(seed.PUBLIC_NETWORK["name"], ignore_missing=False)
+        conn.network.update_network(network, is_shared=False)
+        try:
+            yield
+        finally:
+            conn.network.update_network(network, is_shared=True)
 
     @contextmanager
     def paused(self, service: str):

@@ -24,6 +24,8 @@ VARIANT_HELP = """variants (for `with`), each applied for the duration of COMMAN
   no-external-network              the public network stops being external
   paused SERVICE                   SIGSTOP a service, e.g. paused nova-compute
   guest NAME=VALUE...              guest emulation: cpu_mhz=1200 steal_percent=30
+  region-two                       a second region (RegionTwo) with the same services; the clouds.yaml
+                                   entries sandbox-zuul and sandbox-ci name both regions
 """
 
 
@@ -58,6 +60,8 @@ def variant_context(sb: Sandbox, words: list[str]):
         return sb.paused(args[0])
     if name == "guest":
         return sb.guest(**_pairs(args))
+    if name == "region-two" and not args:
+        return sb.second_region()
     raise SandboxError(f"unknown variant or wrong arguments: {' '.join(words)}")
 
 

@@ -15,13 +15,14 @@ from sandbox.layout import HOST, REGION, Layout
 
 COMPUTE_HOST = "sandbox-compute"
 SERVICE_USERS = ("glance", "placement", "nova", "neutron", "cinder")
-# Quotas of the cloud's initial state: room for 150 test nodes (R8 needs 100) and 1000 GB of volumes in ci.
+# Quotas of the cloud's initial state: room for 150 test nodes (R8 needs 100), also when they boot from 80 GB
+# volumes (the `flavor disk=0` variant, as several donors' nodes do), and 1000 GB of volumes in ci.
 TEST_NODE_FLAVOR = {"name": "ci.standard", "vcpus": 8, "ram": 8192, "disk": 80}
 MIRROR_FLAVOR = {"name": "ci.mirror", "vcpus": 4, "ram": 8192, "disk": 40}
 SMALL_FLAVOR = {"name": "ci.small", "vcpus": 2, "ram": 2048, "disk": 20}
 QUOTAS = {
     "zuul": {"instances": 150, "cores": 1536, "ram": 1536 * 1024, "port": 500, "floatingip": 200,
-             "gigabytes": 1000, "volumes": 20},
+             "gigabytes": 150 * 80, "volumes": 150},
     "ci": {"instances": 10, "cores": 80, "ram": 81920, "port": 50, "floatingip": 10,
            "gigabytes": 1000, "volumes": 10},
 }
@@ -229,8 +230,9 @@ def cinder(layout: Layout, passwords: dict[str, str]) -> str:
         "database": {"connection": layout.db_url("cinder")},
         "oslo_concurrency": {"lock_path": layout.data / "cinder" / "lock"},
         "oslo_messaging_notifications": {"driver": "noop"},
-        # Shipped in the cinder wheel: volumes exist only as records, so a 500 GB volume costs nothing.
-        "fake": {"volume_driver": "cinder.tests.fake_driver.FakeLoggingVolumeDriver",
+        # Cinder's fake driver (volumes exist only as records, so a 500 GB volume costs nothing), extended to
+        # make volumes from images the same way: boot-from-volume servers (sandbox/volume_driver.py).
+        "fake": {"volume_driver": "sandbox.volume_driver.RecordsOnlyVolumeDriver",
                  "volume_backend_name": "fake"},
         "keystone_authtoken": _authtoken(layout, "cinder", passwords["cinder"]),
         "nova": {**_auth(layout, "nova", passwords["nova"]), "region_name": REGION},

@@ -16,7 +16,7 @@ from conformance.dynamic import node_setup, progress_writer
 from conformance.metrics.plugin import burst_reporter
 from conformance.results import split_scope
 
-pytestmark = pytest.mark.requirement("R12")
+pytestmark = [pytest.mark.requirement("R12"), pytest.mark.dynamic]
 
 
 def settings_from(profile, config) -> BurstSettings:
@@ -35,13 +35,14 @@ def test_boot_burst(zuul, profile, record, images, tracker, pytestconfig):
     write = burst_reporter(pytestconfig, zuul.name, split_scope(zuul.scope)[1], progress_writer(pytestconfig))
     try:
         result = run_burst(zuul, tracker, image_id=setup.image_id, flavor_id=setup.flavor.id,
-                           network_id=setup.network.id, settings=settings, progress=write)
+                           network_id=setup.network.id, settings=settings, progress=write,
+                           volume_size_gb=setup.volume_size_gb)
     finally:
         write.done()
     summary = result.summary()
     faults = Counter(s.fault for s in result.servers if s.fault)
     data = {"servers": [s.as_dict() for s in result.servers], "summary": summary,
-            "calls_by_endpoint": result.calls_by_endpoint, "flavor": setup.flavor.name,
+            "calls_by_endpoint": result.calls_by_endpoint, **setup.describe(),
             "requested_size": settings.size, "profile_size": profile_size,
             "poll_interval_s": settings.poll_interval_s, "create_concurrency": settings.concurrency}
     scope = zuul.scope
@@ -51,7 +52,8 @@ def test_boot_burst(zuul, profile, record, images, tracker, pytestconfig):
     record("R12", "burst.p95", scope=scope,
            measured="no server became ACTIVE" if p95 is None else
            f"p95 {p95:.1f} s (p50 {summary['p50']:.1f}, max {summary['max']:.1f}; "
-           f"{summary['boots_per_minute']} boots/min)",
+           f"{summary['boots_per_minute']} boots/min"
+           + (f", from {setup.volume_size_gb} GB volumes)" if setup.volume_size_gb else ")"),
            threshold=f"p95 <= {max_p95:.0f} s", ok=p95 is not None and p95 <= max_p95,
            reason="" if p95 is not None and p95 <= max_p95 else "boots slower than the SLA", data=data)
 
@@ -64,14 +66,17 @@ def test_boot_burst(zuul, profile, record, images, tracker, pytestconfig):
            reason=(quota + top) if failure_rate > max_failure else "",
            data={"summary": summary, "faults": dict(faults)})
 
-    left = result.left_after_delete
+    left = result.left_after_delete + result.volumes_left
     gone = "all gone" if not left else f"{len(left)} left"
+    if setup.volume_size_gb:
+        gone += f" (servers and {summary['volumes_created']} boot volumes)"
     record("R12", "burst.delete", scope=scope, measured=f"{gone} after {summary['delete_s'] or 0:.1f} s",
            threshold=f"all gone within {settings.delete_timeout_s or settings.timeout_s:.0f} s", ok=not left,
            reason=f"still present: {', '.join(left[:5])}"
                   + (f" ({next(iter(result.delete_faults.values()))})" if result.delete_faults else "")
                   if left else "",
-           data={"delete_s": summary["delete_s"], "left": left, "delete_faults": result.delete_faults})
+           data={"delete_s": summary["delete_s"], "left": left, "delete_faults": result.delete_faults,
+                 **result.volume_summary()})
 
     if settings.size < profile_size:
         record("R12", "burst.size", scope=scope, measured=f"{settings.size} servers",

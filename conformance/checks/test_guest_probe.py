@@ -23,7 +23,7 @@ from conformance.dynamic import (
 )
 from conformance.resources import Deadline, call
 
-pytestmark = [pytest.mark.requirement("R5"), pytest.mark.requirement("R11")]
+pytestmark = [pytest.mark.requirement("R5"), pytest.mark.requirement("R11"), pytest.mark.dynamic]
 
 OWN_IMAGE_WAIT_S = 60.0  # the suite's image has no OS: only an emulating cloud can answer, and quickly
 PROBE_IMAGE_WAIT_S = 900.0  # a real guest boots, runs cloud-init and the ~1 min benchmark
@@ -36,8 +36,8 @@ def _skip_both(record, scope, reason, data=None):
 
 def _probe_image(cloud, name_or_id):
     try:
-        image = call(cloud, cloud.conn.image.find_image, name_or_id, ignore_missing=True)
-    except os_exc.SDKException:
+        image = call(cloud, cloud.conn.image.find_image, name_or_id, ignore_missing=False)
+    except os_exc.SDKException:  # NotFoundException, or DuplicateResource: not one image to boot
         image = None
     if image is None:
         pytest.fail(f"--probe-image {name_or_id}: no such image visible to {cloud.scope}", pytrace=False)
@@ -52,7 +52,7 @@ def test_guest_probe(zuul, profile, record, images, tracker, pytestconfig):
     try:
         server, _ = boot_server(zuul, tracker, "probe", image_id=image_id, flavor_id=setup.flavor.id,
                                 network_id=setup.network.id, timeout_s=boot_timeout(profile),
-                                user_data=probe_user_data_b64())
+                                volume_size_gb=setup.volume_size_gb, user_data=probe_user_data_b64())
     except (BootFailed, os_exc.SDKException) as exc:
         _skip_both(record, scope, f"the probe node did not boot: {first_line(exc)}")
         return
@@ -80,7 +80,7 @@ def test_guest_probe(zuul, profile, record, images, tracker, pytestconfig):
 
     emulated = facts.get("emulated")
     note = f"measured by the {emulated} guest emulation, not a real guest" if emulated else ""
-    data = {"probe": facts, "emulated": bool(emulated), "flavor": setup.flavor.name}
+    data = {"probe": facts, "emulated": bool(emulated), **setup.describe()}
     flavor = setup.flavor
     nproc, memtotal_kb = int(facts["nproc"]), int(float(facts["memtotal_kb"]))
     mhz, steal = float(facts["cpu_mhz"] or 0), float(facts["steal_percent"] or 0)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from openstack import exceptions as os_exc
 
-from conformance.dynamic import BootFailed, boot_server, boot_timeout, mb_per_s, node_setup
+from conformance.dynamic import BootFailed, boot_server, boot_timeout, first_line, mb_per_s, node_setup
+from conformance.resources import attached_volume_ids
 
-pytestmark = pytest.mark.requirement("R2")
+pytestmark = [pytest.mark.requirement("R2"), pytest.mark.dynamic]
 
 
 def test_image_upload_and_boot(zuul, profile, record, images, tracker, pytestconfig):
@@ -32,10 +34,12 @@ def test_image_upload_and_boot(zuul, profile, record, images, tracker, pytestcon
     try:
         server, seconds = boot_server(zuul, tracker, "r2-boot", image_id=setup.image_id,
                                       flavor_id=setup.flavor.id, network_id=setup.network.id,
-                                      timeout_s=boot_timeout(profile))
-    except BootFailed as exc:
+                                      timeout_s=boot_timeout(profile), volume_size_gb=setup.volume_size_gb)
+    except (BootFailed, os_exc.SDKException) as exc:
         record("R2", "image.boot", scope=zuul.scope, measured="not ACTIVE", threshold="ACTIVE", ok=False,
-               reason=str(exc))
+               reason=first_line(exc), data=setup.describe())
         return
-    record("R2", "image.boot", scope=zuul.scope, measured=f"ACTIVE in {seconds:.1f} s", threshold="ACTIVE",
-           ok=True, data={"flavor": setup.flavor.name, "boot_s": round(seconds, 3)})
+    how = f" from a volume of {setup.volume_size_gb} GB" if setup.volume_size_gb else ""
+    record("R2", "image.boot", scope=zuul.scope, measured=f"ACTIVE in {seconds:.1f} s{how}", threshold="ACTIVE",
+           ok=True, data={**setup.describe(), "boot_s": round(seconds, 3),
+                          "volumes": attached_volume_ids(server)})

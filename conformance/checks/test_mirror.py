@@ -17,7 +17,7 @@ from conformance.dynamic import (
 )
 from conformance.resources import RUN_KEY, CleanupError, Deadline, call
 
-pytestmark = pytest.mark.requirement("R3")
+pytestmark = [pytest.mark.requirement("R3"), pytest.mark.dynamic]
 
 
 def _spec(profile, min_disk_gb=None) -> dict:
@@ -45,7 +45,7 @@ def _volume_path(ci, profile, images, tracker, size_gb, network) -> tuple[bool, 
     if flavor is None:
         return False, why, {}
     timeout = boot_timeout(profile)
-    name = tracker.name("mirror-volume")
+    name = tracker.name("mirror-volume", ci)
     item = tracker.intent("volume", name, ci)
     try:
         volume = call(ci, conn.block_storage.create_volume, size=size_gb, name=name,
@@ -71,7 +71,7 @@ def _volume_path(ci, profile, images, tracker, size_gb, network) -> tuple[bool, 
         server, _ = boot_server(ci, tracker, "mirror", image_id=require_image(images.get(ci)),
                                 flavor_id=flavor.id, network_id=network.id, timeout_s=timeout)
         tracker.intent("attachment", f"{name}-attachment", ci, server_id=server.id, volume_id=volume.id)
-        call(ci, conn.compute.create_volume_attachment, server, volume_id=volume.id)
+        call(ci, conn.compute.create_volume_attachment, server, volume)
         if not Deadline(timeout).poll(status_is("in-use"), 2.0):
             return False, f"volume not in-use after {timeout:.0f} s (status {state['volume'].status})", {}
         attached = [a.volume_id for a in call(ci, lambda: list(conn.compute.volume_attachments(server)))]

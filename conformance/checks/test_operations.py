@@ -11,7 +11,7 @@ from openstack import exceptions as os_exc
 from conformance.dynamic import BootFailed, boot_server, boot_timeout, delete_and_wait, first_line, node_setup
 from conformance.resources import CleanupError, call
 
-pytestmark = pytest.mark.requirement("R13")
+pytestmark = [pytest.mark.requirement("R13"), pytest.mark.dynamic]
 
 INGRESS = [  # (ethertype, protocol, port, remote prefix)
     ("IPv4", "tcp", 22, "0.0.0.0/0"),
@@ -32,7 +32,7 @@ def test_nodepool_operations(zuul, profile, record, images, tracker, pytestconfi
     scope = zuul.scope
     timeout = boot_timeout(profile)
 
-    key_name = tracker.name("r13-key")
+    key_name = tracker.name("r13-key", zuul)
     tracker.intent("keypair", key_name, zuul)
     try:
         call(zuul, conn.compute.create_keypair, name=key_name, public_key=public_key())
@@ -44,7 +44,7 @@ def test_nodepool_operations(zuul, profile, record, images, tracker, pytestconfi
                reason=first_line(exc))
         key_name = None
 
-    group_name = tracker.name("r13-secgroup")
+    group_name = tracker.name("r13-secgroup", zuul)
     group_item = tracker.intent("security_group", group_name, zuul)
     try:
         group = call(zuul, conn.network.create_security_group, name=group_name, description=group_name)
@@ -79,13 +79,14 @@ def test_nodepool_operations(zuul, profile, record, images, tracker, pytestconfi
     try:
         server, seconds = boot_server(zuul, tracker, "r13-node", image_id=setup.image_id,
                                       flavor_id=setup.flavor.id, network_id=setup.network.id,
-                                      timeout_s=timeout, metadata=metadata, **extra)
-        read = call(zuul, conn.compute.get_server_metadata, server).metadata or {}
+                                      timeout_s=timeout, metadata=metadata,
+                                      volume_size_gb=setup.volume_size_gb, **extra)
+        read = call(zuul, conn.compute.fetch_server_metadata, server).metadata or {}
         wrong = {k: read.get(k) for k, v in metadata.items() if read.get(k) != v}
         record("R13", "ops.metadata", scope=scope,
                measured=f"{len(metadata) - len(wrong)}/{len(metadata)} keys",
                threshold="set at boot, read back", ok=not wrong,
-               reason=f"read back differently: {wrong}" if wrong else "")
+               reason=f"read back differently: {wrong}" if wrong else "", data=setup.describe())
     except (BootFailed, os_exc.SDKException) as exc:
         record("R13", "ops.metadata", scope=scope, measured="no server", threshold="set at boot, read back",
                ok=False, reason=first_line(exc))
@@ -93,7 +94,10 @@ def test_nodepool_operations(zuul, profile, record, images, tracker, pytestconfi
 
     try:
         delete_s = delete_and_wait(tracker, "server", timeout)
-        record("R13", "ops.delete", scope=scope, measured=f"gone in {delete_s:.1f} s",
+        if setup.volume_size_gb:  # the boot volume goes with the server (delete_on_termination): verified
+            delete_s += delete_and_wait(tracker, "volume", timeout)
+        what = "server and its boot volume" if setup.volume_size_gb else "server"
+        record("R13", "ops.delete", scope=scope, measured=f"{what} gone in {delete_s:.1f} s",
                threshold=f"gone within {timeout:.0f} s", ok=True)
         # Keypair and security group go after the server (the group is in use until then); verified gone.
         delete_and_wait(tracker, "keypair", timeout)

@@ -16,11 +16,12 @@ from conformance.dynamic import (
     external_networks,
     first_line,
     node_setup,
+    public_ip_mode,
     server_addresses,
 )
 from conformance.resources import call
 
-pytestmark = pytest.mark.requirement("R6")
+pytestmark = [pytest.mark.requirement("R6"), pytest.mark.dynamic]
 
 # RFC 5737 and RFC 3849: never global, accepted only when the profile says so (the sandbox's ranges).
 DOCUMENTATION_NETS = tuple(ipaddress.ip_network(n) for n in
@@ -47,12 +48,10 @@ def _reachable(addr: str, timeout: float = 10.0) -> tuple[bool, str]:
 
 
 def test_public_ip(zuul, profile, record, images, tracker, pytestconfig):
-    mode = profile["public_ip.mode"]
     families = profile["public_ip.families"]
     accept_doc = bool(profile["public_ip.accept_documentation_ranges"])
     externals = external_networks(zuul)
-    if mode == "auto":
-        mode = "provider" if any(n.is_shared for n in externals) else "floating"
+    mode = public_ip_mode(profile, externals)
     threshold = f"public {families} address ({mode})"
     chosen = pytestconfig.getoption("conformance_network")
     provider_net = None
@@ -72,7 +71,8 @@ def test_public_ip(zuul, profile, record, images, tracker, pytestconfig):
     setup = node_setup(zuul, profile, images, pytestconfig, network=provider_net)
     try:
         server, _ = boot_server(zuul, tracker, "r6-node", image_id=setup.image_id, flavor_id=setup.flavor.id,
-                                network_id=setup.network.id, timeout_s=boot_timeout(profile))
+                                network_id=setup.network.id, timeout_s=boot_timeout(profile),
+                                volume_size_gb=setup.volume_size_gb)
     except (BootFailed, os_exc.SDKException) as exc:
         record("R6", "public_ip", scope=zuul.scope, measured="no test node", threshold=threshold, ok=False,
                reason=f"the test node did not boot: {first_line(exc)}",
@@ -99,7 +99,7 @@ def test_public_ip(zuul, profile, record, images, tracker, pytestconfig):
     record("R6", "public_ip", scope=zuul.scope, measured=shown, threshold=threshold, ok=ok,
            reason="; ".join(notes),
            data={"ipv4": ipv4, "ipv6": ipv6, "mode": mode, "addresses": addresses,
-                 "accept_documentation_ranges": accept_doc})
+                 "accept_documentation_ranges": accept_doc, **setup.describe()})
     if pytestconfig.getoption("conformance_probe_reachability") and public:
         target = public[0]["addr"]
         reachable, why = _reachable(target)
@@ -115,7 +115,7 @@ def _attach_floating_ip(cloud, tracker, server, externals, addresses, accept_doc
         return "the test node has no port to attach a floating IP to"
     errors = []
     for network in externals:
-        name = tracker.name(f"r6-fip-{network.name or network.id}"[:60])
+        name = tracker.name(f"r6-fip-{network.name or network.id}"[:60], cloud)
         item = tracker.intent("floating_ip", name, cloud)
         try:
             # Floating IPs have no name: the run prefix goes in the description (the sweeper matches it).

@@ -8,14 +8,20 @@ from __future__ import annotations
 import pytest
 
 from conformance.cloud import choose_flavor
+from conformance.dynamic import external_networks, public_ip_mode
 
 pytestmark = pytest.mark.requirement("R8")
+
+
+def _node_choice(zuul, profile):
+    spec = profile["flavor"]
+    return choose_flavor(zuul.flavors(), spec, allow_zero_disk=bool(spec.get("allow_boot_from_volume")))
 
 
 def _node_size(zuul, profile) -> tuple[int, int, str]:
     """vCPUs, RAM MB and name of one node: the R4 flavor, or the profile's minimum when R4 found none."""
     spec = profile["flavor"]
-    choice = choose_flavor(zuul.flavors(), spec, allow_zero_disk=bool(spec.get("allow_boot_from_volume")))
+    choice = _node_choice(zuul, profile)
     if choice.best is not None:
         return choice.best.vcpus, choice.best.ram_mb, choice.best.name
     return spec["min_vcpus"], spec["min_ram_mb"], "the profile's minimum flavor"
@@ -93,6 +99,7 @@ def test_compute_quota(zuul, profile, record):
             "maxTotalRAMSize",
             "MB of RAM",
         ),
+        *_boot_volume_dimensions(zuul, profile, record),
     ]
     # How many nodes of this flavor the quota allows: what a zuul-launcher max-servers could be.
     fits = [
@@ -111,9 +118,35 @@ def test_compute_quota(zuul, profile, record):
             needed=needed,
             quota_name=quota_name,
             unit=unit,
-            why=f"{instances} nodes of {flavor_name}",
+            why=f"{instances} nodes of {flavor_name}"
+            + (f" booting from {profile['flavor.min_disk_gb']} GB volumes" if check in VOLUME_CHECKS else ""),
             data={"flavor": flavor_name, "max_servers": max_servers},
         )
+
+
+VOLUME_CHECKS = ("quota.volumes", "quota.volume_gigabytes")
+
+
+def _boot_volume_dimensions(zuul, profile, record) -> list[tuple]:
+    """Boot-from-volume nodes (a disk-0 R4 flavor) each need a volume of the profile's size in the zuul
+    project: the block-storage volumes and gigabytes quotas, as test_compute_quota's dimensions."""
+    if not _node_choice(zuul, profile).boot_from_volume:
+        return []
+    instances, size = profile["quota.instances"], int(profile["flavor.min_disk_gb"])
+    if zuul.endpoint("block-storage") is None:
+        for check in VOLUME_CHECKS:
+            record("R8", check, scope=zuul.scope, measured="no block storage", threshold="a volume per node",
+                   ok=False, reason="the test-node flavor has disk 0, so nodes boot from volumes, but the zuul "
+                                    "project's catalog has no block-storage endpoint")
+        return []
+    quota = zuul.call(zuul.conn.block_storage.get_quota_set, zuul.project_id, usage=True)
+    usage = quota.usage or {}
+    return [
+        ("quota.volumes", quota.volumes, usage.get("volumes", 0), instances, 1,
+         "the block-storage volumes quota", "volumes"),
+        ("quota.volume_gigabytes", quota.gigabytes, usage.get("gigabytes", 0), instances * size, size,
+         "the block-storage gigabytes quota", "GB"),
+    ]
 
 
 def test_network_quota(zuul, profile, record):
@@ -131,7 +164,7 @@ def test_network_quota(zuul, profile, record):
         unit="ports",
         why=f"{instances} nodes",
     )
-    if profile.get("public_ip.mode") == "floating":
+    if public_ip_mode(profile, external_networks(zuul)) == "floating":  # R6 will give nodes floating IPs
         fips = quota.floating_ips or {}
         _record_quota(
             record,

@@ -27,6 +27,8 @@ DEFAULT_REPORT_DIR = "reports"
 @dataclass
 class _State:
     bundle_dir: Path
+    created_report_dir: bool = False  # --report-dir did not exist before this run
+    checks_run: int = 0  # items that reached setup: a run that executes none writes no bundle
     sign_key: str | None = None
     sign_format: str = "ssh"
     signature: dict | None = None
@@ -104,9 +106,16 @@ def _runs_suite(config) -> bool:
     return mode == "yes" or (mode == "auto" and _runs_checks(config))
 
 
+def _inspect_only(config) -> bool:
+    """--collect-only, --help, --markers, --fixtures...: no check runs, so no bundle, nothing in --report-dir."""
+    from conformance.plugin import inspect_only
+
+    return inspect_only(config)
+
+
 def _active(config) -> bool:
-    """Writes the bundle: the controller only, never an xdist worker."""
-    return not hasattr(config, "workerinput") and _runs_suite(config)
+    """Writes the bundle: the controller only, never an xdist worker, never a run that only inspects."""
+    return not hasattr(config, "workerinput") and _runs_suite(config) and not _inspect_only(config)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -137,13 +146,16 @@ def pytest_configure(config):
         except compare.CompareInputError as exc:
             raise pytest.UsageError(f"--baseline: {exc}") from exc
     cloud = _option(config, "conformance_zuul_cloud", default=os.environ.get("OS_CLOUD") or "cloud")
-    bundle_dir = new_bundle_dir(_report_dir(config).expanduser(), cloud)
+    report_dir = _report_dir(config).expanduser()
+    created_report_dir = not report_dir.exists()
+    bundle_dir = new_bundle_dir(report_dir, cloud)
     if not getattr(config.option, "htmlpath", None):
         config.option.htmlpath = str(bundle_dir / HTML)
         config.option.self_contained_html = True
     if not getattr(config.option, "xmlpath", None):
         config.option.xmlpath = str(bundle_dir / JUNIT)
-    state = _State(bundle_dir, sign_key, sign_format, signature, baseline, baseline_path)
+    state = _State(bundle_dir, sign_key=sign_key, sign_format=sign_format, signature=signature, baseline=baseline,
+                   baseline_path=baseline_path, created_report_dir=created_report_dir)
     config.stash[STATE] = state
     config.pluginmanager.register(BundlePlugin(config, state), "conformance-report-bundle")
 
@@ -183,13 +195,23 @@ def pytest_unconfigure(config):
     leaves no empty bundle directory behind."""
     state = config.stash.get(STATE, None)
     if state is not None and not state.written:
-        try:
-            for leftover in sorted(state.bundle_dir.rglob("*"), reverse=True):
-                if leftover.is_dir():
-                    leftover.rmdir()
-            state.bundle_dir.rmdir()
-        except OSError:
-            pass  # not empty: keep whatever is there
+        _remove_bundle_dir(state, only_empty=True)
+
+
+def _remove_bundle_dir(state: _State, only_empty: bool) -> None:
+    """Remove the run's bundle directory (with `only_empty`, only if nothing but empty folders is there), and
+    --report-dir itself when this run created it and it is empty again."""
+    try:
+        for leftover in sorted(state.bundle_dir.rglob("*"), reverse=True):
+            if leftover.is_dir():
+                leftover.rmdir()
+            elif not only_empty:
+                leftover.unlink()
+        state.bundle_dir.rmdir()
+        if state.created_report_dir:
+            state.bundle_dir.parent.rmdir()
+    except OSError:
+        pass  # not empty: keep whatever is there
 
 
 class RedactReports:
@@ -219,6 +241,8 @@ class BundlePlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report):
         """Gather results/calls in case the foundation's SessionResults is absent."""
+        if report.when == "setup":
+            self.state.checks_run += 1
         if report.when == "teardown":
             for name, value in getattr(report, "user_properties", []):
                 try:
@@ -259,6 +283,11 @@ class BundlePlugin:
         """Wraps the other sessionfinish hooks: pytest-html and junitxml have written their files after yield.
         The terminal reporter's wrapper is registered later, so its summary comes after this."""
         result = yield
+        if not self.state.checks_run:
+            # Nothing was checked (every check deselected, or collection failed): a bundle would only say
+            # INCOMPLETE. What pytest-html and junitxml wrote into the bundle directory goes with it.
+            _remove_bundle_dir(self.state, only_empty=False)
+            return result
         if not self.state.written:
             self.state.written = True
             try:
@@ -287,6 +316,9 @@ class BundlePlugin:
     def pytest_terminal_summary(self, terminalreporter):
         state, tr = self.state, terminalreporter
         tr.write_sep("-", "conformance report bundle")
+        if not state.checks_run:
+            tr.write_line("no check ran: no report bundle written")
+            return
         if state.error:
             tr.write_line(redact(f"bundle NOT complete: {state.error}"), red=True)
         doc = state.doc or {}

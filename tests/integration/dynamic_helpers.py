@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
-from conformance.resources import prefix_of
+from conformance.resources import prefix_of, run_of_volume
 
 RUN_RE = re.compile(r"\b(conformance-\d{8}T\d{6}Z-[0-9a-f]{6})\b")
 PROJECT_CLOUDS = ("sandbox-zuul", "sandbox-ci")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def suite(sandbox, report_dir: Path, *args: str, env: dict | None = None, timeout: float = 1800):
+    """One run of the suite's real command line against the sandbox (for module-scoped fixtures, which cannot
+    use the function-scoped `run_suite`); text output captured."""
+    command = [sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider",
+               "--profile=sandbox", "--zuul-cloud=sandbox-zuul", "--ci-cloud=sandbox-ci",
+               f"--report-dir={report_dir}", *args]
+    full_env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(sandbox.clouds_yaml), **(env or {})}
+    return subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=REPO_ROOT)
 
 
 def results(report_dir: Path) -> list[dict]:
@@ -42,8 +56,8 @@ def leftovers(sandbox, run: str | None = None) -> list[str]:
 
         for s in conn.compute.servers(details=False):
             keep("server", s.name, s.id)
-        for v in conn.block_storage.volumes(details=False):
-            keep("volume", v.name, v.id)
+        for v in conn.block_storage.volumes(details=True):  # boot volumes carry the run in their image metadata
+            keep("volume", run_of_volume(v), v.id)
         for i in conn.image.images(owner=project):
             keep("image", i.name, i.id)
         for f in conn.network.ips(project_id=project):
@@ -64,3 +78,33 @@ def burst_servers(sandbox) -> list:
         return [s for s in conn.compute.servers(details=False, name="^conformance-.*-burst-")]
     finally:
         conn.close()
+
+
+def resource_counts(sandbox) -> dict[str, int]:
+    """How many of every kind of resource a run could create exist in the whole cloud (all projects, as admin;
+    keypairs belong to users, so those of both projects' users)."""
+    admin = sandbox.admin()
+    try:
+        counts = {
+            "servers": len(list(admin.compute.servers(details=False, all_projects=True))),
+            "volumes": len(list(admin.block_storage.volumes(details=False, all_projects=True))),
+            "volume_snapshots": len(list(admin.block_storage.snapshots(details=False, all_projects=True))),
+            "volume_attachments": len(list(admin.block_storage.attachments(all_projects=True))),
+            "images": len(list(admin.image.images())),
+            "networks": len(list(admin.network.networks())),
+            "subnets": len(list(admin.network.subnets())),
+            "ports": len(list(admin.network.ports())),
+            "routers": len(list(admin.network.routers())),
+            "floating_ips": len(list(admin.network.ips())),
+            "security_groups": len(list(admin.network.security_groups())),
+            "security_group_rules": len(list(admin.network.security_group_rules())),
+        }
+    finally:
+        admin.close()
+    for cloud in PROJECT_CLOUDS:
+        conn = sandbox.connect(cloud)
+        try:
+            counts[f"keypairs of {cloud}"] = len(list(conn.compute.keypairs()))
+        finally:
+            conn.close()
+    return counts

@@ -9,7 +9,15 @@ import uuid
 from collections import Counter
 from types import SimpleNamespace
 
+import requests
 from openstack import exceptions as os_exc
+
+
+def http_error(message: str, status: int, cls=os_exc.HttpException) -> os_exc.HttpException:
+    """What openstacksdk raises for an HTTP error: the status comes from a response, as in the real thing."""
+    response = requests.Response()
+    response.status_code = status
+    return cls(message=message, response=response)
 
 
 class FakeServer(SimpleNamespace):
@@ -30,13 +38,15 @@ class FakeCompute:
         with self.lock:
             live = [s for s in self.servers_by_id.values() if not s.deleting]
             if self.cloud.quota_instances is not None and len(live) >= self.cloud.quota_instances:
-                raise os_exc.HttpException(
-                    message="Quota exceeded for instances: Requested 1, but already "
-                            f"used {len(live)} of {self.cloud.quota_instances} instances", http_status=403)
+                raise http_error("Quota exceeded for instances: Requested 1, but already "
+                            f"used {len(live)} of {self.cloud.quota_instances} instances", 403, os_exc.HttpException)
             server = FakeServer(id=str(uuid.uuid4()), name=name, status="BUILD", fault=None,
                                 created_at="2030-01-01T00:00:00Z", launched_at=None, metadata=metadata or {},
-                                polls=0, deleting=False, delete_polls=0, addresses={})
+                                polls=0, deleting=False, delete_polls=0, addresses={}, attached_volumes=[])
             self.servers_by_id[server.id] = server
+            for mapping in kw.get("block_device_mapping") or []:  # boot from volume: Nova makes the volume
+                volume = self.cloud.block_storage.make_boot_volume(server, mapping)
+                server.attached_volumes.append({"id": volume.id, "delete_on_termination": True})
         return server
 
     def _tick(self):
@@ -46,6 +56,7 @@ class FakeCompute:
                 server.delete_polls += 1
                 if server.delete_polls >= self.cloud.delete_after_polls:
                     del self.servers_by_id[server.id]
+                    self.cloud.block_storage.server_deleted(server)
             elif server.status == "BUILD" and not self.cloud.compute_paused:
                 if server.polls >= self.cloud.active_after_polls:
                     if self.cloud.error_names and re.search(self.cloud.error_names, server.name):
@@ -70,7 +81,7 @@ class FakeCompute:
             self._tick()
             server = self.servers_by_id.get(server_id)
             if server is None:
-                raise os_exc.NotFoundException(message=f"server {server_id} not found", http_status=404)
+                raise http_error(f"server {server_id} not found", 404, os_exc.NotFoundException)
             copy = FakeServer(**vars(server))
             if getattr(server, "hidden_fault", None):
                 copy.fault = server.hidden_fault
@@ -80,13 +91,13 @@ class FakeCompute:
         self.cloud.count("DELETE /servers/{id}")
         self.cloud.order.append(("server", server_id))
         if self.cloud.fail_deletes:
-            raise os_exc.HttpException(message="delete refused", http_status=500)
+            raise http_error("delete refused", 500, os_exc.HttpException)
         with self.lock:
             server = self.servers_by_id.get(server_id)
             if server is None:
                 if ignore_missing:
                     return
-                raise os_exc.NotFoundException(message="gone", http_status=404)
+                raise http_error("gone", 404, os_exc.NotFoundException)
             if self.cloud.delete_goes_error:  # as Nova does when Neutron refuses to delete the port
                 server.status, server.task_state = "ERROR", None
                 server.fault = {"message": "rule:delete_port is disallowed by policy", "code": 403}
@@ -104,7 +115,7 @@ class FakeCompute:
 
     def get_keypair(self, name):
         if name not in self.keypair_map:
-            raise os_exc.NotFoundException(message="no keypair", http_status=404)
+            raise http_error("no keypair", 404, os_exc.NotFoundException)
         return self.keypair_map[name]
 
     def delete_keypair(self, name, ignore_missing=True):
@@ -128,7 +139,7 @@ class FakeNetwork:
 
     def get_ip(self, fip_id):
         if fip_id not in self.fips:
-            raise os_exc.NotFoundException(message="no fip", http_status=404)
+            raise http_error("no fip", 404, os_exc.NotFoundException)
         return self.fips[fip_id]
 
     def delete_ip(self, fip_id, ignore_missing=True):
@@ -150,7 +161,7 @@ class FakeNetwork:
 
     def get_security_group(self, group_id):
         if group_id not in self.groups:
-            raise os_exc.NotFoundException(message="no group", http_status=404)
+            raise http_error("no group", 404, os_exc.NotFoundException)
         return self.groups[group_id]
 
     def delete_security_group(self, group_id, ignore_missing=True):
@@ -162,7 +173,7 @@ class FakeNetwork:
 
     def get_port(self, port_id):
         if port_id not in self.port_map:
-            raise os_exc.NotFoundException(message="no port", http_status=404)
+            raise http_error("no port", 404, os_exc.NotFoundException)
         return self.port_map[port_id]
 
     def delete_port(self, port_id, ignore_missing=True):
@@ -174,17 +185,43 @@ class FakeBlockStorage:
     def __init__(self, cloud):
         self.cloud = cloud
         self.vols: dict[str, SimpleNamespace] = {}
+        self.keep_boot_volumes = False  # a Nova that fails to delete them with their server
+
+    def make_boot_volume(self, server, mapping):
+        volume = SimpleNamespace(id=str(uuid.uuid4()), name="", status="in-use", size=mapping["volume_size"],
+                                 attachments=[{"server_id": server.id}],
+                                 volume_image_metadata={"image_id": mapping["uuid"], "image_name": "img"})
+        self.vols[volume.id] = volume
+        return volume
+
+    def server_deleted(self, server):
+        for entry in server.attached_volumes:
+            volume = self.vols.get(entry["id"])
+            if volume is not None:
+                volume.attachments = []
+                volume.status = "available" if self.keep_boot_volumes else "deleting"
 
     def volumes(self, **kw):
-        return iter(list(self.vols.values()))
+        self.cloud.count("GET /volumes/detail")
+        for volume in list(self.vols.values()):  # a delete takes one listing to complete
+            if volume.status == "deleting":
+                if getattr(volume, "seen_deleting", False):
+                    del self.vols[volume.id]
+                volume.seen_deleting = True
+        return iter([SimpleNamespace(**vars(v)) for v in self.vols.values()])
 
     def get_volume(self, volume_id):
         if volume_id not in self.vols:
-            raise os_exc.NotFoundException(message="no volume", http_status=404)
+            raise http_error("no volume", 404, os_exc.NotFoundException)
         return self.vols[volume_id]
 
     def delete_volume(self, volume_id, ignore_missing=True):
+        self.cloud.count("DELETE /volumes/{id}")
         self.cloud.order.append(("volume", volume_id))
+        volume = self.vols.get(volume_id)
+        if volume is not None and volume.status not in ("available", "error"):
+            raise http_error(f"Invalid volume: status must be available or error, but current status is: "
+                             f"{volume.status}", 400)
         self.vols.pop(volume_id, None)
 
 
@@ -198,7 +235,7 @@ class FakeImage:
 
     def get_image(self, image_id):
         if image_id not in self.imgs:
-            raise os_exc.NotFoundException(message="no image", http_status=404)
+            raise http_error("no image", 404, os_exc.NotFoundException)
         return self.imgs[image_id]
 
     def delete_image(self, image_id, ignore_missing=True):

@@ -57,7 +57,7 @@ def test_names_carry_the_run_prefix_and_metadata():
               settings=settings(3, timeout=0.5, delete_timeout_s=0.05))
     servers = list(cloud.compute.servers_by_id.values())
     assert len(servers) == 3
-    assert all(s.name.startswith(tracker.prefix + "-burst-") for s in servers)
+    assert all(s.name.startswith(tracker.name("burst-", cloud)) for s in servers)
     assert all(s.metadata["conformance_burst"] == tracker.prefix for s in servers)
     # not gone in time: still tracked, so the teardown cleanup retries
     assert len(tracker.pending()) == 3

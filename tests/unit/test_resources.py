@@ -114,6 +114,8 @@ def test_one_kind_failing_does_not_stop_the_others():
     cloud = FakeCloud()
     tracker = Tracker(new_run_prefix(), poll_interval_s=0.01)
     vol = tracker.intent("volume", tracker.name("vol"), cloud)
+    cloud.block_storage.vols["vol-x"] = SimpleNamespace(id="vol-x", name=vol.name, status="available",
+                                                       attachments=[])
     vol.bind("vol-x")
 
     def boom(*a, **k):
