@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the sandbox cloud and the project's tests need on a Debian machine (run as root):
 #   - RabbitMQ and MariaDB servers from apt (the sandbox starts its own instances, without systemd)
-#   - Chromium (headless) for the report's browser test; ssh-keygen and gpg for signing reports
+#   - Chromium (headless) for the report's browser test; ssh-keygen and gpg for signing reports; qemu-img to check
+#     the suite's own qcow2 image
 #   - tox with tox-uv, which build the Python environments (the OpenStack services come from PyPI)
 #   - what tests/zuul/ needs for a real Zuul (tests/zuul/prereqs.sh)
 set -euo pipefail
 
-packages=(rabbitmq-server mariadb-server mariadb-client chromium openssh-client gnupg)
+packages=(rabbitmq-server mariadb-server mariadb-client chromium openssh-client gnupg qemu-utils)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
