@@ -63,6 +63,7 @@ class Stack:
         self.layout = layout or Layout.from_env()
         self.table = ProcessTable(self.layout.processes)
         self._t0 = time.monotonic()
+        self.answered: dict[str, float] = {}  # service -> seconds after start when it first answered
         self._say = say or (lambda message: print(message, flush=True))
 
     def say(self, message: str) -> None:
@@ -137,7 +138,8 @@ class Stack:
                 self._wait_ports(list(service.after), timeout=120)
                 self._start(service)
         self._wait_ports([s.name for s in services.api_services(layout)], timeout=120)
-        self.say("all APIs answer")
+        order = sorted(self.answered.items(), key=lambda item: item[1])
+        self.say("all APIs answer (" + ", ".join(f"{name} {at:.1f}s" for name, at in order) + ")")
         self.write_clouds_yaml(passwords)
         self._wait_usable(passwords)
 
@@ -199,6 +201,7 @@ class Stack:
             for name, port in list(pending.items()):
                 if answers(name, port):
                     del pending[name]
+                    self.answered[name] = time.monotonic() - self._t0
             self._check_alive()
             return not pending
 
@@ -347,6 +350,7 @@ class Stack:
         attempt = 0
         while True:  # bounded by the deadline: the host may not be mapped into the cell for a few seconds
             attempt += 1
+            started = time.monotonic()
             server = conn.compute.create_server(name=f"sandbox-smoke-{attempt}", image_id=image.id,
                                                 flavor_id=flavor.id, networks=[{"uuid": network.id}])
             try:
@@ -355,12 +359,12 @@ class Stack:
             except openstack.exceptions.ResourceFailure:
                 status = "ERROR"
             conn.compute.delete_server(server)
-            conn.compute.wait_for_delete(server, interval=0.5, wait=60)
             if status == "ACTIVE":
                 break
+            conn.compute.wait_for_delete(server, interval=0.5, wait=60)
             if time.monotonic() > deadline:
                 raise SandboxError(f"no server could boot: last status {status}")
-        self.say(f"a server booted (attempt {attempt})")
+        self.say(f"a server booted in {time.monotonic() - started:.1f}s (attempt {attempt})")
 
         def volume_backend_known():
             # "up" in the service list is not enough: until cinder-scheduler has the backend's capabilities,
@@ -368,9 +372,11 @@ class Stack:
             self._check_alive()
             return list(conn.block_storage.backend_pools())
 
+        # While the smoke server is being deleted.
         wait_for(volume_backend_known, timeout=120, interval=0.5, what="cinder-scheduler to know the volume backend",
                  describe=lambda: self._log_tail("cinder.log"))
-        self.say("volume backend known to the scheduler: the cloud is usable")
+        conn.compute.wait_for_delete(server, interval=0.5, wait=60)
+        self.say("volume backend known to the scheduler, smoke server deleted: the cloud is usable")
 
     # ---- clouds.yaml ---------------------------------------------------------------------------------------------
     def write_clouds_yaml(self, passwords: dict[str, str]) -> None:
