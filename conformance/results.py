@@ -19,7 +19,9 @@ from conformance.redact import redact, redact_obj
 
 RESULT_KEY = "conformance.result"
 CALLS_KEY = "conformance.calls"
-VERDICTS = ("PASS", "FAIL", "WARN", "SKIP")
+# INCOMPLETE: the check was cut short (interrupted, or its time ran out) before it could decide; it records
+# what it measured until then. Readers must not assume these are the only words.
+VERDICTS = ("PASS", "FAIL", "WARN", "SKIP", "INCOMPLETE")
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ def make_result(
     requirements.get(requirement)  # unknown IDs are a bug in the check: fail loudly
     if verdict is None:
         if ok is None:
-            raise ValueError("record() needs ok=True/False or verdict='SKIP'|'WARN'|...")
+            raise ValueError("record() needs ok=True/False or verdict='SKIP'|'WARN'|'INCOMPLETE'")
         verdict = "PASS" if ok else "FAIL"
     verdict = verdict.upper()
     if verdict not in VERDICTS:
@@ -106,6 +108,9 @@ class SessionResults:
     options: dict[str, Any] = field(default_factory=dict)  # the conformance options of the run (no secrets)
     started_at: datetime | None = None  # UTC
     finished_at: datetime | None = None  # UTC
+    # The run was asked to stop (conformance.interrupt): Interruption.to_dict() plus "during" ("start" before
+    # any check ran, "checks", or "finish" once every check had ended) and "after_s" since started_at.
+    interrupted: dict[str, Any] | None = None
 
     def add_result(self, result: dict[str, Any]) -> None:
         self.results.append(result)
@@ -135,6 +140,7 @@ class SessionResults:
             "options": redact_obj(self.options),
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "interrupted": self.interrupted,
             "counts": self.counts(),
         }
 
