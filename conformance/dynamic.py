@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import re
 import sys
 import time
@@ -45,6 +46,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--probe-reachability", dest="conformance_probe_reachability", action="store_true",
                     default=False, help="R6: also TCP-connect to port 22 of the public address (off by "
                                         "default; needs a guest that boots and answers)")
+    group.addoption("--progress-interval", dest="conformance_progress_interval", type=float, metavar="SECONDS",
+                    default=float(os.environ.get("CONFORMANCE_PROGRESS_INTERVAL") or PROGRESS_EVERY_S),
+                    help="when the output is not a terminal (a pipe, a log file), write the burst's progress "
+                         "line at most this often; 0: at every poll. Env CONFORMANCE_PROGRESS_INTERVAL; "
+                         "default: %(default)s")
     group.addoption("--probe-image", dest="conformance_probe_image", metavar="NAME|ID", default=None,
                     help="R5/R11: an existing image with cloud-init for the in-guest probe (default: the "
                          "suite's uploaded image, which only an emulating cloud answers for)")
@@ -62,6 +68,13 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[RUN_PREFIX] = workerinput[WORKER_KEY]
     else:
         config.stash[RUN_PREFIX] = resources.new_run_prefix()
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if _active(config):
+        return (f"conformance run prefix: {config.stash[RUN_PREFIX]} (every resource the run creates is named "
+                "with it)")
+    return None
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -361,10 +374,13 @@ def server_addresses(server) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------------- progress
-def progress_writer(config: pytest.Config, every_s: float = PROGRESS_EVERY_S):
+def progress_writer(config: pytest.Config, every_s: float | None = None):
     """A function writing the burst's live line: rewritten in place on a terminal, one flushed line every
-    `every_s` otherwise (a pipe, a file, tox's or Zuul's console log). Silent in xdist workers (their output
-    does not reach the terminal). Call from the main thread (it suspends pytest's output capture)."""
+    `every_s` (--progress-interval) otherwise: a pipe, a file, tox's or Zuul's console log. Silent in xdist
+    workers (their output does not reach the terminal). Call from the main thread (it suspends pytest's output
+    capture)."""
+    if every_s is None:
+        every_s = config.getoption("conformance_progress_interval", PROGRESS_EVERY_S)
     if hasattr(config, "workerinput"):
         silent = lambda line: None  # noqa: E731
         silent.done = lambda: None

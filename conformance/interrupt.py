@@ -70,15 +70,29 @@ _lock = threading.Lock()
 _wake = threading.Event()  # set once a stop is requested: every wait returns at once
 _never = threading.Event()  # never set: a shielded wait takes its full time
 _state: dict = {"request": None, "shields": 0, "signals": 0}
+_listeners: list[Callable[[Interruption], None]] = []
 
 
 def request(reason: str, detail: str = "", at: dt.datetime | None = None) -> Interruption:
-    """Ask the run to stop. The first request wins and is returned to every later caller."""
+    """Ask the run to stop (from any thread: a signal handler, a deadline's timer). The first request wins and
+    is returned to every later caller; it wakes every wait and is told to the listeners."""
     with _lock:
-        if _state["request"] is None:
+        first = _state["request"] is None
+        if first:
             _state["request"] = Interruption(reason, at or dt.datetime.now(dt.timezone.utc), detail)
             _wake.set()
-        return _state["request"]
+        stop = _state["request"]
+    if first:
+        for listener in list(_listeners):
+            with contextlib.suppress(Exception):
+                listener(stop)
+    return stop
+
+
+def add_listener(listener: Callable[[Interruption], None]) -> Callable[[], None]:
+    """Call `listener(interruption)` on the first request (e.g. to tell other processes); returns its remover."""
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener) if listener in _listeners else None
 
 
 def requested() -> Interruption | None:
@@ -86,7 +100,7 @@ def requested() -> Interruption | None:
 
 
 def reset() -> None:
-    """Forget a request (a process that runs several sessions, and tests)."""
+    """Forget a request (a process that runs several sessions, and tests); listeners stay."""
     with _lock:
         _state.update(request=None, signals=0)
         _wake.clear()
@@ -135,20 +149,19 @@ def _say(fd: int | None, text: str) -> None:
 
 
 def install_signal_handlers(leftover_hint: Callable[[], str] = lambda: "", *,
-                            on_request: Callable[[Interruption, int], None] | None = None,
                             exit_now: Callable[[int], None] = os._exit,
-                            stderr_fd: int | None = None) -> Callable[[], None]:
+                            stderr_fd: int | None = None, announce: bool = True) -> Callable[[], None]:
     """SIGINT and SIGTERM request a stop (see the module's docstring); a second one exits at once with status
     128 + signal number, after saying what may be left behind (`leftover_hint()`).
 
     Messages go to a duplicate of the stderr descriptor taken now, while it is still the terminal (pytest
-    points descriptors 1 and 2 at temporary files while a check runs). `on_request(interruption, signum)`
-    runs on the first signal (e.g. to tell other processes). Main thread only (Python's rule for handlers);
-    returns a function restoring the previous handlers."""
+    points descriptors 1 and 2 at temporary files while a check runs); `announce=False` says nothing (an
+    xdist worker: its controller speaks). Main thread only (Python's rule for handlers); returns a function
+    restoring the previous handlers."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     fd = stderr_fd
-    if fd is None:
+    if fd is None and announce:
         with contextlib.suppress(OSError):
             fd = os.dup(2)
     previous = {}
@@ -170,9 +183,6 @@ def install_signal_handlers(leftover_hint: Callable[[], str] = lambda: "", *,
         _say(fd, f"\nconformance: {name} at {stop.at_text}: stopping. The check under way keeps what it measured "
                  f"(verdict INCOMPLETE), then everything the run created is deleted and the report is written. "
                  f"{name} again exits at once.\n")
-        if on_request is not None:
-            with contextlib.suppress(Exception):
-                on_request(stop, signum)
 
     for sig in SIGNALS:
         previous[sig] = signal.getsignal(sig)

@@ -212,8 +212,9 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     SIGINT and SIGTERM are handled from here on (conformance.interrupt): a stop before any check ran ends the
     run with one line, having created nothing."""
     if runs_checks(config) and not config.getoption("help", False):
-        config.add_cleanup(interrupt.install_signal_handlers(
-            lambda: _leftover_hint(config), on_request=lambda stop, signum: _tell_workers(config)))
+        config.add_cleanup(interrupt.install_signal_handlers(lambda: _leftover_hint(config),
+                                                             announce=not hasattr(config, "workerinput")))
+        config.add_cleanup(interrupt.add_listener(lambda stop: _tell_workers(config, stop)))
         config.add_cleanup(interrupt.reset)
     try:
         _prepare(config)
@@ -231,18 +232,18 @@ def _leftover_hint(config: pytest.Config) -> str:
     if not prefix:
         return ""
     clouds = " ".join(f"{ROLE_OPTIONS[role]} {config.getoption(f'conformance_{role}_cloud')}" for role in ROLES)
+    clouds += "".join(f" --region {region}" for region in option_regions(config))
     return (f"Whatever run {prefix} created and did not delete yet is left behind: "
             f"`python -m conformance cleanup {clouds} --run {prefix}` deletes it.")
 
 
-def _tell_workers(config: pytest.Config) -> None:
+def _tell_workers(config: pytest.Config, stop: interrupt.Interruption) -> None:
     """xdist controller: schedule nothing more, and have the workers stop their checks too (a signal sent to
-    this process alone does not reach them; SIGUSR1 is a stop request there, not a second signal)."""
+    this process alone, or a deadline, does not reach them; WORKER_STOP is a request there, not a signal)."""
     dsession = config.pluginmanager.get_plugin("dsession")
     if dsession is None:
         return
-    stop = interrupt.requested()
-    dsession.shouldstop = stop.describe() if stop else "interrupted"
+    dsession.shouldstop = stop.describe()
     for pid in interrupt.child_pids():
         try:
             os.kill(pid, interrupt.WORKER_STOP)
@@ -629,6 +630,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         stop = interrupt.requested()
         if stop is not None:
             results.interrupted = _interruption_record(stop, results, state, session)
+            if session.exitstatus == pytest.ExitCode.OK:  # stopped after the last check: still interrupted
+                session.exitstatus = pytest.ExitCode.INTERRUPTED
 
 
 def _interruption_record(stop: interrupt.Interruption, results: res.SessionResults, state: _State, session) -> dict:

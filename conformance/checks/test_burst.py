@@ -47,7 +47,8 @@ def test_boot_burst(zuul, profile, record, images, tracker, pytestconfig):
             "requested_size": settings.size, "profile_size": profile_size,
             "poll_interval_s": settings.poll_interval_s, "create_concurrency": settings.concurrency}
     scope = zuul.scope
-    open_boots = undecided_boots(result, settings.timeout_s, float(profile["burst.timeout_s"]))
+    profile_timeout = float(profile["burst.timeout_s"])
+    open_boots = undecided_boots(result, settings.timeout_s, profile_timeout)
     record("R12", "burst.p95", scope=scope, data=data,
            **p95_verdict(summary, float(profile["burst.max_p95_boot_s"]), open_boots))
     record("R12", "burst.failure_rate", scope=scope,
@@ -56,7 +57,7 @@ def test_boot_burst(zuul, profile, record, images, tracker, pytestconfig):
     record("R12", "burst.delete", scope=scope,
            data={"delete_s": summary["delete_s"], "left": result.left_after_delete,
                  "delete_faults": result.delete_faults},
-           **delete_verdict(result, summary, settings.delete_timeout_s or settings.timeout_s))
+           **delete_verdict(result, summary, settings.delete_timeout_s or settings.timeout_s, profile_timeout))
 
     if settings.size < profile_size:
         record("R12", "burst.size", scope=scope, measured=f"{settings.size} servers",
@@ -136,7 +137,7 @@ def failure_rate_verdict(result: BurstResult, summary: dict, max_failure: float,
             "reason": (quota + top) if failure_rate > max_failure else ""}
 
 
-def delete_verdict(result: BurstResult, summary: dict, timeout_s: float) -> dict:
+def delete_verdict(result: BurstResult, summary: dict, timeout_s: float, profile_timeout_s: float) -> dict:
     threshold = f"all gone within {timeout_s:.0f} s"
     left = result.left_after_delete
     if result.interrupted:
@@ -145,6 +146,10 @@ def delete_verdict(result: BurstResult, summary: dict, timeout_s: float) -> dict
         return {"measured": measured, "threshold": threshold, "verdict": "INCOMPLETE",
                 "reason": f"{stopped_text(result)}; the run's cleanup deletes the servers"}
     gone = "all gone" if not left else f"{len(left)} left"
+    if left and timeout_s < profile_timeout_s and not result.delete_faults:
+        return {"measured": f"{gone} after {summary['delete_s'] or 0:.1f} s", "threshold": threshold,
+                "verdict": "INCOMPLETE", "reason": f"still deleting when --burst-timeout {timeout_s:.0f} s (below "
+                f"the profile's {profile_timeout_s:.0f} s) ran out; the run's cleanup deletes them"}
     reason = ""
     if left:
         reason = f"still present: {', '.join(left[:5])}"
