@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 
 import jsonschema
@@ -124,6 +125,21 @@ class AdminView:
     def active(self, prefix: str) -> list:
         return [s for s in self.servers(prefix) if s.status == "ACTIVE"]
 
+    @staticmethod
+    def booted_in_database(sandbox, prefix: str) -> int:
+        """Servers of the run whose boot finished, read from Nova's cell database: the view left while nova-api
+        is frozen."""
+        import pymysql
+
+        conn = pymysql.connect(unix_socket=str(sandbox.layout.mysql_socket), user="root", database="nova")
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT COUNT(*) FROM instances WHERE deleted = 0 AND vm_state = 'active' "
+                               "AND display_name LIKE %s", (f"{prefix}-burst-%",))
+                return cursor.fetchone()[0]
+        finally:
+            conn.close()
+
     def close(self) -> None:
         self.conn.close()
 
@@ -133,6 +149,27 @@ def admin(sandbox):
     view = AdminView(sandbox)
     yield view
     view.close()
+
+
+@pytest.fixture
+def start(sandbox, tmp_path):
+    """start(name, *pytest_args, select=...) -> LiveRun; whatever still runs at the end is killed."""
+    runs: list[LiveRun] = []
+
+    def start_run(name: str, *args: str, **kwargs) -> LiveRun:
+        runs.append(LiveRun(sandbox, tmp_path / name, *args, **kwargs))
+        return runs[-1]
+
+    yield start_run
+    for run in runs:
+        if run.proc.poll() is None:
+            run.proc.kill()
+
+
+def sigint_while_frozen(sandbox, run: LiveRun, service: str) -> None:
+    """SIGINT with `service` frozen: the handler must answer while the run's calls hang."""
+    with sandbox.paused(service):
+        run.wait_for_line(ack_line("SIGINT"), run.send(signal.SIGINT))
 
 
 def ack_line(name: str) -> str:
@@ -174,107 +211,90 @@ def assert_partial_burst(doc: dict, r12: dict, phase: str) -> dict:
     return summary
 
 
-def test_sigint_during_the_upload_with_glance_hanging_and_a_second_sigint(sandbox, admin, tmp_path):
+def test_sigint_during_the_upload_with_glance_hanging_and_a_second_sigint(sandbox, admin, start):
     """Glance frozen while the image uploads: the SIGINT is acknowledged at once (the handler runs while the call
     hangs) and the run stops cleanly once Glance goes on. A second run gets a second SIGINT and exits at once,
     Glance still frozen, naming the sweeper, whose command then deletes what it left."""
-    runs = []
-    try:
-        first = LiveRun(sandbox, tmp_path / "first")
-        runs.append(first)
-        first.wait_for(lambda: admin.images(first.prefix), "the image record")
-        with sandbox.paused("glance"):
-            first.wait_for_line(ack_line("SIGINT"), first.send(signal.SIGINT))
-        second = LiveRun(sandbox, tmp_path / "second")
-        runs.append(second)
-        second.wait_for(lambda: admin.images(second.prefix), "the image record")
-        with sandbox.paused("glance"):
-            second.wait_for_line(ack_line("SIGINT"), second.send(signal.SIGINT))
-            second.send(signal.SIGINT)
-            code = second.finish(timeout=120)  # Glance still frozen: no cleanup could have finished
-        assert code == 128 + signal.SIGINT, second.tail()
-        text = second.output
-        assert "Traceback" not in text and "INTERNALERROR" not in text, text[-6000:]
-        hint = re.search(r"SIGINT again: exiting now, without waiting for the cleanup\. Whatever run "
-                         rf"{second.prefix} created and did not delete yet is left behind: `(python -m conformance "
-                         r"cleanup [^`]+)` deletes it\.", text)
-        assert hint, second.tail()
-        assert hint.group(1).endswith(f"--zuul-cloud sandbox-zuul --ci-cloud sandbox-ci --run {second.prefix}")
-        assert not list(second.report_dir.glob("*/results.json"))  # at once: not even the report
+    first = start("first")
+    first.wait_for(lambda: admin.images(first.prefix), "the image record")
+    sigint_while_frozen(sandbox, first, "glance")
+    second = start("second")
+    second.wait_for(lambda: admin.images(second.prefix), "the image record")
+    with sandbox.paused("glance"):
+        second.wait_for_line(ack_line("SIGINT"), second.send(signal.SIGINT))
+        second.send(signal.SIGINT)
+        code = second.finish(timeout=120)  # Glance still frozen: no cleanup could have finished
+    assert code == 128 + signal.SIGINT, second.tail()
+    text = second.output
+    assert "Traceback" not in text and "INTERNALERROR" not in text, text[-6000:]
+    hint = re.search(r"SIGINT again: exiting now, without waiting for the cleanup\. Whatever run "
+                     rf"{second.prefix} created and did not delete yet is left behind: `(python -m conformance "
+                     r"cleanup [^`]+)` deletes it\.", text)
+    assert hint, second.tail()
+    assert hint.group(1).endswith(f"--zuul-cloud sandbox-zuul --ci-cloud sandbox-ci --run {second.prefix}")
+    assert not list(second.report_dir.glob("*/results.json"))  # at once: not even the report
 
-        doc, r12 = assert_stopped_cleanly(first, sandbox, "SIGINT")
-        assert r12 and all(r["verdict"] in ("INCOMPLETE", "WARN") for r in r12.values()), r12
-        assert any("interrupted by SIGINT" in r["reason"] for r in r12.values())
+    doc, r12 = assert_stopped_cleanly(first, sandbox, "SIGINT")
+    assert r12 and all(r["verdict"] in ("INCOMPLETE", "WARN") for r in r12.values()), r12
+    assert any("interrupted by SIGINT" in r["reason"] for r in r12.values())
 
-        assert leftovers(sandbox, second.prefix), "the second signal should have left the image behind"
-        sweeper = shlex.split(hint.group(1))
-        env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(sandbox.clouds_yaml)}
-        swept = subprocess.run([sys.executable, *sweeper[1:]], capture_output=True, text=True, env=env,
-                               timeout=LONG)
-        assert swept.returncode == 0 and second.prefix in swept.stdout, swept.stdout + swept.stderr
-        assert leftovers(sandbox, second.prefix) == []
-    finally:
-        for run in runs:
-            if run.proc.poll() is None:
-                run.proc.kill()
+    assert leftovers(sandbox, second.prefix), "the second signal should have left the image behind"
+    sweeper = shlex.split(hint.group(1))
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(sandbox.clouds_yaml)}
+    swept = subprocess.run([sys.executable, *sweeper[1:]], capture_output=True, text=True, env=env,
+                           timeout=LONG)
+    assert swept.returncode == 0 and second.prefix in swept.stdout, swept.stdout + swept.stderr
+    assert leftovers(sandbox, second.prefix) == []
 
 
-def test_sigint_after_the_first_create_and_with_nova_api_hanging_sigterm_at_the_first_poll(sandbox, admin,
-                                                                                           tmp_path):
+def test_sigint_after_the_first_create_and_with_nova_api_hanging_sigterm_at_the_first_poll(sandbox, admin, start):
     """Three overlapping runs, each started once the one before has created a server: SIGINT once the first
     server exists (with a second check selected, which must not start); SIGINT while nova-api is frozen (the
     burst's calls hang); SIGTERM once the first progress line came through the pipe (default
     --progress-interval: a pipe gets the line while the burst runs)."""
-    runs = []
-    try:
-        create = LiveRun(sandbox, tmp_path / "create", select="boot_burst or test_services")
-        runs.append(create)
-        create.wait_for(lambda: admin.servers(create.prefix), "the first burst server")
-        create.send(signal.SIGINT)
-        hung = LiveRun(sandbox, tmp_path / "hung")
-        runs.append(hung)
-        hung.wait_for(lambda: admin.servers(hung.prefix), "the first burst server")
+    create = start("create", select="boot_burst or test_services")
+    create.wait_for(lambda: admin.servers(create.prefix), "the first burst server")
+    create.send(signal.SIGINT)
+    hung = start("hung")
+    hung.wait_for(lambda: admin.servers(hung.prefix), "the first burst server")
+    sigint_while_frozen(sandbox, hung, "nova-api")
+    poll = start("poll")
+    poll.wait_for_line(rf"^burst \d+/{SIZE} ACTIVE, \d+ ERROR, \d+ BUILD, \d\d:\d\d")
+    assert poll.proc.poll() is None  # read from the pipe while the burst still ran
+    poll.send(signal.SIGTERM)
+
+    doc, r12 = assert_stopped_cleanly(create, sandbox, "SIGINT")
+    summary = assert_partial_burst(doc, r12, "boot")
+    assert summary["active"] + summary["error"] + summary["build"] >= 1  # at least the one seen was sent
+    assert "R12 burst.p95" in create.output and "INCOMPLETE  interrupted by SIGINT" in create.output
+    assert not [r for r in doc["results"] if r["requirement"] == "R1"]  # the next check never started
+    assert "Interrupted: SIGINT at" in create.output
+
+    doc, r12 = assert_stopped_cleanly(hung, sandbox, "SIGINT")
+    assert_partial_burst(doc, r12, r12["burst.p95"]["data"]["summary"]["interrupted"]["phase"])
+
+    doc, r12 = assert_stopped_cleanly(poll, sandbox, "SIGTERM")
+    summary = r12["burst.p95"]["data"]["summary"]
+    assert_partial_burst(doc, r12, summary["interrupted"]["phase"])
+    assert summary["polls"] >= 1
+
+
+def test_sigint_mid_poll_keeps_the_boot_times_so_far(sandbox, admin, start, tmp_path):
+    """Some servers ACTIVE, the others still building, in the burst's own view, then SIGINT: the times of the
+    ACTIVE ones are kept. The fake hypervisor finishes a burst's boots together, so the split is made: creates
+    one at a time (a profile for this test); nova-api frozen after the first create holds back the others until
+    a boot finished; nova-compute frozen then keeps the later ones building."""
+    profile = tmp_path / "one-by-one.yaml"
+    profile.write_text("extends: sandbox\nname: sandbox-one-by-one\nburst:\n  create_concurrency: 1\n")
+    run = start("reports", f"--profile={profile}", "--progress-interval", "0")
+    run.wait_for(lambda: admin.servers(run.prefix), "the first burst server")
+    with ExitStack() as compute_frozen:
         with sandbox.paused("nova-api"):
-            hung.wait_for_line(ack_line("SIGINT"), hung.send(signal.SIGINT))
-        poll = LiveRun(sandbox, tmp_path / "poll")
-        runs.append(poll)
-        poll.wait_for_line(rf"^burst \d+/{SIZE} ACTIVE, \d+ ERROR, \d+ BUILD, \d\d:\d\d")
-        assert poll.proc.poll() is None  # read from the pipe while the burst still ran
-        poll.send(signal.SIGTERM)
-
-        doc, r12 = assert_stopped_cleanly(create, sandbox, "SIGINT")
-        summary = assert_partial_burst(doc, r12, "boot")
-        assert summary["active"] + summary["error"] + summary["build"] >= 1  # at least the one seen was sent
-        assert "R12 burst.p95" in create.output and "INCOMPLETE  interrupted by SIGINT" in create.output
-        assert not [r for r in doc["results"] if r["requirement"] == "R1"]  # the next check never started
-        assert "Interrupted: SIGINT at" in create.output
-
-        doc, r12 = assert_stopped_cleanly(hung, sandbox, "SIGINT")
-        assert_partial_burst(doc, r12, r12["burst.p95"]["data"]["summary"]["interrupted"]["phase"])
-
-        doc, r12 = assert_stopped_cleanly(poll, sandbox, "SIGTERM")
-        summary = r12["burst.p95"]["data"]["summary"]
-        assert_partial_burst(doc, r12, summary["interrupted"]["phase"])
-        assert summary["polls"] >= 1
-    finally:
-        for run in runs:
-            if run.proc.poll() is None:
-                run.proc.kill()
-
-
-def test_sigint_mid_poll_keeps_the_boot_times_so_far(sandbox, admin, tmp_path):
-    """Some servers ACTIVE, the rest held in BUILD (nova-compute frozen): the times measured are kept."""
-    run = LiveRun(sandbox, tmp_path / "reports", "--progress-interval", "0")
-    try:
-        run.wait_for(lambda: admin.active(run.prefix), "a first ACTIVE server")
-        with sandbox.paused("nova-compute"):
-            line = run.wait_for_line(rf"^burst [1-9]\d*/{SIZE} ACTIVE, \d+ ERROR, [1-9]\d* BUILD")
-            mark = run.send(signal.SIGINT)
-            run.wait_for_line(ack_line("SIGINT"), mark)
-        doc, r12 = assert_stopped_cleanly(run, sandbox, "SIGINT")
-    finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
+            run.wait_for(lambda: admin.booted_in_database(sandbox, run.prefix), "a finished boot")
+            compute_frozen.enter_context(sandbox.paused("nova-compute"))
+        line = run.wait_for_line(rf"^burst [1-9]\d*/{SIZE} ACTIVE, \d+ ERROR, [1-9]\d* BUILD")
+        run.wait_for_line(ack_line("SIGINT"), run.send(signal.SIGINT))
+    doc, r12 = assert_stopped_cleanly(run, sandbox, "SIGINT")
     summary = assert_partial_burst(doc, r12, "boot")
     assert 1 <= summary["active"] < SIZE, (line.group(0), summary)
     assert summary["p50"] is not None and "p50" in r12["burst.p95"]["measured"]
@@ -284,37 +304,29 @@ def test_sigint_mid_poll_keeps_the_boot_times_so_far(sandbox, admin, tmp_path):
     assert 'name="conformance.interrupted"' in junit and 'message="Failed: INCOMPLETE' in junit
 
 
-def test_sigint_mid_delete_keeps_the_decided_boot_verdicts(sandbox, admin, tmp_path):
+def test_sigint_mid_delete_keeps_the_decided_boot_verdicts(sandbox, admin, start):
     """Every server ACTIVE, their deletes held (nova-compute frozen): p95 and failure rate are decided, the
     delete is INCOMPLETE, and the run's cleanup finishes the deletes."""
-    run = LiveRun(sandbox, tmp_path / "reports", "--progress-interval", "0")
-    try:
-        run.wait_for(lambda: len(admin.active(run.prefix)) == SIZE, "every burst server ACTIVE")
-        with sandbox.paused("nova-compute"):
-            run.wait_for_line(r"\| delete: [1-9]\d* left")
-            mark = run.send(signal.SIGINT)
-            run.wait_for_line(ack_line("SIGINT"), mark)
-        doc, r12 = assert_stopped_cleanly(run, sandbox, "SIGINT")
-    finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
+    run = start("reports", "--progress-interval", "0")
+    run.wait_for(lambda: len(admin.active(run.prefix)) == SIZE, "every burst server ACTIVE")
+    with sandbox.paused("nova-compute"):
+        run.wait_for_line(r"\| delete: [1-9]\d* left")
+        mark = run.send(signal.SIGINT)
+        run.wait_for_line(ack_line("SIGINT"), mark)
+    doc, r12 = assert_stopped_cleanly(run, sandbox, "SIGINT")
     assert_partial_burst(doc, r12, "delete")
     assert r12["burst.p95"]["verdict"] == "PASS" and r12["burst.failure_rate"]["verdict"] == "PASS"
     assert doc["burst"]["complete"] is True
 
 
-def test_burst_timeout_below_the_profile_leaves_building_servers_undecided(sandbox, admin, tmp_path):
+def test_burst_timeout_below_the_profile_leaves_building_servers_undecided(sandbox, admin, start):
     """--burst-timeout 20 with nova-compute frozen after the first create: the servers still BUILD at the
     timeout are neither fast nor failed (INCOMPLETE, counted), the run is not interrupted and cleans up."""
-    run = LiveRun(sandbox, tmp_path / "reports", "--burst-timeout", "20", "--progress-interval", "0")
-    try:
-        run.wait_for(lambda: admin.servers(run.prefix), "the first burst server")
-        with sandbox.paused("nova-compute"):
-            run.wait_for_line(r"\| delete: \d+ left")  # the boot wait ended at the timeout
-        code = run.finish()
-    finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
+    run = start("reports", "--burst-timeout", "20", "--progress-interval", "0")
+    run.wait_for(lambda: admin.servers(run.prefix), "the first burst server")
+    with sandbox.paused("nova-compute"):
+        run.wait_for_line(r"\| delete: \d+ left")  # the boot wait ended at the timeout
+    code = run.finish()
     text = run.output
     assert code == 1, run.tail()
     assert "Traceback" not in text and "INTERNALERROR" not in text

@@ -175,3 +175,26 @@ def test_child_pids_finds_this_process_children():
     finally:
         child.kill()
         child.wait()
+
+
+def test_listeners_hear_the_first_request_once():
+    heard = []
+    remove = interrupt.add_listener(heard.append)
+    try:
+        first = interrupt.request("deadline")
+        interrupt.request("SIGTERM")
+        assert heard == [first]
+    finally:
+        remove()
+        interrupt.reset()
+
+
+def test_run_level_line_says_what_was_cut_short():
+    from conformance.plugin import interruption_line
+
+    record = {"reason": "SIGTERM", "at": "2026-11-29T04:55:24Z", "detail": "", "during": "checks", "after_s": 28.1}
+    assert interruption_line(record) == ("run interrupted by SIGTERM at 2026-11-29T04:55:24Z, 28 s in, during the "
+                                         "checks: the results above are what was measured until then")
+    record.update(during="finish", detail="overall deadline of 3600 s")
+    assert interruption_line(record).endswith("(overall deadline of 3600 s), 28 s in, after every check had ended "
+                                              "(nothing was cut short)")
