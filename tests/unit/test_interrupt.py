@@ -198,3 +198,44 @@ def test_run_level_line_says_what_was_cut_short():
     record.update(during="finish", detail="overall deadline of 3600 s")
     assert interruption_line(record).endswith("(overall deadline of 3600 s), 28 s in, after every check had ended "
                                               "(nothing was cut short)")
+
+
+CHILD = """
+import signal, sys, time
+signal.signal(signal.SIGINT, lambda *a: (print("child: cleaning up", flush=True), sys.exit(7)))
+print("child: ready", flush=True)
+time.sleep(60)
+"""
+
+PARENT = f"""
+import sys
+from sandbox.cli import run_child
+sys.exit(run_child([sys.executable, "-c", {CHILD!r}]))
+"""
+
+
+def test_sandbox_demo_and_with_leave_ctrl_c_to_the_suite():
+    """`python -m sandbox demo|with` wait for the suite through Ctrl-C (the terminal signals both): the child
+    gets to clean up and its exit status is theirs, where subprocess.call would SIGKILL it."""
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    assert parent.stdout.readline() == "child: ready\n"
+    os.killpg(parent.pid, signal.SIGINT)  # what a terminal does on Ctrl-C: the whole foreground group
+    out, err = parent.communicate(timeout=60)
+    assert parent.returncode == 7 and "child: cleaning up" in out
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+
+
+def test_a_stop_request_does_not_cut_the_report_short(tmp_path):
+    """Writing the bundle has no safe point: a stop requested while it is written changes nothing there."""
+    from conformance.report import bundle, model
+    from conformance.report.sample import sample_session_results
+
+    interrupt.request("SIGINT")
+    try:
+        doc = model.build_document(sample_session_results(interrupted=True), bundle_name="b", exit_status=2)
+        written = bundle.write_bundle(doc, tmp_path / "b")
+        assert "results.json" in written.files and "report.html" in written.files
+        assert bundle.check_files(written.path) == []
+    finally:
+        interrupt.reset()
