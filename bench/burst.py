@@ -22,9 +22,10 @@ import time
 
 from benchlib import open_checked, test_node_flavor, test_node_network, uploaded_image, use_sandbox_clouds_yaml
 
+from conformance import interrupt
 from conformance.burst import BurstSettings, run_burst
 from conformance.profiles import load_profile
-from conformance.resources import Tracker, install_signal_handlers, new_run_prefix
+from conformance.resources import Tracker, new_run_prefix
 
 
 def _line(label: str, n: int, result) -> str:
@@ -47,7 +48,8 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=None, help="per-burst timeout (default: profile)")
     parser.add_argument("--only", choices=("bulk", "baseline"), default=None, help="run one side only")
     args = parser.parse_args(argv)
-    install_signal_handlers()  # SIGTERM unwinds like Ctrl-C, so the finally blocks delete what was created
+    # SIGINT / SIGTERM stop the burst at its next wait; the finally blocks delete what was created.
+    interrupt.install_signal_handlers()
     use_sandbox_clouds_yaml()
     profile = load_profile(args.profile)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -83,6 +85,10 @@ def main(argv=None) -> int:
                 results[label] = result
                 print(_line(label, n, result), flush=True)
                 print(f"    calls: {_by_endpoint(result)}", flush=True)
+                if result.interrupted:
+                    print(f"  interrupted by {result.interrupted.describe()}: the figures above are partial",
+                          flush=True)
+                    return 2
             if len(results) == 2:
                 bulk, base = results["bulk"], results["baseline"]
                 ratio = base.api_calls / bulk.api_calls if bulk.api_calls else float("inf")
@@ -116,4 +122,8 @@ def _throttled(label: str, every_s: float = 15.0):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except interrupt.Interrupted as exc:  # stopped before a burst (the upload): already cleaned up
+        print(f"bench/burst.py: {exc}", flush=True)
+        sys.exit(2)

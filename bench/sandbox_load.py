@@ -35,12 +35,12 @@ import openstack
 from benchlib import open_checked, test_node_flavor, test_node_network, uploaded_image, use_sandbox_clouds_yaml
 from openstack import exceptions as os_exc
 
+from conformance import interrupt
 from conformance.burst import BurstSettings, run_burst
 from conformance.profiles import load_profile
-from conformance.resources import Deadline, Tracker, install_signal_handlers, new_run_prefix
+from conformance.resources import Deadline, Tracker, new_run_prefix
 
 POLL_INTERVAL_S = 2.0  # Rally's and Tempest's waiters
-STOP = threading.Event()  # set on Ctrl-C / SIGTERM: the polling clients stop waiting and delete their server
 
 
 # ------------------------------------------------------------------------------------------------ sandbox RSS
@@ -152,14 +152,14 @@ class PollingClient:
         item.bind(server.id)
         deadline = Deadline(self.timeout_s)
         status = server.status
-        while status not in ("ACTIVE", "ERROR") and not STOP.is_set() and deadline.wait(POLL_INTERVAL_S):
+        while status not in ("ACTIVE", "ERROR") and deadline.wait(POLL_INTERVAL_S):
             ok, found = self._call(self.conn.compute.get_server, server.id)
             if ok and found is not None:
                 status = found.status
         self.outcome.status = status if status in ("ACTIVE", "ERROR") else "TIMEOUT"
         self._call(self.conn.compute.delete_server, server.id, ignore_missing=True)
         gone = Deadline(self.timeout_s)
-        while not STOP.is_set() and gone.wait(POLL_INTERVAL_S):
+        while gone.wait(POLL_INTERVAL_S):
             ok, found = self._call(self.conn.compute.get_server, server.id)
             if ok and found is None:
                 self.outcome.deleted = True
@@ -178,12 +178,10 @@ def run_polling_clients(cloud_name: str, owner_cloud, tracker: Tracker, count: i
     try:
         # Sessions first (each authenticates on its first call), then every client starts at once.
         clients = [PollingClient(cloud_name, i, tracker, owner_cloud, **boot) for i in range(count)]
+        # On Ctrl-C / SIGTERM every client's wait ends at once (conformance.interrupt); the tracker deletes what
+        # they created.
         with ThreadPoolExecutor(count, thread_name_prefix="poll-client") as pool:
-            try:
-                return list(pool.map(PollingClient.run, clients))
-            except BaseException:
-                STOP.set()  # the clients return within a poll interval; the tracker deletes what is left
-                raise
+            return list(pool.map(PollingClient.run, clients))
     finally:
         for client in clients:
             client.close()
@@ -198,7 +196,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cloud", default="sandbox-zuul", help="clouds.yaml entry (default %(default)s)")
     parser.add_argument("--profile", default="sandbox", help="profile: flavor, burst concurrency and timeouts")
     args = parser.parse_args(argv)
-    install_signal_handlers()  # SIGTERM unwinds like Ctrl-C: the finally blocks delete what was created
+    # SIGINT / SIGTERM stop the run at its next wait or API call; the finally blocks delete what was created.
+    interrupt.install_signal_handlers()
     use_sandbox_clouds_yaml()
     profile = load_profile(args.profile)
     cloud = open_checked(args.cloud)
@@ -224,6 +223,7 @@ def main(argv=None) -> int:
                                        network_id=network.id, settings=settings)
                 finally:
                     _report_left(tracker.cleanup(timeout_s=600))
+                interrupt.check()  # a burst cut short returns what it measured; the bench stops here
                 summary = result.summary()
                 active, errors = active + summary["active"], errors + summary["error"]
                 faults = Counter(s.fault for s in result.servers if s.status != "ACTIVE")
@@ -262,4 +262,8 @@ def _report_left(failures) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except interrupt.Interrupted as stop:
+        print(f"bench/sandbox_load.py: {stop}; what it had created was deleted", flush=True)
+        sys.exit(2)

@@ -7,6 +7,10 @@ to explain an ERROR whose fault the listing did not carry.
 
 Per server: request -> ACTIVE on the client clock (the create call's start to the poll that first saw ACTIVE:
 resolution is the poll interval) and created -> `OS-SRV-USG:launched_at` on the cloud's clock.
+
+Interrupted (conformance.interrupt: SIGINT, SIGTERM, a run deadline), the burst stops at its next wait or call
+and returns what it measured so far (`BurstResult.interrupted`, `.phase`): servers ACTIVE with their times,
+faults, those still BUILD, creates never sent. The tracker's cleanup deletes the servers.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 
 from openstack import exceptions as os_exc
 
+from conformance.interrupt import Interrupted, Interruption
 from conformance.resources import (
     Deadline,
     Tracker,
@@ -36,6 +41,8 @@ from conformance.resources import (
 TERMINAL = ("ACTIVE", "ERROR")
 CREATE_FAILED = "CREATE_FAILED"
 TIMED_OUT = "TIMEOUT"
+NOT_REQUESTED = "NOT_REQUESTED"  # the run was interrupted before this server's create was sent
+FAILED = ("ERROR", CREATE_FAILED, TIMED_OUT)
 BASELINE_INTERVAL_S = 2.0  # Rally's / Tempest's waiters: one GET per server every 2 s
 
 
@@ -97,7 +104,9 @@ class BurstResult:
     api_calls: int = 0
     calls_by_endpoint: dict[str, int] = field(default_factory=dict)
     polls: int = 0
-    interrupted: bool = False
+    interrupted: Interruption | None = None  # the run was asked to stop: what follows is partial
+    phase: str = ""  # where it stopped: "boot" (creating and waiting) or "delete"
+    stopped_after_s: float | None = None  # first create request to the interruption
     volume_size_gb: int | None = None  # boot from volume: the size of each server's boot volume
     volumes_left: list[str] = field(default_factory=list)  # boot volumes still there after the delete phase
 
@@ -113,13 +122,18 @@ class BurstResult:
         n = len(self.servers)
         times = sorted(s.request_to_active_s for s in self.active if s.request_to_active_s is not None)
         active = len(self.active)
+        statuses = Counter(s.status for s in self.servers)
+        failed = sum(statuses[status] for status in FAILED)
+        not_requested = statuses[NOT_REQUESTED]
         first = min((s.requested_at for s in self.servers if s.requested_at is not None), default=None)
         last = max((s.active_at for s in self.active if s.active_at is not None), default=None)
         span = (last - first) if first is not None and last is not None else 0.0
         return {
             "n": n,
             "active": active,
-            "error": n - active,
+            "error": failed,
+            "build": n - active - failed - not_requested,  # still building when the burst stopped
+            "not_requested": not_requested,
             "quota_errors": len(self.quota_errors),
             "p50": percentile(times, 50),
             "p95": percentile(times, 95),
@@ -133,6 +147,9 @@ class BurstResult:
             "polls": self.polls,
             "left_after_delete": len(self.left_after_delete),
             **(self.volume_summary() if self.volume_size_gb else {}),
+            "interrupted": None if self.interrupted is None else {
+                **self.interrupted.to_dict(), "phase": self.phase,
+                "after_s": None if self.stopped_after_s is None else round(self.stopped_after_s, 1)},
         }
 
     def volume_summary(self) -> dict:
@@ -252,6 +269,9 @@ def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network
             counter.count("POST /servers")
             server = call(cloud, conn.compute.create_server, name=timing.name, flavor_id=flavor_id,
                           networks=networks, metadata=meta, **disks[timing.name][0])
+        except Interrupted:  # the call's safe point: this create was never sent
+            timing.status, timing.requested_at = NOT_REQUESTED, None
+            return
         except Exception as exc:  # reported per server; the burst goes on
             timing.status = CREATE_FAILED
             timing.quota = is_quota_error(exc)
@@ -300,6 +320,7 @@ def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network
     creator = ThreadPoolExecutor(max(1, settings.concurrency), thread_name_prefix="burst-create")
     getter = ThreadPoolExecutor(max(1, settings.concurrency), thread_name_prefix="burst-get")
     listed_ids: set[str] = set()
+    result.phase = "boot"
     try:
         futures = [creator.submit(create, s) for s in servers]
         deadline = Deadline(settings.timeout_s, clock=clock)
@@ -323,6 +344,7 @@ def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network
         _explain_errors(cloud, servers, counter)
 
         # Delete phase: every server of the burst, including any the listing found without a create answer.
+        result.phase = "delete"
         delete_start = clock()
         ids = {s.id for s in servers if s.id} | listed_ids
         delete_deadline = Deadline(settings.delete_timeout_s or settings.timeout_s, clock=clock)
@@ -352,8 +374,14 @@ def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network
                 if timing.volume_ids and not set(timing.volume_ids) & volumes_left:
                     tracker.forget(volumes[timing.name])
         result.delete_s = clock() - delete_start
+        result.phase = ""
+    except Interrupted as exc:
+        # Keep what was measured: the caller records it (INCOMPLETE); the tracker's cleanup deletes the servers.
+        result.interrupted, result.stopped_after_s = exc.interruption, clock() - start
+        _settle_creates(creator, servers)
+        if result.phase == "delete" and result.delete_s is None:
+            result.delete_s = clock() - delete_start
     except BaseException:
-        result.interrupted = True
         # Let the creates in flight return (their ids get bound); the tracker's cleanup deletes by name.
         creator.shutdown(wait=True, cancel_futures=True)
         raise
@@ -362,6 +390,14 @@ def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network
         result.wall_s = clock() - start
         result.api_calls, result.calls_by_endpoint = counter.result()
     return result
+
+
+def _settle_creates(creator: ThreadPoolExecutor, servers: list[ServerTiming]) -> None:
+    """After an interruption: creates not started are cancelled, those in flight return (their ids get bound)."""
+    creator.shutdown(wait=True, cancel_futures=True)
+    for timing in servers:
+        if timing.status == "REQUESTED":  # still queued when cancelled
+            timing.status = NOT_REQUESTED
 
 
 def _delete_and_wait_per_server(cloud, ids, deadline, interval, settings, counter, pool, tick) -> set[str]:

@@ -32,6 +32,7 @@ import tenacity
 import yaml
 from keystoneauth1 import exceptions as ksa_exc
 
+from conformance import interrupt
 from conformance.errors import BadInput, CloudError
 from conformance.redact import SECRET_KEYS, redact, register_secret
 from conformance.results import CallRecord, RetryRecord
@@ -582,7 +583,8 @@ class Cloud:
     policy: RetryPolicy = DEFAULT_POLICY
     calls: list[CallRecord] = field(default_factory=list)
     retries: list[RetryRecord] = field(default_factory=list)
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)  # injectable for tests
+    # Injectable for tests; a retry's back-off ends at once when the run is asked to stop.
+    sleep: Callable[[float], None] = field(default=interrupt.wait, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     _endpoints: list[tuple[str, str]] = field(default_factory=list, repr=False)
     _flavors: list[FlavorInfo] | None = field(default=None, repr=False)
@@ -613,7 +615,9 @@ class Cloud:
     # ---- calls
     def call(self, fn: Callable[..., Any], *args, **kwargs) -> Any:
         """Run fn with the retry policy (429/502/503/504 and connection errors; bounded total time). Every
-        retry, and a call given up after its retries, is recorded for the report (`retries`, RETRY_LOG)."""
+        retry, and a call given up after its retries, is recorded for the report (`retries`, RETRY_LOG). A safe
+        point (conformance.interrupt): no call starts once the run was asked to stop."""
+        interrupt.check()
         retryer = retrying(self.policy, sleep=self.sleep, clock=self.clock, before_sleep=self._note_retry)
         try:
             return retryer(fn, *args, **kwargs)

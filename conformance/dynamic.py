@@ -1,14 +1,16 @@
 """The dynamic checks' pytest plugin (`conformance_dynamic` entry point): options, the run prefix, resource
-trackers, the shared uploaded images, signal handling, and the helpers every dynamic check boots servers with.
+trackers, the shared uploaded images, live progress, and the helpers every dynamic check boots servers with.
 
 Resources are cleaned at the teardown of the fixture that tracked them (per test, or at session end for the
-shared images), on Ctrl-C and on SIGTERM (both unwind pytest, so the same teardowns run). A cleanup that
-leaves something behind fails that teardown with the list of what is left: never silent.
+shared images), also after Ctrl-C and SIGTERM: the foundation plugin turns those into a stop request
+(conformance.interrupt), the check under way stops at its next wait or API call, and the same teardowns run.
+A cleanup that leaves something behind fails that teardown with the list of what is left: never silent.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import sys
@@ -36,10 +38,10 @@ from conformance.resources import (
 )
 
 RUN_PREFIX = pytest.StashKey[str]()
-_RESTORE_SIGNALS = pytest.StashKey[Any]()
 _LEASE = pytest.StashKey[resources.Lease]()
 WORKER_KEY = "conformance_run_prefix"
 SINGLE_BOOT_POLL_S = 2.0
+PROGRESS_EVERY_S = 10.0  # a progress line this often when the output is not a terminal (a pipe, a log)
 
 
 # ------------------------------------------------------------------------------------------------- options
@@ -55,6 +57,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--probe-reachability", dest="conformance_probe_reachability", action="store_true",
                     default=False, help="R6: also TCP-connect to port 22 of the public address (off by "
                                         "default; needs a guest that boots and answers)")
+    group.addoption("--progress-interval", dest="conformance_progress_interval", type=float, metavar="SECONDS",
+                    default=float(os.environ.get("CONFORMANCE_PROGRESS_INTERVAL") or PROGRESS_EVERY_S),
+                    help="when the output is not a terminal (a pipe, a log file), write the burst's progress "
+                         "line at most this often; 0: at every poll. Env CONFORMANCE_PROGRESS_INTERVAL; "
+                         "default: %(default)s")
     group.addoption("--probe-image", dest="conformance_probe_image", metavar="NAME|ID", default=None,
                     help="R5/R11: an existing image with cloud-init for the in-guest probe (default: the "
                          "suite's uploaded image, which only an emulating cloud answers for)")
@@ -76,7 +83,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
     # The foundation plugin's own state may not be set yet (hook order): ask the same question it asks.
     if plugin.runs_checks(config) and not config.getoption("help", False):
-        config.stash[_RESTORE_SIGNALS] = resources.install_signal_handlers()
         worker = (workerinput or {}).get("workerid")
         config.stash[_LEASE] = resources.Lease(config.stash[RUN_PREFIX], f"lease-{worker}" if worker else "lease")
 
@@ -99,6 +105,13 @@ def _chosen_run_prefix() -> str:
     return given
 
 
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if _active(config):
+        return (f"conformance run prefix: {config.stash[RUN_PREFIX]} (every resource the run creates is named "
+                "with it)")
+    return None
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:
     """xdist: every worker names its resources with the controller's run prefix."""
@@ -119,9 +132,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         failures = lease.release()
         if failures:
             sys.__stderr__.write(str(CleanupError(failures)) + "\n")
-    restore = config.stash.get(_RESTORE_SIGNALS, None)
-    if restore:
-        restore()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
@@ -463,37 +473,54 @@ def server_addresses(server) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------------- progress
-def progress_writer(config: pytest.Config, min_interval_s: float = 10.0):
-    """A function writing the burst's live line: rewritten in place on a terminal, one line every
-    `min_interval_s` otherwise. Silent in xdist workers (they have no terminal)."""
+def progress_writer(config: pytest.Config, every_s: float | None = None):
+    """A function writing the burst's live line: rewritten in place on a terminal, one flushed line every
+    `every_s` (--progress-interval) otherwise: a pipe, a file, tox's or Zuul's console log. Silent in xdist
+    workers (their output does not reach the terminal). Call from the main thread (it suspends pytest's output
+    capture)."""
+    if every_s is None:
+        every_s = config.getoption("conformance_progress_interval", PROGRESS_EVERY_S)
     if hasattr(config, "workerinput"):
-        return lambda line: None
+        silent = lambda line: None  # noqa: E731
+        silent.done = lambda: None
+        return silent
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    tty = bool(reporter and reporter.isatty) if reporter else sys.__stderr__.isatty()
-    last = {"t": 0.0, "line": ""}
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    tty = bool(reporter.isatty) if reporter is not None else sys.__stderr__.isatty()
+    last = {"t": None, "line": "", "shown": True}
+
+    def out(line: str, rewrite: bool = False, end: bool = False) -> None:
+        # While a check runs, pytest points descriptors 1 and 2 at temporary files (its capture): the terminal
+        # reporter's stream is reached with capturing suspended, as pytest's own live logging does. A pipe is
+        # block-buffered, so every line is flushed: without that it left only with the run's last output.
+        suspended = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+        with suspended:
+            if reporter is None:
+                sys.__stderr__.write(line + "\n")
+                sys.__stderr__.flush()
+                return
+            if rewrite:
+                reporter.rewrite(line, erase=True)
+                if end:
+                    reporter.write_line("")
+            else:
+                reporter.write_line(line)
+            reporter.flush()
 
     def write(line: str) -> None:
         now = time.monotonic()
-        last["line"] = line
-        if tty and reporter is not None:
-            reporter.rewrite(line, erase=True)
-        elif now - last["t"] >= min_interval_s:
-            last["t"] = now
-            if reporter is not None:
-                reporter.write_line(line)
-            else:
-                sys.__stderr__.write(line + "\n")
+        last["line"], last["shown"] = line, False
+        if tty:
+            out(line, rewrite=True)
+        elif last["t"] is None or now - last["t"] >= every_s:
+            last["t"], last["shown"] = now, True
+            out(line)
 
     def done() -> None:
-        if last["line"]:
-            if reporter is not None:
-                if tty:
-                    reporter.rewrite(last["line"], erase=True)
-                    reporter.write_line("")
-                else:
-                    reporter.write_line(last["line"])
-            else:
-                sys.__stderr__.write(last["line"] + "\n")
+        """The final state: ends the rewritten line on a terminal, or shows the last line if it was not yet."""
+        if last["line"] and (tty or not last["shown"]):
+            out(last["line"], rewrite=tty, end=tty)
+            last["shown"] = True
 
     write.done = done
     return write

@@ -10,15 +10,18 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest import junitxml
 
 import conformance.checks
 from conformance import cloud as cloudlayer
+from conformance import interrupt
 from conformance import results as res
 from conformance.errors import BadInput
 from conformance.profiles import DEFAULT_PROFILE, Profile, load_profile
@@ -54,6 +57,8 @@ class _State:
     clouds: dict[str, str] = field(default_factory=dict)  # role -> clouds.yaml entry
     regions: dict[str, list[str]] = field(default_factory=dict)  # role -> regions to check
     seen: set = field(default_factory=set)  # (nodeid, result json) already gathered
+    checks_started: bool = False  # a check's report reached the controller
+    checks_ended: bool = False  # the test loop ran to its end (a later stop request cut nothing short)
 
 
 # Warnings raised inside third-party code, whatever the suite does: shown to a donor they read as the suite being
@@ -226,9 +231,48 @@ def _prepare(config: pytest.Config) -> _State:
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_cmdline_main(config: pytest.Config) -> None:
-    """Bad input is caught here, before any plugin's pytest_configure can create anything (report folders)."""
-    _prepare(config)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """Bad input is caught here, before any plugin's pytest_configure can create anything (report folders).
+    SIGINT and SIGTERM are handled from here on (conformance.interrupt): a stop before any check ran ends the
+    run with one line, having created nothing."""
+    if runs_checks(config) and not config.getoption("help", False):
+        config.add_cleanup(interrupt.install_signal_handlers(lambda: _leftover_hint(config),
+                                                             announce=not hasattr(config, "workerinput")))
+        config.add_cleanup(interrupt.add_listener(lambda stop: _tell_workers(config, stop)))
+        config.add_cleanup(interrupt.reset)
+    try:
+        _prepare(config)
+    except interrupt.Interrupted as exc:
+        sys.stderr.write(f"conformance: {exc} before any check ran; nothing was created\n")
+        return pytest.ExitCode.INTERRUPTED
+    return None
+
+
+def _leftover_hint(config: pytest.Config) -> str:
+    """For the message of a second signal: the run prefix and the sweeper's command for it."""
+    from conformance.dynamic import RUN_PREFIX
+
+    prefix = config.stash.get(RUN_PREFIX, None)
+    if not prefix:
+        return ""
+    clouds = " ".join(f"{ROLE_OPTIONS[role]} {config.getoption(f'conformance_{role}_cloud')}" for role in ROLES)
+    clouds += "".join(f" --region {region}" for region in option_regions(config))
+    return (f"Whatever run {prefix} created and did not delete yet is left behind: "
+            f"`python -m conformance cleanup {clouds} --run {prefix}` deletes it.")
+
+
+def _tell_workers(config: pytest.Config, stop: interrupt.Interruption) -> None:
+    """xdist controller: schedule nothing more, and have the workers stop their checks too (a signal sent to
+    this process alone, or a deadline, does not reach them; WORKER_STOP is a request there, not a signal)."""
+    dsession = config.pluginmanager.get_plugin("dsession")
+    if dsession is None:
+        return
+    dsession.shouldstop = stop.describe()
+    for pid in interrupt.child_pids():
+        try:
+            os.kill(pid, interrupt.WORKER_STOP)
+        except OSError:
+            pass
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -240,7 +284,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     for spec in THIRD_PARTY_WARNINGS:  # narrow, and about openstacksdk's insides: the project's own tests too
         config.addinivalue_line("filterwarnings", spec)
-    _prepare(config)
+    state = _prepare(config)
+    if state.active and not state.controller:
+        interrupt.install_worker_stop()
 
 
 def _check_clouds(state: _State, session: res.SessionResults) -> dict[str, dict[str, Any]]:
@@ -464,16 +510,59 @@ def _describe(result: dict[str, Any]) -> str:
     return f"{result['requirement']} {result['check']} {where}: {result['reason'] or value}".strip()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem) -> bool | None:
+    """A stop requested between two checks: the next one does not start."""
+    stop = interrupt.requested()
+    if stop is None or not _active(item.config):
+        return None
+    item.session.shouldstop = stop.describe()
+    return True
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    try:
+        return (yield)
+    except interrupt.Interrupted as exc:
+        _cut_short(item, exc.interruption)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    outcome = yield
+    try:
+        outcome = yield
+    except interrupt.Interrupted as exc:
+        _cut_short(item, exc.interruption)
     recorded = item.stash.get(_ITEM_RESULTS, [])
     failed = [r for r in recorded if r["verdict"] == "FAIL"]
-    if failed:
-        pytest.fail("\n".join(_describe(r) for r in failed), pytrace=False)
+    incomplete = [r for r in recorded if r["verdict"] == "INCOMPLETE"]
+    stop = interrupt.requested()
+    if stop is not None and _active(item.config):
+        item.session.shouldstop = stop.describe()
+    if failed or incomplete:
+        lines = [_describe(r) for r in failed] + [f"INCOMPLETE {_describe(r)}" for r in incomplete]
+        pytest.fail("\n".join(lines), pytrace=False)
     if recorded and all(r["verdict"] == "SKIP" for r in recorded):
         pytest.skip("; ".join(_describe(r) for r in recorded))
     return outcome
+
+
+def _cut_short(item: pytest.Item, stop: interrupt.Interruption):
+    """The check was interrupted before it could record its own verdicts: one INCOMPLETE result per requirement
+    it proves, the run stops after this check, and the check's report says so (no traceback: the interruption
+    is the reason, not a bug)."""
+    recorded = item.stash.get(_ITEM_RESULTS, [])
+    for requirement in _requirement_ids(item):
+        reason = f"interrupted by {stop.describe()} before the check finished"
+        if any(r["requirement"] == requirement for r in recorded):
+            reason += " (its results above were recorded before)"
+        _attach_result(item, res.make_result(requirement, item.originalname.removeprefix("test_"),
+                                             scope=_scope_of_item(item), verdict="INCOMPLETE", reason=reason,
+                                             data={"interrupted": stop.to_dict()}, test=item.nodeid))
+    if _active(item.config):
+        item.session.shouldstop = stop.describe()
+    pytest.fail(f"INCOMPLETE: interrupted by {stop.describe()}", pytrace=False)
 
 
 def _requirement_ids(item: pytest.Item) -> list[str]:
@@ -505,7 +594,7 @@ def pytest_runtest_makereport(item: pytest.Item, call):
         return report
     recorded = item.stash.get(_ITEM_RESULTS, [])
     # A check that crashed or was skipped before recording still gets a line per requirement in the summary.
-    unexplained_failure = report.failed and not any(r["verdict"] == "FAIL" for r in recorded)
+    unexplained_failure = report.failed and not any(r["verdict"] in ("FAIL", "INCOMPLETE") for r in recorded)
     unexplained_skip = report.skipped and not recorded and call.when != "teardown"
     if unexplained_failure or unexplained_skip:
         what = "check could not run" if report.when == "setup" else "check errored"
@@ -539,6 +628,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     state, session = _CONTROLLER.get("state"), _CONTROLLER.get("session")
     if state is None or session is None:
         return
+    state.checks_started = True
     for entry in report.user_properties:
         name, value = entry[0], entry[1]
         if name == res.RESULT_KEY:
@@ -563,14 +653,41 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         _CONTROLLER.update(state=state, session=session.config.stash[res.SESSION_RESULTS])
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session):
+    result = yield
+    _state(session.config).checks_ended = True
+    return result
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     results = session.config.stash.get(res.SESSION_RESULTS, None)
-    if results is not None and _state(session.config).controller:
+    state = _state(session.config)
+    if results is not None and state.controller:
         leftover = cloudlayer.CALL_LOG.drain()
         results.add_calls([c.to_dict() for c in leftover])
         results.add_retries([r.to_dict() for r in cloudlayer.RETRY_LOG.drain()])
         results.finished_at = res.now_utc()
+        stop = interrupt.requested()
+        if stop is not None:
+            results.interrupted = _interruption_record(stop, results, state, session)
+            if session.exitstatus == pytest.ExitCode.OK:  # stopped after the last check: still interrupted
+                session.exitstatus = pytest.ExitCode.INTERRUPTED
+
+
+def _interruption_record(stop: interrupt.Interruption, results: res.SessionResults, state: _State, session) -> dict:
+    """The run-level record of a stop: why, when, how far into the run, and what it cut short."""
+    after = (stop.at - results.started_at).total_seconds() if results.started_at else None
+    if state.checks_ended and not session.shouldstop:
+        during = "finish"  # every check had ended: the stop cut nothing short
+    else:
+        during = "checks" if state.checks_started else "start"
+    record = {**stop.to_dict(), "during": during, "after_s": None if after is None else round(after, 1)}
+    xml = session.config.stash.get(junitxml.xml_key, None)
+    if xml is not None:  # Zuul's JUnit view: the run-level fact next to the testcases
+        xml.add_global_property("conformance.interrupted", f"{stop.describe()} (during {during})")
+    return record
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -596,9 +713,24 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         "FAIL": {"red": True, "bold": True},
         "WARN": {"yellow": True},
         "SKIP": {"yellow": True},
+        "INCOMPLETE": {"yellow": True, "bold": True},
     }
     for verdict, line in lines:
         tr.write_line(line, **colours.get(verdict, {}))
     retried = res.retry_summary(results.retries)
     if retried:
         tr.write_line(f"API retries: {retried}", yellow=True)
+    if results.interrupted:
+        tr.write_line(interruption_line(results.interrupted), yellow=True, bold=True)
+
+
+def interruption_line(record: dict) -> str:
+    """`run interrupted by SIGINT at 2026-11-29T04:37:44Z, 25 s in, during the checks: ...`"""
+    after = f", {record['after_s']:.0f} s in" if isinstance(record.get("after_s"), (int, float)) else ""
+    detail = f" ({record['detail']})" if record.get("detail") else ""
+    what = {
+        "start": "before any check ran",
+        "checks": "during the checks: the results above are what was measured until then",
+        "finish": "after every check had ended (nothing was cut short)",
+    }.get(record.get("during"), "")
+    return f"run interrupted by {record['reason']} at {record['at']}{detail}{after}, {what}".rstrip(", ")

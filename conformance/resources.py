@@ -16,8 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -26,6 +24,8 @@ from dataclasses import dataclass, field
 
 from openstack import exceptions as os_exc
 from openstack.compute.v2.server import Server
+
+from conformance import interrupt
 
 PREFIX_ROOT = "conformance"
 # Anchored at the start: the sweeper and every bulk filter match this and nothing else.
@@ -75,13 +75,13 @@ def server_name_filter(prefix: str) -> str:
 # --- waiting ------------------------------------------------------------------------------------------------
 
 class Deadline:
-    """A monotonic deadline with an interruptible wait (Event.wait wakes on signals, unlike a busy loop)."""
+    """A monotonic deadline whose waits are safe points: a stop request (conformance.interrupt) ends them at once
+    with Interrupted, except inside a cleanup (shielded), which runs until its own deadline."""
 
     def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
         self.clock = clock
         self.start = clock()
         self.end = self.start + seconds
-        self._event = threading.Event()
 
     def remaining(self) -> float:
         return max(0.0, self.end - self.clock())
@@ -96,7 +96,7 @@ class Deadline:
         """Wait `interval` (or what is left); False once the deadline has passed."""
         if self.expired():
             return False
-        self._event.wait(min(interval, self.remaining()))
+        interrupt.wait(min(interval, self.remaining()))
         return not self.expired()
 
     def poll(self, predicate: Callable[[], bool], interval: float) -> bool:
@@ -106,11 +106,13 @@ class Deadline:
                 return True
             if self.expired():
                 return False
-            self._event.wait(min(interval, self.remaining()))
+            interrupt.wait(min(interval, self.remaining()))
 
 
 def call(cloud, fn, *args, **kwargs):
-    """Run an API call through the cloud layer's retry policy when the cloud object has one."""
+    """Run an API call through the cloud layer's retry policy when the cloud object has one. A safe point: no
+    call starts once the run was asked to stop (outside a cleanup)."""
+    interrupt.check()
     runner = getattr(cloud, "call", None)
     return runner(fn, *args, **kwargs) if runner else fn(*args, **kwargs)
 
@@ -168,7 +170,6 @@ class CleanupError(Exception):
 
 _live_trackers: list[Tracker] = []
 _live_lock = threading.Lock()
-cleaning = threading.Event()  # set while any cleanup runs: signal handlers then don't interrupt it
 
 
 class Tracker:
@@ -233,10 +234,10 @@ class Tracker:
 
 def delete_in_order(items: list[Tracked], deadline: Deadline, interval: float, prefix: str
                     ) -> list[CleanupFailure]:
-    """Delete `items` kind by kind in KIND_ORDER, per cloud; `prefix` bounds the bulk server listings."""
-    cleaning.set()
+    """Delete `items` kind by kind in KIND_ORDER, per cloud; `prefix` bounds the bulk server listings.
+    Shielded: a stop request does not cut a cleanup short (its deadline bounds it; a second signal exits)."""
     failures: list[CleanupFailure] = []
-    try:
+    with interrupt.shielded():
         for kind in KIND_ORDER:
             of_kind = [i for i in items if i.kind == kind and not i.deleted]
             by_cloud: dict[int, list[Tracked]] = {}
@@ -247,8 +248,6 @@ def delete_in_order(items: list[Tracked], deadline: Deadline, interval: float, p
                     failures += DELETERS[kind](group, deadline, interval, prefix)
                 except Exception as exc:  # one kind failing must not stop the kinds after it
                     failures += [_failure(i, exc) for i in group if not i.deleted]
-    finally:
-        cleaning.clear()
     return failures
 
 
@@ -329,9 +328,10 @@ class Lease:
     def _renew(self) -> None:
         while not self._stop.wait(self.renew_s):
             try:
-                call(self.cloud, self.cloud.conn.network.update_security_group, self.id,
-                     description=self._description())
-            except Exception:  # noqa: BLE001 - the next renewal tries again; the TTL leaves room for it
+                # Not through call(): the next renewal is the retry (the TTL leaves room for several), and a
+                # call's safe point would stop the renewals of a run that was asked to stop while it cleans up.
+                self.cloud.conn.network.update_security_group(self.id, description=self._description())
+            except Exception:  # noqa: BLE001 - the next renewal tries again
                 continue
 
     def release(self, timeout_s: float = DEFAULT_DELETE_TIMEOUT_S) -> list[CleanupFailure]:
@@ -697,40 +697,6 @@ DELETERS = {
                                       "network"),
     "image": _simple_deleter("images", "get_image", "delete_image", "image"),
 }
-
-
-# --- signals ------------------------------------------------------------------------------------------------
-
-def install_signal_handlers(stream=None) -> Callable[[], None]:
-    """SIGTERM behaves like Ctrl-C (KeyboardInterrupt: pytest unwinds and every fixture's cleanup runs);
-    a signal arriving while a cleanup runs is noted, not obeyed, so the cleanup can finish (it is bounded).
-    Returns a function restoring the previous handlers. Main thread only."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    stream = stream or sys.__stderr__
-    previous = {}
-
-    def handler(signum, frame):
-        name = signal.Signals(signum).name
-        if cleaning.is_set():
-            try:
-                stream.write(f"\nconformance: {name} received during cleanup; finishing the cleanup first "
-                             f"(kill -9 leaves leftovers for `python -m conformance cleanup`)\n")
-                stream.flush()
-            except Exception:
-                pass
-            return
-        raise KeyboardInterrupt(name)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.getsignal(sig)
-        signal.signal(sig, handler)
-
-    def restore():
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-    return restore
 
 
 def cleanup_all(timeout_s: float | None = None) -> list[CleanupFailure]:

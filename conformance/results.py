@@ -20,7 +20,9 @@ from conformance.redact import redact, redact_obj
 RESULT_KEY = "conformance.result"
 CALLS_KEY = "conformance.calls"
 RETRIES_KEY = "conformance.retries"
-VERDICTS = ("PASS", "FAIL", "WARN", "SKIP")
+# INCOMPLETE: the check was cut short (interrupted, or its time ran out) before it could decide; it records
+# what it measured until then. Readers must not assume these are the only words.
+VERDICTS = ("PASS", "FAIL", "WARN", "SKIP", "INCOMPLETE")
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ def make_result(
     requirements.get(requirement)  # unknown IDs are a bug in the check: fail loudly
     if verdict is None:
         if ok is None:
-            raise ValueError("record() needs ok=True/False or verdict='SKIP'|'WARN'|...")
+            raise ValueError("record() needs ok=True/False or verdict='SKIP'|'WARN'|'INCOMPLETE'")
         verdict = "PASS" if ok else "FAIL"
     verdict = verdict.upper()
     if verdict not in VERDICTS:
@@ -126,7 +128,8 @@ class SessionResults:
     options: dict[str, Any] = field(default_factory=dict)  # the conformance options of the run (no secrets)
     started_at: datetime | None = None  # UTC
     finished_at: datetime | None = None  # UTC
-    # Set when the run stopped before its end: {"reason": "deadline", "message": "..."}.
+    # The run was asked to stop (conformance.interrupt): Interruption.to_dict() plus "during" ("start" before
+    # any check ran, "checks", or "finish" once every check had ended) and "after_s" since started_at.
     interrupted: dict[str, Any] | None = None
 
     def add_result(self, result: dict[str, Any]) -> None:
@@ -156,12 +159,12 @@ class SessionResults:
             "results": self.sorted_results(),
             "calls": list(self.calls),
             "retries": list(self.retries),
-            "interrupted": self.interrupted,
             "profile": self.profile.to_dict() if self.profile is not None else None,
             "clouds": redact_obj(self.clouds),
             "options": redact_obj(self.options),
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "interrupted": self.interrupted,
             "counts": self.counts(),
         }
 

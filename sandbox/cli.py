@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -125,7 +126,21 @@ def cmd_with(sb: Sandbox, args) -> int:
         for words in groups:
             stack.enter_context(variant_context(sb, words))
         env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(sb.clouds_yaml)}
-        return subprocess.call(command, env=env)
+        return run_child(command, env=env)
+
+
+def run_child(command: list[str], **kwargs) -> int:
+    """Run a command that handles Ctrl-C itself (the conformance suite stops, deletes what it created and writes
+    its report): while it runs, this process ignores SIGINT, which the terminal sends to both, and passes
+    SIGTERM on, rather than killing it at once as `subprocess.call` does."""
+    child = subprocess.Popen(command, **kwargs)
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),  # after Popen: not inherited
+                signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum))}
+    try:
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def cmd_demo(sb: Sandbox, args) -> int:
@@ -139,8 +154,7 @@ def cmd_demo(sb: Sandbox, args) -> int:
         command = [sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider",
                    "--profile=sandbox", "--zuul-cloud=sandbox-zuul", "--ci-cloud=sandbox-ci",
                    f"--report-dir={report_root}", *args.pytest_args]
-        code = subprocess.call(command, env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(sb.clouds_yaml)},
-                               cwd=REPO_ROOT)
+        code = run_child(command, env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(sb.clouds_yaml)}, cwd=REPO_ROOT)
     finally:
         if started_here and not os.environ.get("SANDBOX_KEEP"):
             cmd_down(sb, args)

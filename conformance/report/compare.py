@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 from conformance.report.bundle import RESULTS
+from conformance.report.model import verdict_text
 
-# Worse to the right. SKIP / NOT_RUN are changes in coverage (e.g. a smaller --burst-size), not regressions.
+# Worse to the right. SKIP / NOT_RUN / INCOMPLETE are changes in coverage (a smaller --burst-size, an interrupted
+# run), not regressions; a FAIL after any of them is.
 RANK = {"PASS": 0, "WARN": 1, "FAIL": 2}
 P95_TOLERANCE = 0.25  # a p95 more than 25 % slower ...
 P95_MIN_DELTA_S = 5.0  # ... and more than 5 s slower is a regression (noise on small values is not)
@@ -42,6 +44,9 @@ def _key(result: dict) -> tuple:
 
 
 def _burst_numbers(doc: dict) -> tuple[float | None, float | None]:
+    """p95 and failure rate of a complete burst; (None, None) for one cut short (its times are partial)."""
+    if _burst_cut_short(doc):
+        return None, None
     burst = doc.get("burst") or {}
     summary = burst.get("summary") or {}
     p95 = summary.get("p95")
@@ -88,6 +93,8 @@ def compare(
             )
     (old_p95, old_fail), (new_p95, new_fail) = _burst_numbers(old), _burst_numbers(new)
     burst = {
+        "old_incomplete": _burst_cut_short(old),
+        "new_incomplete": _burst_cut_short(new),
         "old_p95_s": old_p95,
         "new_p95_s": new_p95,
         "old_failure_rate": old_fail,
@@ -115,11 +122,15 @@ def compare(
         "old": {
             "bundle": old.get("bundle"),
             "verdict": old.get("verdict"),
+            "verdict_text": verdict_text(old),
+            "interrupted": old.get("interrupted"),
             "finished_at": old.get("finished_at"),
         },
         "new": {
             "bundle": new.get("bundle"),
             "verdict": new.get("verdict"),
+            "verdict_text": verdict_text(new),
+            "interrupted": new.get("interrupted"),
             "finished_at": new.get("finished_at"),
         },
         "requirement_changes": requirement_changes,
@@ -130,6 +141,10 @@ def compare(
     }
 
 
+def _burst_cut_short(doc: dict) -> bool:
+    return (doc.get("burst") or {}).get("complete") is False
+
+
 def _num(value, unit="") -> str:
     return "n/a" if value is None else f"{value:g}{unit}"
 
@@ -138,7 +153,8 @@ def render(comparison: dict) -> str:
     old, new = comparison["old"], comparison["new"]
     lines = [
         f"compare {old.get('bundle') or 'OLD'} -> {new.get('bundle') or 'NEW'}",
-        f"overall verdict: {old.get('verdict')} -> {new.get('verdict')}",
+        f"overall verdict: {old.get('verdict_text') or old.get('verdict')} -> "
+        f"{new.get('verdict_text') or new.get('verdict')}",
     ]
     if not comparison["requirement_changes"] and not comparison["result_changes"]:
         lines.append("requirements: no verdict changed")
@@ -151,6 +167,10 @@ def render(comparison: dict) -> str:
             f"{'   REGRESSION' if c['regression'] else ''}"
         )
     b = comparison["burst"]
+    cut = [side for side in ("old", "new") if b.get(f"{side}_incomplete")]
+    if cut:
+        lines.append(f"burst: {' and '.join(s.upper() for s in cut)} INCOMPLETE (cut short while booting): "
+                     "boot times not compared")
     delta = "" if b.get("p95_delta_s") is None else f" ({b['p95_delta_s']:+g} s)"
     lines.append(
         f"burst p95: {_num(b['old_p95_s'], ' s')} -> {_num(b['new_p95_s'], ' s')}{delta}"

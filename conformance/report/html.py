@@ -11,6 +11,7 @@ import json
 from html import escape
 
 from conformance.report.chart import boot_time_svg
+from conformance.report.model import verdict_text
 
 STYLE = """
 .conformance h2 { margin-top: 1.2em; }
@@ -43,15 +44,28 @@ def verdict_html(doc: dict) -> str:
     verdict = doc.get("verdict", "")
     counts = {
         v: sum(1 for r in doc.get("requirements", []) if r["verdict"] == v)
-        for v in ("PASS", "FAIL", "WARN", "SKIP", "NOT_RUN")
+        for v in ("PASS", "FAIL", "WARN", "INCOMPLETE", "SKIP", "NOT_RUN")
     }
     detail = ", ".join(f"{n} {v.replace('_', ' ')}" for v, n in counts.items() if n)
     profile = doc.get("profile") or {}
-    return (
+    html = (
         f'<p><span id="conformance-verdict" class="verdict v-{_e(verdict)}">Overall verdict: '
         f"<b>{_e(verdict)}</b></span> &nbsp; requirements: {_e(detail)}; profile "
         f"<b>{_e(profile.get('name'))}</b>; bundle <code>{_e(doc.get('bundle'))}</code></p>"
     )
+    stop = doc.get("interrupted")
+    if isinstance(stop, dict):
+        cut = {
+            "start": "before any check ran.",
+            "checks": "while the checks ran: the check under way recorded what it had measured (INCOMPLETE); "
+            "the checks after it did not run.",
+            "finish": "after every check had ended: nothing was cut short.",
+        }.get(stop.get("during"), "")
+        html += (
+            f'<p id="conformance-interrupted" class="v-INCOMPLETE"><b>{_e(verdict_text(doc))}</b>: the run was '
+            f"stopped {_e(cut)}</p>"
+        )
+    return html
 
 
 def matrix_html(doc: dict) -> str:
@@ -104,6 +118,16 @@ def burst_html(doc: dict) -> str:
     parts = ["<h2>Boot times (R12 burst)</h2>", boot_time_svg(burst)]
     if burst:
         summary = burst.get("summary") or {}
+        stop = summary.get("interrupted")
+        if isinstance(stop, dict):
+            parts.append(
+                f'<p id="conformance-burst-interrupted" class="v-INCOMPLETE">The burst was interrupted by '
+                f"{_e(stop.get('reason'))} at {_e(stop.get('at'))}, {_e(stop.get('after_s'))} s in, during its "
+                f"{_e(stop.get('phase'))} phase: {_e(summary.get('active'))} of {_e(summary.get('n'))} servers "
+                f"ACTIVE, {_e(summary.get('error'))} failed, {_e(summary.get('build'))} still building, "
+                f"{_e(summary.get('not_requested'))} never requested. The times below are those measured until "
+                f"then.</p>"
+            )
         cells = "".join(f'<tr><th>{_e(k)}</th><td class="num">{_e(v)}</td></tr>' for k, v in summary.items())
         parts.append(
             f'<table id="conformance-burst-summary"><tr><th>scope</th><td>{_e(burst.get("scope"))}</td>'
@@ -153,16 +177,6 @@ def retries_html(doc: dict) -> str:
         f"{_e(stats.get('gave_up', 0))} calls failed after their retries.</p>"
         '<table id="conformance-api-retries"><thead><tr><th>service</th><th>why</th><th>retries</th>'
         "<th>calls retried</th><th>gave up</th></tr></thead><tbody>" + rows + "</tbody></table>"
-    )
-
-
-def interrupted_html(doc: dict) -> str:
-    interrupted = doc.get("interrupted")
-    if not interrupted:
-        return ""
-    return (
-        f'<p id="conformance-interrupted" class="verdict v-INCOMPLETE">Run interrupted '
-        f"({_e(interrupted.get('reason'))}): {_e(interrupted.get('message'))}</p>"
     )
 
 
@@ -218,7 +232,6 @@ def summary_fragments(doc: dict) -> list[str]:
         f"<style>{STYLE}</style>",
         '<div class="conformance">'
         + verdict_html(doc)
-        + interrupted_html(doc)
         + matrix_html(doc)
         + signature_html(doc)
         + burst_html(doc)

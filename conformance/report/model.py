@@ -16,10 +16,11 @@ import re
 from collections import defaultdict
 
 from conformance import requirements
+from conformance.results import VERDICTS
 
-SCHEMA_VERSION = "1.0"
+# 1.1: the INCOMPLETE verdict (results, requirements, burst) and the run-level `interrupted` record.
+SCHEMA_VERSION = "1.1"
 SUITE_NAME = "opendev-cloud-conformance"
-VERDICTS = ("PASS", "FAIL", "WARN", "SKIP")
 # Per-requirement verdicts add NOT_RUN: the catalogue entry has no result in this run.
 REQUIREMENT_VERDICTS = (*VERDICTS, "NOT_RUN")
 RESULT_FIELDS = (
@@ -218,8 +219,9 @@ def normalize_result(raw) -> dict:
 
 
 def requirement_verdict(verdicts) -> str:
+    """The worst of a requirement's results: one FAIL fails it; one INCOMPLETE leaves it undecided."""
     verdicts = set(verdicts)
-    for verdict in ("FAIL", "WARN", "PASS", "SKIP"):
+    for verdict in ("FAIL", "INCOMPLETE", "WARN", "PASS", "SKIP"):
         if verdict in verdicts:
             return verdict
     return "NOT_RUN"
@@ -247,18 +249,31 @@ def requirement_rows(results) -> list[dict]:
 
 
 def overall_verdict(rows, exit_status, interrupted=None) -> str:
-    """FAIL on any failed requirement; INCOMPLETE for a run stopped before its end (`interrupted`, e.g. by its
-    deadline); ERROR when pytest failed without a FAIL verdict (a check crashed); INCOMPLETE when a catalogue
-    requirement has no PASS/WARN result (skipped or not run); else PASS."""
+    """FAIL on any failed requirement; INCOMPLETE when one was cut short (interrupted, time ran out); ERROR
+    when pytest failed without either (a check crashed; an interrupted run's exit status is not a crash);
+    INCOMPLETE when a catalogue requirement has no PASS/WARN result (skipped or not run); else PASS. An
+    interruption shows in `interrupted`, next to the verdict its results give."""
     if any(r["verdict"] == "FAIL" for r in rows):
         return "FAIL"
-    if interrupted:
+    if any(r["verdict"] == "INCOMPLETE" for r in rows):
         return "INCOMPLETE"
-    if exit_status not in (None, 0, 5):
+    if exit_status not in (None, 0, 5) and not interrupted:
         return "ERROR"
     if any(r["verdict"] in ("SKIP", "NOT_RUN") for r in rows if r["id"] in requirements.CATALOGUE):
         return "INCOMPLETE"
     return "PASS"
+
+
+def verdict_text(doc: dict) -> str:
+    """The overall verdict as the terminal, the HTML and `compare` show it: `INCOMPLETE (run interrupted by
+    SIGINT at 2026-11-29T04:37:44Z, 25 s in)`."""
+    verdict = str(doc.get("verdict") or "?")
+    stop = doc.get("interrupted")
+    if not isinstance(stop, dict):
+        return verdict
+    after = f", {stop['after_s']:.0f} s in" if isinstance(stop.get("after_s"), (int, float)) else ""
+    detail = f" ({stop['detail']})" if stop.get("detail") else ""
+    return f"{verdict} (run interrupted by {stop.get('reason')} at {stop.get('at')}{detail}{after})"
 
 
 def burst_of(results) -> dict | None:
@@ -286,9 +301,13 @@ def burst_of(results) -> dict | None:
         if summary.get("success_rate") is None:
             ok = sum(1 for s in servers if str(s.get("status", "")).upper() == "ACTIVE" and not s.get("fault"))
             summary["success_rate"] = round(ok / len(servers), 4)
+    # complete: p95 and failure rate were decided (a burst cut short while booting has partial boot times,
+    # which `compare` must not set against a whole burst's).
+    boot = [r for r in burst_results if r["check"] in ("burst.p95", "burst.failure_rate")]
     return {
         "scope": "/".join(p for p in (main["project"], main["region"]) if p),
         "verdict": requirement_verdict(r["verdict"] for r in results if r["requirement"] == "R12"),
+        "complete": not any(r["verdict"] == "INCOMPLETE" for r in boot),
         "threshold": main.get("threshold"),
         "summary": summary,
         "servers": servers,
@@ -397,6 +416,7 @@ def build_document(
         except ValueError:
             duration = None
     rows = requirement_rows(results)
+    interrupted = as_plain(_get(sr, "interrupted")) if sr is not None else None
     burst = burst_of(results)
     if burst is not None:
         burst["max_p95_boot_s"] = profile_value(profile, "burst.max_p95_boot_s")
@@ -406,7 +426,7 @@ def build_document(
         "generator": {"name": SUITE_NAME, "version": version(SUITE_NAME)},
         "bundle": bundle_name,
         "verdict": overall_verdict(rows, exit_status, interrupted),
-        "interrupted": interrupted or None,
+        "interrupted": interrupted if isinstance(interrupted, dict) else None,
         "exit_status": exit_status if isinstance(exit_status, int) else None,
         "started_at": started_at,
         "finished_at": finished_at,

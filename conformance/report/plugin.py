@@ -321,8 +321,10 @@ class BundlePlugin:
             return
         if state.error:
             tr.write_line(redact(f"bundle NOT complete: {state.error}"), red=True)
+        from conformance.report.model import verdict_text
+
         doc = state.doc or {}
-        tr.write_line(redact(f"bundle: {state.bundle_dir}   overall verdict: {doc.get('verdict', '?')}"))
+        tr.write_line(redact(f"bundle: {state.bundle_dir}   overall verdict: {verdict_text(doc)}"))
         if state.signature:
             tr.write_line(
                 redact(

@@ -21,6 +21,7 @@ class FakeSessionResults:
     clouds: dict = field(default_factory=dict)
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
+    interrupted: dict | None = None
 
 
 def _result(rid, check, measured, threshold, verdict, *, project="zuul", region="RegionOne", reason="", data=None):
@@ -54,8 +55,10 @@ def burst_servers(count=20, failed=1, slow_from=0.0):
     return servers
 
 
-def sample_session_results(*, verdicts=None, burst=True, secret=None, flavor_disk=80, slow_from=0.0):
-    """`verdicts` overrides per requirement ID; `secret` is planted where a careless check could leak it."""
+def sample_session_results(*, verdicts=None, burst=True, secret=None, flavor_disk=80, slow_from=0.0,
+                           interrupted=False):
+    """`verdicts` overrides per requirement ID; `secret` is planted where a careless check could leak it;
+    `interrupted`: a SIGINT 25 minutes in cut the burst short while it booted (INCOMPLETE)."""
     verdicts = verdicts or {}
     profile_data = {
         "flavor": {"min_ram_mb": 8192, "min_disk_gb": 80},
@@ -127,6 +130,12 @@ def sample_session_results(*, verdicts=None, burst=True, secret=None, flavor_dis
         ]
     else:
         results.append(_result("R12", "burst.p95", "", "", "SKIP", reason="burst not run (--burst-size 0)"))
+    stop = None
+    if interrupted and burst:
+        stop = {"reason": "SIGINT", "at": "2026-11-28T12:25:00Z", "detail": "", "during": "checks", "after_s": 1500.0}
+        for result in results[-2:]:
+            result["verdict"], result["reason"] = "INCOMPLETE", "interrupted by SIGINT at 2026-11-28T12:25:00Z"
+        results[-1]["data"]["summary"]["interrupted"] = {**stop, "phase": "boot", "after_s": 90.0}
     if secret:
         results[0]["reason"] = f"debug: token {secret}"
         results[0]["data"] = {"password": secret, "note": f"Authorization {secret}"}
@@ -186,4 +195,4 @@ def sample_session_results(*, verdicts=None, burst=True, secret=None, flavor_dis
             }
         )
         facts["zuul"]["note"] = secret
-    return FakeSessionResults(results, calls, profile, facts, START, START + dt.timedelta(minutes=42))
+    return FakeSessionResults(results, calls, profile, facts, START, START + dt.timedelta(minutes=42), stop)

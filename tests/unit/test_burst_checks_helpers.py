@@ -72,3 +72,80 @@ def test_families():
     assert not families_ok("any", False, False)
     assert families_ok("both", True, True) and not families_ok("both", True, False)
     assert families_ok("ipv6", False, True) and not families_ok("ipv6", True, False)
+
+
+# --- R12's verdicts from a burst's result: decided, failed, or INCOMPLETE with what was measured -------------
+def _burst(statuses: list[str], interrupted: bool = False, phase: str = "boot", faults: dict | None = None):
+    import datetime as dt
+
+    from conformance.burst import BurstResult, ServerTiming
+    from conformance.interrupt import Interruption
+
+    servers = []
+    for index, status in enumerate(statuses):
+        timing = ServerTiming(index, f"s{index}", status=status, requested_at=0.0)
+        if status == "ACTIVE":
+            timing.active_at = 10.0 + index
+        timing.fault = (faults or {}).get(status)
+        servers.append(timing)
+    stop = Interruption("SIGINT", dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)) if interrupted else None
+    result = BurstResult(servers=servers, interrupted=stop, phase=phase if interrupted else "",
+                         stopped_after_s=25.0 if interrupted else None)
+    return result, result.summary()
+
+
+def _verdicts(result, summary, timeout=1800.0):
+    from conformance.checks.test_burst import (
+        delete_verdict,
+        failure_rate_verdict,
+        p95_verdict,
+        undecided_boots,
+    )
+
+    open_boots = undecided_boots(result, timeout, 1800.0)
+    return (p95_verdict(summary, 600.0, open_boots), failure_rate_verdict(result, summary, 0.02, open_boots),
+            delete_verdict(result, summary, timeout, 1800.0))
+
+
+def test_burst_stopped_while_booting_is_incomplete_with_the_counts_and_times():
+    result, summary = _burst(["ACTIVE", "ACTIVE", "BUILD", "BUILD", "NOT_REQUESTED"], interrupted=True)
+    p95, failure, delete = _verdicts(result, summary)
+    assert p95["verdict"] == failure["verdict"] == delete["verdict"] == "INCOMPLETE"
+    assert p95["measured"] == "2/5 ACTIVE, 0 failed, 2 BUILD, 1 not requested (p50 10.5 s, max 11.0 s)"
+    assert p95["reason"] == "interrupted by SIGINT at 2030-01-01T00:00:00Z, 25 s into the burst (boot phase)"
+    assert "the run's cleanup deletes the servers" in delete["reason"]
+
+
+def test_burst_stopped_with_more_failed_than_allowed_fails_anyway():
+    result, summary = _burst(["ACTIVE", "ERROR", "BUILD"], interrupted=True, faults={"ERROR": "No valid host"})
+    p95, failure, _ = _verdicts(result, summary)
+    assert p95["verdict"] == "INCOMPLETE"
+    assert failure["ok"] is False and "1 of 3 failed before the burst stopped" in failure["reason"]
+    assert "No valid host" in failure["reason"]
+
+
+def test_burst_stopped_while_deleting_keeps_decided_boot_verdicts():
+    result, summary = _burst(["ACTIVE"] * 4, interrupted=True, phase="delete")
+    p95, failure, delete = _verdicts(result, summary)
+    assert p95["ok"] is True and failure["ok"] is True
+    assert delete["verdict"] == "INCOMPLETE" and "(delete phase)" in delete["reason"]
+
+
+def test_burst_timeout_below_the_profile_leaves_building_servers_undecided():
+    note = {"TIMEOUT": "not ACTIVE after 20 s (last seen BUILD)"}
+    result, summary = _burst(["ACTIVE", "TIMEOUT", "TIMEOUT"], faults=note)
+    result.left_after_delete = ["id-1"]
+    p95, failure, delete = _verdicts(result, summary, timeout=20.0)
+    assert p95["verdict"] == failure["verdict"] == delete["verdict"] == "INCOMPLETE"
+    assert p95["measured"].startswith("1/3 ACTIVE, 0 failed, 2 BUILD")
+    assert "2 still BUILD when --burst-timeout 20 s (below the profile's 1800 s)" in failure["reason"]
+    assert "not ACTIVE after" not in failure["reason"]  # not presented as a fault of the cloud
+
+
+def test_burst_timeout_of_the_profile_counts_hung_boots_as_failed():
+    note = {"TIMEOUT": "not ACTIVE after 1800 s (last seen BUILD)"}
+    result, summary = _burst(["ACTIVE"] * 9 + ["TIMEOUT"], faults=note)
+    p95, failure, delete = _verdicts(result, summary)
+    assert p95["ok"] is True  # the ACTIVE ones were fast
+    assert failure["ok"] is False and "not ACTIVE after 1800 s" in failure["reason"]
+    assert delete["ok"] is True

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from fake_openstack import FakeCloud
 
+from conformance import interrupt
 from conformance.burst import (
+    NOT_REQUESTED,
     BurstSettings,
     endpoint_key,
     format_progress,
@@ -151,3 +155,51 @@ def test_progress_line_format():
     for s in servers[37:39]:
         s.status = "ERROR"
     assert format_progress(servers, 42) == "burst 37/100 ACTIVE, 2 ERROR, 61 BUILD, 00:42"
+
+
+@pytest.fixture
+def stop_request():
+    """Ask the run to stop (conformance.interrupt), as the SIGINT handler does; forgotten after the test."""
+    yield lambda: interrupt.request("SIGINT")
+    interrupt.reset()
+
+
+def test_stopped_while_booting_returns_what_was_measured(stop_request):
+    cloud = FakeCloud(active_after_polls=10**6)
+    create = cloud.compute.create_server
+
+    def slow_create(*args, **kwargs):  # creates still queued when the stop comes
+        time.sleep(0.05)
+        return create(*args, **kwargs)
+
+    cloud.compute.create_server = slow_create
+    tracker = Tracker(new_run_prefix(), poll_interval_s=0.01)
+    result = run_burst(cloud, tracker, image_id="i", flavor_id="f", network_id="n",
+                       settings=settings(20, concurrency=2), progress=lambda line: stop_request())
+    assert result.interrupted.reason == "SIGINT" and result.phase == "boot"
+    summary = result.summary()
+    assert summary["interrupted"]["phase"] == "boot" and summary["interrupted"]["reason"] == "SIGINT"
+    assert summary["build"] >= 1 and summary["not_requested"] >= 1 and summary["active"] == 0
+    assert summary["active"] + summary["error"] + summary["build"] + summary["not_requested"] == 20
+    assert cloud.counts["POST /servers"] == 20 - summary["not_requested"]  # no create after the stop
+    assert all(s.requested_at is None for s in result.servers if s.status == NOT_REQUESTED)
+    assert result.delete_s is None and cloud.counts["DELETE /servers/{id}"] == 0
+    # the tracker's cleanup (shielded from the stop request) deletes what was created
+    assert tracker.cleanup(timeout_s=5) == [] and not cloud.compute.servers_by_id
+
+
+def test_stopped_while_deleting_keeps_the_boot_times(stop_request):
+    cloud = FakeCloud(active_after_polls=1, delete_after_polls=10**6)
+    tracker = Tracker(new_run_prefix(), poll_interval_s=0.01)
+
+    def progress(line):
+        if "| delete:" in line:
+            stop_request()
+
+    result = run_burst(cloud, tracker, image_id="i", flavor_id="f", network_id="n", settings=settings(5),
+                       progress=progress)
+    assert result.interrupted and result.phase == "delete" and result.delete_s is not None
+    summary = result.summary()
+    assert summary["active"] == 5 and summary["p95"] is not None and summary["build"] == 0
+    cloud.delete_after_polls = 1
+    assert tracker.cleanup(timeout_s=5) == [] and not cloud.compute.servers_by_id

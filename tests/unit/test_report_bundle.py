@@ -216,3 +216,30 @@ def test_new_bundle_dirs_are_unique(tmp_path):
     first = bundle.new_bundle_dir(tmp_path, "my cloud/zuul", now)
     second = bundle.new_bundle_dir(tmp_path, "my cloud/zuul", now)
     assert first.name == "my-cloud-zuul-20260102T030405Z" and second.name == first.name + "-2"
+
+
+def test_interrupted_run_document_html_and_schema(tmp_path):
+    sr = sample_session_results(interrupted=True)
+    doc = model.build_document(sr, bundle_name="b", exit_status=2)
+    jsonschema.validate(doc, schema())
+    assert doc["verdict"] == "INCOMPLETE" and doc["interrupted"]["reason"] == "SIGINT"
+    assert doc["burst"]["verdict"] == "INCOMPLETE" and doc["burst"]["complete"] is False
+    r12 = next(r for r in doc["requirements"] if r["id"] == "R12")
+    assert r12["verdict"] == "INCOMPLETE" and r12["counts"]["INCOMPLETE"] == 2
+    assert model.verdict_text(doc) == "INCOMPLETE (run interrupted by SIGINT at 2026-11-28T12:25:00Z, 1500 s in)"
+    page = (bundle.write_bundle(doc, tmp_path / "b").path / "report.html").read_text()
+    assert "run interrupted by SIGINT at 2026-11-28T12:25:00Z" in page
+    assert 'id="conformance-burst-interrupted"' in page and "during its boot phase" in page
+    assert '<td class="v-INCOMPLETE verdict-cell">INCOMPLETE</td>' in page
+
+
+def test_interruption_is_not_a_crash_and_incomplete_is_worse_than_pass():
+    rows = [{"id": "R1", "verdict": "PASS"}, {"id": "R2", "verdict": "PASS"}]
+    stop = {"reason": "SIGTERM", "at": "2026-11-28T12:25:00Z", "during": "finish"}
+    assert model.overall_verdict(rows, 2) == "ERROR"
+    assert model.overall_verdict(rows, 2, stop) != "ERROR"
+    assert model.overall_verdict(rows + [{"id": "R12", "verdict": "INCOMPLETE"}], 1) == "INCOMPLETE"
+    assert model.overall_verdict(rows + [{"id": "R12", "verdict": "FAIL"}], 2, stop) == "FAIL"
+    assert model.requirement_verdict(["PASS", "INCOMPLETE", "WARN"]) == "INCOMPLETE"
+    assert model.requirement_verdict(["INCOMPLETE", "FAIL"]) == "FAIL"
+    assert model.normalize_result({"requirement": "R12", "verdict": "incomplete"})["verdict"] == "INCOMPLETE"

@@ -73,3 +73,17 @@ def test_bad_inputs_exit_2(tmp_path):
     assert main(["compare", str(old), str(tmp_path / "missing")]) == 2
     assert main(["compare", str(old), str(tmp_path / "bad.json")]) == 2
     assert main(["compare", str(old), str(tmp_path / "other.json")]) == 2
+
+
+def test_interrupted_run_is_a_change_not_a_regression_and_its_partial_burst_is_not_compared(tmp_path, capsys):
+    old = write(tmp_path, "old", verdicts={"R12": "PASS"})
+    new = write(tmp_path, "new", interrupted=True)
+    assert main(["compare", str(old), str(new)]) == 0
+    out = capsys.readouterr().out
+    assert "R12  PASS -> INCOMPLETE\n" in out
+    assert "-> INCOMPLETE (run interrupted by SIGINT at 2026-11-28T12:25:00Z, 1500 s in)" in out
+    assert "burst: NEW INCOMPLETE (cut short while booting): boot times not compared" in out
+    assert "burst p95: 66.2 s -> n/a\nburst failure rate: 0.05 -> n/a\n" in out
+    # ... but a FAIL after an interrupted run is a regression
+    failed = write(tmp_path, "failed", verdicts={"R12": "FAIL"})
+    assert main(["compare", str(new), str(failed)]) == 1

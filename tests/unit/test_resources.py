@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
-import threading
 from types import SimpleNamespace
 
 import pytest
@@ -136,25 +133,6 @@ def test_deadline_poll():
     assert not deadline.poll(lambda: calls.append(1) and False, 0.05)
     assert 3 <= len(calls) <= 6 and deadline.expired()
     assert Deadline(5).poll(lambda: True, 1)
-
-
-@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals: main thread")
-def test_sigterm_becomes_keyboard_interrupt_and_is_ignored_during_cleanup(capsys):
-    import io
-    stream = io.StringIO()
-    restore = resources.install_signal_handlers(stream)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGTERM)
-            Deadline(2).wait(2)
-        resources.cleaning.set()
-        os.kill(os.getpid(), signal.SIGTERM)
-        Deadline(0.1).wait(0.1)
-        assert "finishing the cleanup first" in stream.getvalue()
-    finally:
-        resources.cleaning.clear()
-        restore()
-    assert signal.getsignal(signal.SIGTERM) is not None
 
 
 def test_delete_ending_in_error_is_retried_once_then_reported_early():

@@ -122,7 +122,9 @@ def test_the_report_counts_retries_per_service_and_reason():
 
 
 def test_an_interrupted_run_says_so_and_is_incomplete_unless_something_failed():
-    session = SessionResults(retries=RETRIES, interrupted={"reason": "deadline", "message": "run deadline reached"})
+    session = SessionResults(retries=RETRIES, interrupted={
+        "reason": "deadline", "at": "2026-11-29T04:55:24Z", "detail": "60 s after the start at 04:54:24Z",
+        "during": "checks", "after_s": 60.0})
     session.add_result({"requirement": "R8", "check": "quota.instances", "project": "zuul", "region": "R",
                         "measured": "150", "threshold": ">= 100", "verdict": "PASS", "reason": "", "data": {},
                         "test": "t"})
