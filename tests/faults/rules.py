@@ -41,6 +41,7 @@ ACTIONS = ("status", "latency", "reset", "stall")
 TERMINAL = ("status", "reset", "stall")  # actions that decide the request's fate (latency only delays it)
 DEFAULT_MAX_COUNT = 1000
 DEFAULT_FOR_S = 600.0
+RECENT_KEPT = 20  # requests each rule remembers having fired on (stats "recent")
 TITLES = {429: "overLimit", 500: "computeFault", 502: "badGateway", 503: "serviceUnavailable",
           504: "gatewayTimeout"}
 _FIELDS = {"name", "service", "method", "path", "action", "status", "retry_after", "delay_s", "after_bytes",
@@ -69,6 +70,7 @@ class Rule:
     for_s: float = DEFAULT_FOR_S
     matched: int = 0
     injected: int = 0
+    recent: list = field(default_factory=list)  # the last requests it fired on, "METHOD /path", for diagnosis
     _path_re: re.Pattern | None = field(default=None, repr=False)
     _random: random.Random | None = field(default=None, repr=False)
 
@@ -93,7 +95,8 @@ class Rule:
         return json.dumps({title: {"code": self.status, "message": message}}).encode()
 
     def stats(self) -> dict[str, Any]:
-        return {"action": self.action, "service": self.service, "matched": self.matched, "injected": self.injected}
+        return {"action": self.action, "service": self.service, "matched": self.matched, "injected": self.injected,
+                "recent": list(self.recent)}
 
 
 def _number(rule: dict, key: str, default, kind=float, low: float = 0.0, high: float | None = None):
@@ -194,6 +197,7 @@ class FaultPlan:
                 decision.delay_s += rule.delay_s
                 continue
             rule.injected += 1
+            rule.recent = [*rule.recent[-(RECENT_KEPT - 1):], f"{method} {path}"]
             decision.rule = rule
             if rule.action == "stall":
                 window = rule.window_left(age)

@@ -117,7 +117,9 @@ class AdminView:
         self.conn = sandbox.admin()
 
     def servers(self, prefix: str) -> list:
-        return list(self.conn.compute.servers(details=True, all_projects=True, name=f"^{re.escape(prefix)}-burst-"))
+        # <prefix>-<region tag>-burst-<n> (conformance.resources.Tracker.name)
+        pattern = f"^{re.escape(prefix)}-([a-z0-9-]+-)?burst-"
+        return list(self.conn.compute.servers(details=True, all_projects=True, name=pattern))
 
     def images(self, prefix: str) -> list:
         return [i for i in self.conn.image.images() if (i.name or "").startswith(prefix)]
@@ -135,7 +137,7 @@ class AdminView:
         try:
             with conn.cursor() as cursor:
                 cursor.execute("SELECT COUNT(*) FROM instances WHERE deleted = 0 AND vm_state = 'active' "
-                               "AND display_name LIKE %s", (f"{prefix}-burst-%",))
+                               "AND display_name LIKE %s", (f"{prefix}-%burst-%",))
                 return cursor.fetchone()[0]
         finally:
             conn.close()

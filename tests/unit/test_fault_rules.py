@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.faults.proxy import services_from_catalog
-from tests.faults.rules import FaultPlan, RulesError
+from tests.faults.rules import RECENT_KEPT, FaultPlan, RulesError
 
 T0 = 1_000_000.0
 
@@ -25,7 +25,21 @@ def test_a_rule_matches_service_method_and_path():
     assert p.decide("block-storage", "POST", "/v3/abc/volumes/1/action", T0).rule is None
     assert p.decide("compute", "POST", "/v3/abc/volumes", T0).rule is None
     assert p.stats()["rules"]["vol"] == {"action": "status", "service": "block-storage", "matched": 1,
-                                         "injected": 1}
+                                         "injected": 1, "recent": ["POST /v3/abc/volumes"]}
+
+
+def test_a_path_can_leave_version_discovery_alone():
+    p = plan({"name": "api", "service": "compute", "path": r"^(?!/(v[0-9.]+/?)?$)", "action": "status"})
+    assert [p.decide("compute", "GET", path, T0).rule is None for path in ("/", "/v2.1", "/v2.1/")] == [True] * 3
+    assert p.decide("compute", "GET", "/v2.1/servers/detail", T0).rule.name == "api"
+
+
+def test_a_rule_remembers_the_last_requests_it_fired_on():
+    p = plan({"name": "r", "service": "compute", "action": "status"})
+    for n in range(RECENT_KEPT + 5):
+        p.decide("compute", "GET", f"/v2.1/servers/{n}", T0)
+    recent = p.stats()["rules"]["r"]["recent"]
+    assert len(recent) == RECENT_KEPT and recent[-1] == f"GET /v2.1/servers/{RECENT_KEPT + 4}"
 
 
 def test_rates_are_reproducible_with_a_seed_and_near_the_rate():
