@@ -475,7 +475,21 @@ class ZuulHarness:
         build = wait_for(finished, timeout=timeout, interval=2, what=f"a finished build of {job}",
                          describe=lambda: json.dumps(self.tenant_api("/status"))[:1500])
         # The builds list is the summary; the build's own record has the artifacts resolved against log_url.
-        return self.tenant_api(f"/build/{build['uuid']}")
+        record = self.tenant_api(f"/build/{build['uuid']}")
+        if record.get("result") not in ("SUCCESS", "FAILURE"):
+            record["diagnosis"] = self.diagnose(record["uuid"])  # shows in the failing assertion's message
+        return record
+
+    def diagnose(self, uuid: str) -> str:
+        """Why a build ended without running its playbooks to a verdict (RETRY_LIMIT, NODE_FAILURE, ...): the
+        end of its job-output.txt and the executor's error lines for it."""
+        output = self.logserver / uuid / "job-output.txt"
+        tail = output.read_text(errors="replace")[-3000:] if output.exists() else f"(no {output})"
+        log = self.logs / "zuul-executor.log"
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        errors = [line for line in lines if uuid in line and any(w in line for w in ("ERROR", "fatal", "FAILED",
+                                                                                         "UNREACHABLE", "Traceback"))]
+        return f"job-output.txt ends with:\n{tail}\nexecutor errors:\n" + "\n".join(errors[-20:])
 
     # ---- the node and memory
     def rss_mb(self) -> dict[str, float]:
