@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -284,9 +285,19 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     for spec in THIRD_PARTY_WARNINGS:  # narrow, and about openstacksdk's insides: the project's own tests too
         config.addinivalue_line("filterwarnings", spec)
+        _ignore_process_wide(spec)
     state = _prepare(config)
     if state.active and not state.controller:
         interrupt.install_worker_stop()
+
+
+def _ignore_process_wide(spec: str) -> None:
+    """The same filter outside pytest's per-test capture too: the lease's renew thread and the cleanup at
+    unconfigure call openstacksdk when pytest shows every warning as raw stderr lines."""
+    action, message, dotted = spec.split(":", 2)
+    module, _, name = dotted.rpartition(".")
+    category = getattr(importlib.import_module(module), name)
+    warnings.filterwarnings(action, message=re.escape(message), category=category)
 
 
 def _check_clouds(state: _State, session: res.SessionResults) -> dict[str, dict[str, Any]]:

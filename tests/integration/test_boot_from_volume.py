@@ -104,6 +104,10 @@ def test_no_library_warnings_in_the_output(bfv_run):
     section = proc.stdout.partition("warnings summary")[2].partition("-- Docs:")[0]
     warnings = [line.strip() for line in section.splitlines() if re.search(r"\w+Warning: ", line)]
     assert all("ConformanceWarning: R12 burst.size" in line for line in warnings), section
+    # Nor printed raw, outside pytest's capture (the lease's thread, the cleanup at the very end).
+    raw = [line for line in (proc.stdout + proc.stderr).splitlines()
+           if re.search(r"\w+Warning: ", line) and "ConformanceWarning" not in line]
+    assert raw == [], raw
 
 
 def test_small_zuul_volume_quota_fails_r8_naming_the_quota(sandbox, tmp_path):

@@ -124,3 +124,23 @@ def test_a_cleanup_waits_out_an_api_that_does_not_answer():
     cloud.compute.servers = stalled_servers
     assert tracker.cleanup(timeout_s=10) == []
     assert stalls["left"] == 0 and cloud.compute.servers_by_id == {}
+
+
+def test_the_third_party_warning_filters_hold_outside_pytests_capture():
+    """The lease's renew thread and its release at unconfigure call openstacksdk outside pytest's per-test
+    warning capture: the suite's narrow filters are process-wide too, and only those."""
+    import warnings
+
+    from openstack.warnings import RemovedInSDK50Warning
+
+    from conformance.plugin import THIRD_PARTY_WARNINGS, _ignore_process_wide
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for spec in THIRD_PARTY_WARNINGS:
+            _ignore_process_wide(spec)
+        for message in ("The _compute_attributes method is deprecated for removal",
+                        "The 'service_type' parameter is unnecesary and will be removed",
+                        "a deprecation the suite must see"):
+            warnings.warn(message, RemovedInSDK50Warning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["a deprecation the suite must see"]
