@@ -18,6 +18,7 @@ the reference recipe the lead keeps (shared/reference/zuul-feasibility).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import json
 import os
@@ -46,6 +47,13 @@ REPO_ROOT = HERE.parents[1]
 HOST = "127.0.0.1"
 # Outside the sandbox's ranges (5000-9696 and 34369-35673, shifted by up to 5000) and the usual services'.
 PORTS = {"zookeeper": 22281, "web": 29000, "logs": 29001, "finger": 27900, "ssh": 22022}
+# The executor's job dirs. Ansible's ssh ControlMaster socket is <job dir>/<build uuid>/.ansible/cp/<10 hex>, and
+# ssh first binds it under a name 17 characters longer; a Unix socket path holds 107. Under the harness's own
+# directory, a checkout path of 14 characters or more (CI's /check/work/main) overflowed it: ssh exited 255 and
+# every build ended RETRY_LIMIT, the node "UNREACHABLE". So job dirs get a short path, whatever the checkout's.
+BUILDS_PARENT = Path("/var/tmp")
+SOCKET_PATH_MAX = 107
+CONTROL_SOCKET_TAIL = len("/0123456789abcdef0123456789abcdef/.ansible/cp/0123456789") + len(".0123456789abcdef")
 TENANT = "conformance"
 PROJECT = "opendev/cloud-conformance"
 CONFIG_PROJECT = "zuul-config"
@@ -157,7 +165,11 @@ class ZuulHarness:
     git = property(lambda self: self.root / "git")
     logs = property(lambda self: self.root / "logs")
     logserver = property(lambda self: self.root / "logserver")
-    builds = property(lambda self: self.root / "builds")
+    @property
+    def builds(self) -> Path:
+        """The executor's job dir: short (see BUILDS_PARENT) and named after this harness's root."""
+        return BUILDS_PARENT / f"zuul-{hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]}"
+
     conf = property(lambda self: self.root / "etc" / "zuul.conf")
     project_repo = property(lambda self: self.root / "git" / PROJECT)
     web_url = f"http://{HOST}:{PORTS['web']}"
@@ -175,8 +187,11 @@ class ZuulHarness:
         busy = [f"{port} ({name})" for name, port in PORTS.items() if _port_open(port)]
         if busy:
             raise HarnessError(f"loopback port(s) already in use: {', '.join(busy)}")
-        if self.root.exists():  # ZooKeeper caches the layout across restarts: always start from nothing
-            shutil.rmtree(self.root)
+        if len(str(self.builds)) + CONTROL_SOCKET_TAIL > SOCKET_PATH_MAX:
+            raise HarnessError(f"job dir {self.builds} is too long for Ansible's ssh control sockets")
+        for old in (self.root, self.builds):  # ZooKeeper caches the layout across restarts: start from nothing
+            if old.exists():
+                shutil.rmtree(old)
         for d in (self.etc, self.logs, self.logserver, self.builds, self.root / "state", self.root / "run"):
             d.mkdir(parents=True)
         started = time.monotonic()
@@ -207,6 +222,7 @@ class ZuulHarness:
         self._stop_ssh_multiplexers()
         stopped += self.table.stop_all(timeout=30)
         self._remove_node_leftovers()
+        shutil.rmtree(self.builds, ignore_errors=True)  # what a build left there; its logs are in logserver/
         self.timings["stop_s"] = time.monotonic() - started
         return stopped
 
