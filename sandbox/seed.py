@@ -40,9 +40,9 @@ def admin_connection(layout: Layout, admin_password: str) -> openstack.connectio
 def seed_identity(conn, layout: Layout, passwords: dict[str, str]) -> None:
     identity = conn.identity
     service_project = identity.create_project(name="service", domain_id="default")
-    admin_role = identity.find_role("admin")
-    service_role = identity.find_role("service") or identity.create_role(name="service")
-    member_role = identity.find_role("member")
+    admin_role = identity.find_role("admin", ignore_missing=False)
+    service_role = next(iter(identity.roles(name="service")), None) or identity.create_role(name="service")
+    member_role = identity.find_role("member", ignore_missing=False)
     for name in SERVICE_USERS:
         user = identity.create_user(name=name, password=passwords[name], domain_id="default",
                                     default_project_id=service_project.id)
@@ -80,7 +80,7 @@ def seed_compute_network_volume(conn) -> None:
         ipv6_ra_mode="slaac", **PUBLIC_NETWORK["ipv6"],
     )
     for index, project_name in enumerate(PROJECT_USERS):
-        project = conn.identity.find_project(project_name)
+        project = conn.identity.find_project(project_name, ignore_missing=False)
         set_quotas(conn, project.id, QUOTAS[project_name])
         network = conn.network.create_network(name="private", project_id=project.id)
         subnet = conn.network.create_subnet(

@@ -343,9 +343,9 @@ class Stack:
         wait_for(registered, timeout=120, interval=0.5,
                  what="the compute host to register", describe=lambda: self._log_tail("nova-compute.out"))
         self.say("compute host registered")
-        image = conn.image.find_image("sandbox-base")
-        flavor = conn.compute.find_flavor(configs.SMALL_FLAVOR["name"])
-        network = conn.network.find_network(seed.PUBLIC_NETWORK["name"])
+        image = conn.image.find_image("sandbox-base", ignore_missing=False)
+        flavor = conn.compute.find_flavor(configs.SMALL_FLAVOR["name"], ignore_missing=False)
+        network = conn.network.find_network(seed.PUBLIC_NETWORK["name"], ignore_missing=False)
         deadline = time.monotonic() + 120
         attempt = 0
         while True:  # bounded by the deadline: the host may not be mapped into the cell for a few seconds

@@ -101,7 +101,7 @@ def test_sweeper_spares_resources_without_prefix(sandbox):
         assert f"{old_run}-key" in swept.stdout and plain not in swept.stdout
         names = {k.name for k in conn.compute.keypairs()}
         assert plain in names and f"{old_run}-key" not in names
-        assert conn.network.find_security_group(plain) is not None
+        assert conn.network.find_security_group(plain, ignore_missing=False) is not None
     finally:
         conn.compute.delete_keypair(plain, ignore_missing=True)
         conn.compute.delete_keypair(f"{old_run}-key", ignore_missing=True)

@@ -285,7 +285,7 @@ def test_fleet_pages_render_in_headless_chromium_with_no_external_url(fleet, tmp
         assert f'id="{table}"' in done.stdout and done.stdout.count("<tr data-") >= 2
         image = Image.open(shot).convert("RGB")
         assert image.size == (1400, 900)
-        pixels = list(image.getdata())
+        pixels = list(image.get_flattened_data())
         # The table rendered: its header background (#eee) and the FAIL cells' red (#f8d7da) are on screen.
         header = sum(1 for p in pixels if p == (238, 238, 238))
         fail = sum(1 for p in pixels if p == (248, 215, 218))

@@ -21,7 +21,6 @@ from sandbox.configs import MIRROR_FLAVOR, QUOTAS, TEST_NODE_FLAVOR
 from sandbox.processes import ProcessTable
 from sandbox.waiting import wait_for
 
-pytestmark = pytest.mark.integration
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -131,7 +130,7 @@ def test_500gb_volume_attaches_to_a_mirror_server_in_ci(sandbox, ci, tmp_path):
     try:
         volume = ci.block_storage.wait_for_status(volume, status="available", failures=["error"], interval=1,
                                                   wait=120)
-        ci.compute.create_volume_attachment(server, volume_id=volume.id)
+        ci.compute.create_volume_attachment(server, volume=volume)
         volume = ci.block_storage.wait_for_status(volume, status="in-use", failures=["error", "error_attaching"],
                                                   interval=1, wait=120)
         assert volume.size == 500
@@ -146,8 +145,8 @@ def test_500gb_volume_attaches_to_a_mirror_server_in_ci(sandbox, ci, tmp_path):
 
 
 def test_twenty_servers_boot_concurrently_and_are_deleted(sandbox, image):
-    flavor_id = sandbox.connect("sandbox-zuul").compute.find_flavor(TEST_NODE_FLAVOR["name"]).id
-    network_id = sandbox.connect("sandbox-zuul").network.find_network("private").id
+    flavor_id = sandbox.connect("sandbox-zuul").compute.find_flavor(TEST_NODE_FLAVOR["name"], ignore_missing=False).id
+    network_id = sandbox.connect("sandbox-zuul").network.find_network("private", ignore_missing=False).id
     prefix = unique("burst")
 
     def create(index):
@@ -187,8 +186,8 @@ def test_quota_variant_sets_and_restores(sandbox, zuul):
 
 def test_flavor_variant_replaces_and_restores(sandbox, zuul):
     with sandbox.test_flavor(vcpus=4):
-        assert zuul.compute.find_flavor(TEST_NODE_FLAVOR["name"]).vcpus == 4
-    restored = zuul.compute.find_flavor(TEST_NODE_FLAVOR["name"])
+        assert zuul.compute.find_flavor(TEST_NODE_FLAVOR["name"], ignore_missing=False).vcpus == 4
+    restored = zuul.compute.find_flavor(TEST_NODE_FLAVOR["name"], ignore_missing=False)
     assert (restored.vcpus, restored.ram, restored.disk) == (8, 8192, 80)
 
 
@@ -229,12 +228,12 @@ def test_policy_variant_forbids_image_upload_and_restores(sandbox, zuul, tmp_pat
 def test_without_external_network_and_restore(sandbox, zuul):
     admin = sandbox.admin()
     with sandbox.without_external_network():
-        assert not admin.network.find_network("public").is_router_external
+        assert not admin.network.find_network("public", ignore_missing=False).is_router_external
         assert not list(zuul.network.networks(is_router_external=True))
-    assert admin.network.find_network("public").is_router_external
-    assert zuul.network.find_network("public").is_router_external
-    router = zuul.network.find_router("router")
-    assert router.external_gateway_info["network_id"] == zuul.network.find_network("public").id
+    assert admin.network.find_network("public", ignore_missing=False).is_router_external
+    assert zuul.network.find_network("public", ignore_missing=False).is_router_external
+    router = zuul.network.find_router("router", ignore_missing=False)
+    assert router.external_gateway_info["network_id"] == zuul.network.find_network("public", ignore_missing=False).id
 
 
 def test_paused_freezes_and_resumes_the_process(sandbox):

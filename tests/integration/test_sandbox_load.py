@@ -12,9 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-pytestmark = pytest.mark.integration
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POLL_CLIENTS = 100
 
