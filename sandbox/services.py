@@ -50,6 +50,9 @@ def _gunicorn(layout: Layout, name: str, port_name: str, module: str, env: dict[
         # (4094 bytes) turns that into 414 and every GET /servers/detail into a 500.
         "--limit-request-line", "0", "--limit-request-field_size", "0",
         "--error-logfile", "-", "--name", f"sandbox-{name}",
+        # gunicorn 27 would open a control socket at ~/.gunicorn/gunicorn.ctl, one path for every instance:
+        # nothing the sandbox uses, and nothing it may leave outside its own directory.
+        "--no-control-socket",
     ]
     if tls:
         argv += ["--certfile", str(layout.tls_cert), "--keyfile", str(layout.tls_key)]

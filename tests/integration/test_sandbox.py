@@ -315,6 +315,30 @@ def test_with_applies_a_variant_around_a_command_and_restores(sandbox, zuul):
     assert zuul.compute.get_limits().absolute.instances == QUOTAS["zuul"]["instances"]
 
 
+def test_no_process_listens_on_a_unix_socket_outside_the_sandbox_directory(sandbox):
+    """Everything `up` started keeps its sockets in .sandbox/ (MariaDB's), none in the user's home (gunicorn's
+    default control socket) or anywhere else."""
+    from sandbox.processes import group_members
+
+    unix_paths = {}  # inode -> path, for the bound (named) Unix sockets of the machine
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8 and fields[7].startswith("/"):
+            unix_paths[fields[6]] = fields[7]
+    outside = set()
+    for proc in sandbox.stack.table.running().values():
+        for pid in group_members(proc.pid) or [proc.pid]:
+            try:
+                links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+            except OSError:
+                continue
+            for link in links:
+                path = unix_paths.get(link.removeprefix("socket:[").removesuffix("]"))
+                if path and not path.startswith(str(sandbox.layout.root)):
+                    outside.add(f"{proc.name}: {path}")
+    assert outside == set()
+
+
 def test_process_table_records_start_times(sandbox):
     table = json.loads(sandbox.layout.processes.read_text())
     assert all(entry["start_ticks"] > 0 for entry in table.values())
