@@ -85,20 +85,14 @@ class ProcessTable:
             self._save(table)
         return proc
 
-    def forget(self, name: str) -> None:
-        with _table_lock:
-            table = self.load()
-            table.pop(name, None)
-            self._save(table)
-
     def running(self) -> dict[str, Process]:
         return {name: p for name, p in self.load().items() if is_alive(p)}
 
     def stop(self, name: str, timeout: float = 10.0) -> None:
+        """Stop one process. Its record stays: `status` shows it stopped, and it can be started again."""
         proc = self.load().get(name)
         if proc:
             stop_processes([proc], timeout)
-            self.forget(name)
 
     def stop_all(self, timeout: float = 10.0) -> list[str]:
         """Stop every recorded process (newest first); return the names that were running."""
@@ -166,3 +160,14 @@ def rss_mb(proc: Process) -> float:
         except OSError:
             continue
     return total_kb / 1024
+
+
+def cpu_seconds(proc: Process) -> float:
+    """CPU time (user + system) spent so far by a process and the rest of its group, children they reaped
+    included."""
+    ticks = 0
+    for pid in group_members(proc.pid):
+        fields = _stat(pid)
+        if fields:
+            ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -303,6 +304,33 @@ def test_status_lists_every_process_with_memory(sandbox):
     for name in ("keystone", "nova-compute", "neutron", "cinder-volume", "mariadb", "rabbitmq"):
         assert name in result.stdout
     assert "total" in result.stdout and "MB" in result.stdout
+
+
+def test_service_stop_then_start_brings_an_api_back_as_it_was(sandbox):
+    env = {"SANDBOX_DIR": str(sandbox.layout.root)}
+    before = sandbox.stack.table.load()["nova-api"]
+    stopped = run_cli("service", "stop", "nova-api", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    try:
+        status = run_cli("status", env=env)
+        assert status.returncode == 1, "a stopped process makes `status` fail"
+        assert re.search(r"^nova-api\s+\d+\s+EXITED", status.stdout, re.M), status.stdout
+    finally:
+        started = run_cli("service", "start", "nova-api", env=env)
+    assert started.returncode == 0, started.stderr
+    assert "Traceback" not in started.stderr + started.stdout
+    # `start` returns once the API answers, started as `up` started it.
+    assert sandbox.connect("sandbox-admin").compute.get("/").status_code == 200
+    assert run_cli("status", env=env).returncode == 0
+    assert sandbox.stack.table.load()["nova-api"].argv == before.argv
+
+
+@pytest.mark.parametrize("action", ["stop", "start"])
+def test_service_on_an_unknown_process_is_one_line(sandbox, action):
+    result = run_cli("service", action, "nova-apii", env={"SANDBOX_DIR": str(sandbox.layout.root)})
+    assert result.returncode != 0
+    assert result.stderr.strip() == "sandbox: no sandbox process named 'nova-apii'"
+    assert result.stdout == ""
 
 
 def test_with_applies_a_variant_around_a_command_and_restores(sandbox, zuul):

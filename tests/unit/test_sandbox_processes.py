@@ -62,3 +62,40 @@ def test_paused_returns_only_once_the_group_is_stopped_and_resumes_it(tmp_path):
         assert process_state(proc.pid) in ("S", "R")
     finally:
         sb.stack.table.stop_all(timeout=2)
+
+
+def test_stop_keeps_the_record_so_the_process_can_be_started_again(tmp_path):
+    """`python -m sandbox service stop X` then `service start X`: the second needs X's command line."""
+    table = ProcessTable(tmp_path / "processes.json")
+    table.start("sleeper", SLEEPER, tmp_path / "sleeper.out", {"A": "1"})
+    table.stop("sleeper", timeout=5)
+    assert table.running() == {}
+    kept = table.load()["sleeper"]
+    assert (kept.argv, kept.env) == (SLEEPER, {"A": "1"})
+    again = table.start("sleeper", kept.argv, tmp_path / "sleeper.out", kept.env)
+    try:
+        assert set(table.running()) == {"sleeper"} and table.load()["sleeper"].pid == again.pid
+    finally:
+        table.stop_all(timeout=2)
+
+
+def test_cpu_seconds_counts_every_member_of_the_group(tmp_path):
+    # A leader that sleeps and a child that burns ~0.5 s of CPU, then sleeps: the group's time includes the child's.
+    burner = [sys.executable, "-c",
+              "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time\\n"
+              "end = time.process_time() + 0.5\\nwhile time.process_time() < end: pass\\ntime.sleep(60)']);"
+              " time.sleep(60)"]
+    from sandbox.processes import cpu_seconds
+    from sandbox.waiting import wait_for
+
+    table = ProcessTable(tmp_path / "processes.json")
+    proc = table.start("burner", burner, tmp_path / "burner.out", {})
+    try:
+        assert wait_for(lambda: cpu_seconds(proc) >= 0.5, timeout=20, interval=0.1, raise_on_timeout=False), \
+            cpu_seconds(proc)
+        assert len(group_members(proc.pid)) == 2
+        sleeper = table.start("sleeper", SLEEPER, tmp_path / "sleeper.out", {})
+        assert cpu_seconds(sleeper) < 0.5
+    finally:
+        table.stop_all(timeout=2)
+    assert cpu_seconds(proc) == 0.0, "a group that is gone has no members left to count"
