@@ -32,8 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module_name, function_name, _ = COMMANDS[command]
-    function = getattr(importlib.import_module(module_name), function_name)
-    return int(function(rest) or 0)
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+        return int(function(rest) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback (cleanup: what it did not delete stays listed)
+        print(f"python -m conformance {command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

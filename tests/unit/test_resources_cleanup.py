@@ -129,3 +129,39 @@ def test_run_option_limits_to_one_run(swept, capsys):
     assert set(zuul.compute.keypair_map) == {f"{other}-key"}
     with pytest.raises(SystemExit):
         cleanup.main(["--run", "conformance-bad"])
+
+
+def test_ctrl_c_while_the_cloud_hangs_is_one_line_and_exit_130(tmp_path):
+    """Keystone accepts the connection and never answers; the user presses Ctrl-C: no traceback."""
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
+    port = silent.getsockname()[1]
+    clouds = tmp_path / "clouds.yaml"
+    auth = {"auth_url": f"http://127.0.0.1:{port}/v3", "username": "u", "password": "hunter2-secret",
+            "project_name": "p", "user_domain_name": "Default", "project_domain_name": "Default"}
+    clouds.write_text(json.dumps({"clouds": {name: {"auth": auth, "region_name": "R"}
+                                             for name in ("hang-zuul", "hang-ci")}}))  # JSON is YAML
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}
+    proc = subprocess.Popen([sys.executable, "-m", "conformance", "cleanup", "--zuul-cloud", "hang-zuul",
+                             "--ci-cloud", "hang-ci", "--dry-run"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    silent.settimeout(60)
+    try:
+        held, _ = silent.accept()  # it is now waiting on the silent Keystone
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        silent.close()
+    held.close()
+    assert proc.returncode == 130, err
+    assert err.strip() == "python -m conformance cleanup: interrupted"
+    assert "Traceback" not in out + err and "hunter2-secret" not in out + err
