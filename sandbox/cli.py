@@ -102,9 +102,7 @@ def cmd_status(sb: Sandbox, args) -> int:
 
 def cmd_service(sb: Sandbox, args) -> int:
     if args.action == "stop":
-        if args.name not in sb.stack.table.load():
-            raise SandboxError(f"no sandbox process named {args.name!r}")
-        sb.stack.table.stop(args.name)
+        sb.stack.stop(args.name)
     else:
         sb.stack.restart(args.name)
     print(f"{args.name}: {args.action} done")

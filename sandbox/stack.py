@@ -64,6 +64,9 @@ class Stack:
         self.table = ProcessTable(self.layout.processes)
         self._t0 = time.monotonic()
         self.answered: dict[str, float] = {}  # service -> seconds after start when it first answered
+        # What this command started: one of them exiting while we wait is a failed start. Others in the table may
+        # be stopped on purpose (`service stop`).
+        self._started: set[str] = set()
         self._say = say or (lambda message: print(message, flush=True))
 
     def say(self, message: str) -> None:
@@ -167,6 +170,7 @@ class Stack:
         self.say("databases restored from the template")
 
     def _start(self, service: services.Service):
+        self._started.add(service.name)
         return self.table.start(service.name, service.argv, self.layout.log / f"{service.name}.out", service.env,
                                 cwd=self.layout.root, nice=service.nice)
 
@@ -211,7 +215,7 @@ class Stack:
 
     def _check_alive(self) -> None:
         """Fail fast, naming the service, when a process we started has exited."""
-        dead = sorted(set(self.table.load()) - set(self.table.running()))
+        dead = sorted(self._started - set(self.table.running()))
         if dead:
             raise SandboxError(f"{dead[0]} exited during start: {self._log_tail(dead[0] + '.out')}")
 
@@ -345,7 +349,7 @@ class Stack:
 
         # The first call to each API is slow while the other services still import (the API validates the token,
         # its middleware first authenticates itself): look up what the boot needs while compute registers.
-        with ThreadPoolExecutor(4) as pool:
+        with ThreadPoolExecutor(3) as pool:
             lookups = [pool.submit(conn.image.find_image, "sandbox-base", ignore_missing=False),
                        pool.submit(conn.compute.find_flavor, configs.SMALL_FLAVOR["name"], ignore_missing=False),
                        pool.submit(conn.network.find_network, seed.PUBLIC_NETWORK["name"], ignore_missing=False)]
@@ -426,15 +430,25 @@ class Stack:
         lock.unlink(missing_ok=True)
         return stopped
 
-    def restart(self, name: str) -> None:
-        """Start a process again with the command line and environment it was first started with; an API,
-        return once it answers."""
+    def _recorded(self, name: str):
         proc = self.table.load().get(name)
         if proc is None:
             raise SandboxError(f"no sandbox process named {name!r}")
+        return proc
+
+    def stop(self, name: str) -> None:
+        """Stop one process; its record stays, so `restart` can start it again."""
+        self._recorded(name)
+        self.table.stop(name)
+
+    def restart(self, name: str) -> None:
+        """Start a process again with the command line and environment it was first started with; an API,
+        return once it answers."""
+        proc = self._recorded(name)
         self.table.stop(name)
         spec = next((s for s in services.api_services(self.layout) + services.daemon_services(self.layout)
                      if s.name == name), None)
+        self._started.add(name)
         self.table.start(name, proc.argv, Path(proc.log), proc.env, cwd=self.layout.root,
                          nice=spec.nice if spec else 0)
         if spec and spec.ready_url:

@@ -99,3 +99,28 @@ def test_cpu_seconds_counts_every_member_of_the_group(tmp_path):
     finally:
         table.stop_all(timeout=2)
     assert cpu_seconds(proc) == 0.0, "a group that is gone has no members left to count"
+
+
+def test_a_start_fails_on_what_this_command_started_not_on_what_was_stopped_before(tmp_path):
+    """`up` (or `service start`) fails fast, naming it, when a process it started exits; a process stopped
+    earlier on purpose (`service stop`, its record kept) is not a failed start."""
+    import pytest
+
+    from sandbox.layout import Layout
+    from sandbox.services import Service
+    from sandbox.stack import Stack
+    from sandbox.waiting import SandboxError, wait_for
+
+    stack = Stack(Layout(tmp_path), say=lambda message: None)
+    stack.layout.log.mkdir(parents=True)
+    stack.table.start("stopped-earlier", SLEEPER, tmp_path / "earlier.out", {})
+    stack.table.stop("stopped-earlier", timeout=5)
+    try:
+        stack._start(Service("sleeper", SLEEPER))
+        stack._check_alive()  # the stopped one is not ours
+        failing = stack._start(Service("failing", [sys.executable, "-c", "print('bad config'); raise SystemExit(3)"]))
+        wait_for(lambda: not is_alive(failing), timeout=10, interval=0.05)
+        with pytest.raises(SandboxError, match="failing exited during start: bad config"):
+            stack._check_alive()
+    finally:
+        stack.table.stop_all(timeout=2)
