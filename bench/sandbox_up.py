@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -78,7 +77,7 @@ def main(argv=None) -> int:
             subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(baseline), args.compare],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
             trees = {"baseline": baseline, "current": REPO}
-        try:
+        try:  # every run_up ends with `down`, which removes the state dir
             print("warm-up (builds the template if this state dir has none; not measured)", flush=True)
             run_up(REPO, state)
             results: dict[str, list[dict]] = {name: [] for name in trees}
@@ -91,7 +90,6 @@ def main(argv=None) -> int:
             if args.compare:
                 subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(baseline)],
                                check=False, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-            shutil.rmtree(state, ignore_errors=True)
 
     def medians(name: str) -> tuple[float, float]:
         return (statistics.median(r["wall"] for r in results[name]),
