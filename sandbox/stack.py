@@ -215,7 +215,8 @@ class Stack:
 
     def _check_alive(self) -> None:
         """Fail fast, naming the service, when a process we started has exited."""
-        dead = sorted(self._started - set(self.table.running()))
+        # Only what is still in the table: the template build's processes were stopped and the table wiped.
+        dead = sorted((self._started & set(self.table.load())) - set(self.table.running()))
         if dead:
             raise SandboxError(f"{dead[0]} exited during start: {self._log_tail(dead[0] + '.out')}")
 

@@ -116,8 +116,12 @@ def test_a_start_fails_on_what_this_command_started_not_on_what_was_stopped_befo
     stack.table.start("stopped-earlier", SLEEPER, tmp_path / "earlier.out", {})
     stack.table.stop("stopped-earlier", timeout=5)
     try:
+        built = stack._start(Service("template-build", SLEEPER))  # as `up` does when it builds the template:
+        stack.table.stop_all(timeout=5)  # everything stopped, then the state (and the table) wiped
+        stack.layout.processes.unlink()
+        assert not is_alive(built)
         stack._start(Service("sleeper", SLEEPER))
-        stack._check_alive()  # the stopped one is not ours
+        stack._check_alive()  # neither the one stopped before nor the template build's are a failed start
         failing = stack._start(Service("failing", [sys.executable, "-c", "print('bad config'); raise SystemExit(3)"]))
         wait_for(lambda: not is_alive(failing), timeout=10, interval=0.05)
         with pytest.raises(SandboxError, match="failing exited during start: bad config"):
