@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conformance.__main__ import main
-from conformance.report import bundle, model
+from conformance.report import bundle, model, sign
 from conformance.report.sample import sample_session_results
 
 needs_ssh = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen not installed")
@@ -223,3 +224,182 @@ def test_gpg_signature_by_another_key_fails(tmp_path, gnupghome, monkeypatch, ca
 def test_key_kind_mismatch_is_usage_error(tmp_path, gnupghome, signed, ssh_keys):
     gpg_key(gnupghome, "Donor <donor@example.org>", tmp_path / "donor.asc")
     assert verify(signed, "--key", tmp_path / "donor.asc") == 2
+
+
+# ------------------------------------------------------------------ SSH signatures checked in this process
+# sign.verify_ssh checks SSHSIG signatures with the cryptography library (no ssh-keygen process); each case below
+# is also checked by ssh-keygen (sign.CHECK_IN_PROCESS off: `-Y check-novalidate`, `-Y find-principals`,
+# `-Y verify`, as before) and, for the verdict, by a plain `ssh-keygen -Y verify` of the same files.
+KEY_TYPES = {"ed25519": ["-t", "ed25519"], "ecdsa": ["-t", "ecdsa", "-b", "256"], "rsa": ["-t", "rsa", "-b", "2048"]}
+
+
+@pytest.fixture(scope="module")
+def typed_keys(tmp_path_factory):
+    """A donor key and another key of each type the suite's signer can make (ssh-keygen -t without a token)."""
+    directory = tmp_path_factory.mktemp("typed")
+    keys = {}
+    for name, args in KEY_TYPES.items():
+        for who in ("donor", "other"):
+            key = directory / f"{who}_{name}"
+            comment = f"{who}@example.org"
+            subprocess.run(["ssh-keygen", "-q", *args, "-N", "", "-C", comment, "-f", str(key)], check=True)
+            keys[who, name] = key
+    return keys
+
+
+def pub_fields(key: Path) -> str:
+    return " ".join(Path(f"{key}.pub").read_text().split()[:2])
+
+
+def sign_with(bundle_dir: Path, key: Path, namespace: str = sign.NAMESPACE) -> None:
+    """`ssh-keygen -Y sign` of the manifest, as sign.sign_manifest runs it (but any namespace)."""
+    (bundle_dir / "MANIFEST.sha256.sig").unlink(missing_ok=True)
+    subprocess.run(
+        ["ssh-keygen", "-Y", "sign", "-n", namespace, "-f", str(key), str(bundle_dir / "MANIFEST.sha256")],
+        check=True,
+        capture_output=True,
+    )
+
+
+def ssh_keygen_verify(bundle_dir: Path, allowed: Path, principal: str) -> bool:
+    """The reference: `ssh-keygen -Y verify` of the bundle's manifest for this principal."""
+    done = subprocess.run(
+        ["ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", principal, "-n", sign.NAMESPACE,
+         "-s", str(bundle_dir / "MANIFEST.sha256.sig")],
+        stdin=(bundle_dir / "MANIFEST.sha256").open("rb"),
+        capture_output=True,
+    )
+    return done.returncode == 0
+
+
+def both_ways(monkeypatch, bundle_dir: Path, **given) -> tuple[sign.SignatureCheck, sign.SignatureCheck]:
+    """verify_ssh in this process (it must not start ssh-keygen), then by ssh-keygen."""
+
+    def no_process(*args, **kwargs):
+        raise AssertionError(f"a process was started: {args}")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sign, "_run", no_process)
+        patch.setattr(subprocess, "run", no_process)
+        here = sign.verify_ssh(bundle_dir, **given)
+    with monkeypatch.context() as patch:
+        patch.setattr(sign, "CHECK_IN_PROCESS", False)
+        tool = sign.verify_ssh(bundle_dir, **given)
+    return here, tool
+
+
+def same_verdict(here: sign.SignatureCheck, tool: sign.SignatureCheck) -> bool:
+    return (here.valid, here.signer, here.problems) == (tool.valid, tool.signer, tool.problems)
+
+
+@needs_ssh
+@pytest.mark.parametrize("key_type", list(KEY_TYPES))
+@pytest.mark.parametrize("case", ["valid", "tampered manifest", "wrong namespace", "key not in allowed signers"])
+def test_in_process_check_agrees_with_ssh_keygen(tmp_path, typed_keys, monkeypatch, key_type, case):
+    path = make_bundle(tmp_path)
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f"donor@example.org {pub_fields(typed_keys['donor', key_type])}\n")
+    signer = typed_keys["other" if case == "key not in allowed signers" else "donor", key_type]
+    sign_with(path, signer, "another-namespace" if case == "wrong namespace" else sign.NAMESPACE)
+    if case == "tampered manifest":
+        manifest = path / "MANIFEST.sha256"
+        manifest.write_text(manifest.read_text().replace("  results.json", "  results.json ", 1))
+
+    here, tool = both_ways(monkeypatch, path, allowed_signers=allowed)
+    assert same_verdict(here, tool), (here, tool)
+    assert here.valid is (case == "valid") is ssh_keygen_verify(path, allowed, "donor@example.org")
+    expected = {
+        "valid": None,
+        "tampered manifest": "(Signature verification failed: incorrect signature)",
+        "wrong namespace": "(Couldn't verify signature: namespace does not match)",
+        "key not in allowed signers": "which is not in the allowed signers",
+    }[case]
+    if expected:
+        [problem] = here.problems
+        assert expected in problem
+    else:
+        assert here.signer == f"donor@example.org ({sign.ssh_fingerprint(signer)})" and not here.problems
+        assert here.checked[0] == hashlib.sha256((path / "MANIFEST.sha256").read_bytes()).hexdigest()
+        assert here.timeless
+    # The same through the command (`verify`), and by one public key (`verify --key`).
+    assert verify(path, "--allowed-signers", allowed) == (0 if case == "valid" else 1)
+    pub = Path(f"{typed_keys['donor', key_type]}.pub")
+    here, tool = both_ways(monkeypatch, path, key=pub)
+    assert same_verdict(here, tool), (here, tool)
+    assert here.valid is (case == "valid")
+
+
+# allowed_signers lines (ssh-keygen(1), ALLOWED SIGNERS) for the donor's ed25519 key KEY, whether ssh-keygen
+# accepts a signature by it through them. OTHER is another key.
+SIGNER_FILES = {
+    'donor@example.org namespaces="opendev-cloud-conformance" KEY': True,
+    'donor@example.org NAMESPACES="opendev-*" KEY': True,
+    'donor@example.org namespaces="other,another" KEY': False,
+    'donor@example.org namespaces="*,!opendev-cloud-conformance" KEY': False,
+    'donor@example.org valid-before="20000101" KEY': False,
+    'donor@example.org valid-after="29990101Z" KEY': False,
+    'donor@example.org valid-after="20000101Z",valid-before="299901011200" KEY': True,
+    "donor@example.org cert-authority KEY": False,
+    "donor@example.org,second@example.org KEY": True,
+    '"donor@example.org" KEY': True,
+    "*@example.org KEY": True,
+    "!donor@example.org KEY": False,
+    "donor@example.org OTHER": False,
+    "# a comment\n\nbroken\ndonor@example.org bogus-option KEY\nfallback@example.org KEY": True,
+    'donor@example.org namespaces="unterminated KEY\nlater@example.org KEY': True,
+    # find-principals names the first line's principal, and that principal may not sign this namespace.
+    'first@example.org namespaces="x" KEY\nsecond@example.org KEY': False,
+    'first@example.org namespaces="x" KEY\nfirst@example.org KEY': True,
+}
+
+
+@needs_ssh
+@pytest.mark.parametrize("lines", list(SIGNER_FILES), ids=range(len(SIGNER_FILES)))
+def test_allowed_signers_are_read_as_ssh_keygen_reads_them(tmp_path, typed_keys, monkeypatch, lines):
+    path = make_bundle(tmp_path)
+    sign_with(path, typed_keys["donor", "ed25519"])
+    allowed = tmp_path / "allowed_signers"
+    text = lines.replace("OTHER", pub_fields(typed_keys["other", "ed25519"]))
+    allowed.write_text(text.replace("KEY", pub_fields(typed_keys["donor", "ed25519"])) + "\n")
+    here, tool = both_ways(monkeypatch, path, allowed_signers=allowed)
+    assert same_verdict(here, tool), (here, tool)
+    assert here.valid is SIGNER_FILES[lines]
+    assert here.timeless is ("valid-" not in lines)
+    with monkeypatch.context() as patch:  # an identity given (verify --identity) is matched against the patterns
+        patch.setattr(sign, "_run", lambda *a, **k: pytest.fail("a process was started"))
+        by_identity = sign.verify_ssh(path, allowed_signers=allowed, identity="second@example.org")
+    assert by_identity.valid is ssh_keygen_verify(path, allowed, "second@example.org")
+
+
+@needs_ssh
+def test_a_certificate_signature_is_left_to_ssh_keygen(tmp_path, typed_keys):
+    """A key the in-process check does not take (here a certificate, with a cert-authority signer) is checked
+    by ssh-keygen, as before."""
+    ca = typed_keys["other", "ed25519"]
+    user = tmp_path / "user"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(user)], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-s", str(ca), "-I", "donor", "-n", "donor@example.org", f"{user}.pub"],
+                   check=True)
+    path = make_bundle(tmp_path)
+    sign_with(path, Path(f"{user}-cert.pub"))
+    with pytest.raises(sign.NotInProcess):
+        sign.parse_sshsig((path / "MANIFEST.sha256.sig").read_bytes())
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f"*@example.org cert-authority {pub_fields(ca)}\n")
+    check = sign.verify_ssh(path, allowed_signers=allowed)
+    assert check.valid and check.signer.startswith("donor@example.org (") and not check.timeless
+    allowed.write_text(f"*@example.org {pub_fields(ca)}\n")  # the CA's key as a plain signer: not the signer
+    assert not sign.verify_ssh(path, allowed_signers=allowed).valid
+
+
+def test_sshsig_parsing_rejects_what_is_not_a_signature():
+    with pytest.raises(sign.SshSigInvalid, match="missing header"):
+        sign.parse_sshsig(b"not a signature")
+    with pytest.raises(sign.SshSigInvalid, match="missing footer"):
+        sign.parse_sshsig(b"-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n")
+    with pytest.raises(sign.SshSigInvalid, match="invalid format"):
+        sign.parse_sshsig(b"-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n-----END SSH SIGNATURE-----\n")
+    assert sign.match_pattern_list("a@example.org", "b@*,a@*") == 1
+    assert sign.match_pattern_list("a@example.org", "*,!a@*") == -1
+    assert sign.match_pattern_list("a@example.org", "a?example.org") == 1
+    assert sign.match_pattern_list("a.example", "[a].example") == 0  # no character classes in OpenSSH patterns
