@@ -137,15 +137,22 @@ def test_onboarding_snippets_parse_and_carry_the_facts(tmp_path):
     zuul = yaml.safe_load(texts["zuul-launcher-provider.yaml"])
     section = zuul[0]["section"]
     provider = zuul[1]["provider"]
-    assert section["flavors"][0]["flavor-name"] == "ci.standard"
-    assert section["flavors"][0]["public-ipv4"] is True and section["flavors"][0]["public-ipv6"] is False
-    assert section["flavors"][0]["volume-size"] == 80 and section["label-defaults"]["boot-from-volume"] is True
+    assert section["flavors"] == [{"name": "normal", "flavor-name": "ci.standard"}]
+    # Zuul 14.3's OpenStack label takes boot-from-volume and volume-size from label-defaults, not its flavor.
+    assert section["label-defaults"]["boot-from-volume"] is True and section["label-defaults"]["volume-size"] == 80
+    assert section["label-defaults"]["auto-floating-ip"] is True and section["launch-timeout"] == 600
+    assert section["images"] == [{"name": "noble-cloud-image", "image-id": "IMAGE-ID"}]
+    assert "abstract" not in section
     assert provider["region"] == "RegionOne" and provider["section"] == section["name"]
-    assert provider["resource-limits"]["instances"] == 150
-    nodepool = yaml.safe_load(texts["nodepool-provider.yaml"])["providers"][0]
+    # 150 servers fit the quota; the profile's quota.headroom_percent (10) keeps the draft below it.
+    assert provider["resource-limits"] == {"instances": 135, "volumes": 135, "volume-gb": 135 * 80}
+    assert "# resource-limits: 10% below the quota R8 measured" in texts["zuul-launcher-provider.yaml"]
+    nodepool_yaml = yaml.safe_load(texts["nodepool-provider.yaml"])
+    assert nodepool_yaml["labels"] == [{"name": "ubuntu-noble", "min-ready": 0}]
+    nodepool = nodepool_yaml["providers"][0]
     assert nodepool["region-name"] == "RegionOne" and nodepool["cloud"] == "sandbox-zuul"
     pool = nodepool["pools"][0]
-    assert pool["max-servers"] == 150
+    assert pool["max-servers"] == 135
     assert pool["labels"][0]["flavor-name"] == "ci.standard" and pool["labels"][0]["min-ram"] == 8192
     assert pool["labels"][0]["boot-from-volume"] is True and pool["labels"][0]["volume-size"] == 80
     clouds = yaml.safe_load(texts["clouds-public.yaml"])["clouds"]
@@ -160,6 +167,8 @@ def test_onboarding_without_disk_settings_when_flavor_has_disk():
     zuul = onboarding.zuul_launcher(doc)
     assert "volume-size" not in zuul[0]["section"]["flavors"][0]
     assert "boot-from-volume" not in zuul[0]["section"]["label-defaults"]
+    assert "volume-size" not in zuul[0]["section"]["label-defaults"]
+    assert zuul[1]["provider"]["resource-limits"] == {"instances": 135}
 
 
 def test_chart_is_svg_with_one_bar_per_nonempty_bin():

@@ -4,6 +4,7 @@
 #   - ZooKeeper (the plain `zookeeper` package, not `zookeeperd`: no system service), a Java runtime,
 #     bubblewrap (the executor's sandbox) and openssh-server (the private sshd playing the static node)
 #   - Zuul from PyPI in its own venv, and the Ansible versions its executor runs (`zuul-manage-ansible`)
+#   - nodepool from PyPI in its own venv (`nodepool config-validate` of the onboarding drafts)
 # The venv and the Ansible root are cached per Zuul version in $CONFORMANCE_ZUUL_CACHE (default
 # ~/.cache/opendev-conformance/zuul); a second run finds them and returns at once.
 set -euo pipefail
@@ -29,6 +30,26 @@ if ((${#missing[@]})); then
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
     [ -z "$added_policy" ] || rm -f /usr/sbin/policy-rc.d
+fi
+
+# nodepool in a venv of its own, for `nodepool config-validate` of the bundle's nodepool draft
+# (tests/zuul/test_onboarding_drafts.py). Cached per version in $CONFORMANCE_NODEPOOL_CACHE (default
+# ~/.cache/opendev-conformance/nodepool). nodepool 11.0.0 imports pkg_resources (gone from setuptools 81) and
+# cachetools without requiring either: both are installed beside it.
+NODEPOOL_VERSION=11.0.0
+nodepool_cache=${CONFORMANCE_NODEPOOL_CACHE:-$HOME/.cache/opendev-conformance/nodepool}/nodepool-$NODEPOOL_VERSION
+if ! "$nodepool_cache/venv/bin/python" -W ignore -c "import nodepool.cmd.config_validator, cachetools, pkg_resources" 2>/dev/null; then
+    echo "zuul prereqs: installing nodepool $NODEPOOL_VERSION into $nodepool_cache/venv"
+    rm -rf "$nodepool_cache/venv"
+    mkdir -p "$nodepool_cache"
+    nodepool_packages=("nodepool==$NODEPOOL_VERSION" "setuptools<81" "cachetools==8.0.2")
+    if command -v uv >/dev/null 2>&1; then
+        uv venv -q --seed --python /usr/bin/python3 "$nodepool_cache/venv"
+        VIRTUAL_ENV="$nodepool_cache/venv" uv pip install -q "${nodepool_packages[@]}"
+    else
+        /usr/bin/python3 -m venv "$nodepool_cache/venv"
+        "$nodepool_cache/venv/bin/pip" install -q "${nodepool_packages[@]}"
+    fi
 fi
 
 # Written once the venv and every Ansible validated: later runs skip the checks (which take seconds to minutes).
