@@ -1,25 +1,30 @@
-"""Benchmark: build the fleet site from many bundles (default 1,000 synthetic ones) and measure it.
+"""Benchmark: the fleet site from many signed bundles (default 1,000), built cold and rebuilt warm.
 
-The bundles are written by the suite's own bundle writer from made-up runs (conformance.report.sample): 20
-clouds x 2 regions, 25 daily runs each, verdicts and burst times varying, so every part of the site has work
-(trends, one `compare` per consecutive pair, rejected bundles: one in 100 is tampered). Then, side by side:
-  * `python -m conformance fleet FOLDER --out SITE` (manifests checked, no signatures), and
-  * with --signed: the same bundles signed with an SSH key, checked with --allowed-signers (ssh-keygen runs
-    three times per bundle),
-each timed in this process (wall and CPU seconds, ssh-keygen's included), with the site's size: total,
-pages + fleet.json, and the copied report.html files.
+The bundles are written by the suite's own bundle writer from made-up runs (conformance.report.sample) and signed
+with an SSH key (ssh-keygen -Y sign, as `--sign-key` does): 20 clouds x 2 regions, 25 daily runs each, verdicts
+and burst times varying, so every part of the site has work (trends, one `compare` per consecutive pair, rejected
+bundles: one in 100 is tampered after signing). Then, each as its own `python -m conformance fleet FOLDER --out
+SITE --allowed-signers FILE` process, as an operator runs it:
+  * cold: a new site folder (no cache): every signature verified, every file hashed, every results.json
+    checked against the schema;
+  * warm: one more bundle written (the next periodic build), the same site folder rebuilt: only the new bundle
+    is verified and schema-checked (the tampered ones, never cached, are checked again), every file is hashed;
+  * with --baseline, also the previous way of checking, on the same bundles into a new folder: ssh-keygen three
+    times per bundle in 4 threads, no cache (conformance.fleet before the cache: sign.CHECK_IN_PROCESS off, the
+    bundles loaded in threads as local_runs did).
+Each is timed from outside (wall, and CPU seconds of the process and everything it started: pool workers,
+ssh-keygen), with the site's size: total, pages + fleet.json, and the copied report.html files.
 The last line is machine-readable:
-  bundles=<n> build_s=<s> cpu_s=<s> per_bundle_ms=<ms> site_bytes=<b> pages_bytes=<b> [signed_build_s=<s> ...]
+  bundles=<n> cold_s=<s> cold_cpu_s=<s> warm_s=<s> warm_cpu_s=<s> site_bytes=<b> pages_bytes=<b>
+  [baseline_s=<s> baseline_cpu_s=<s> ratio_cold=<x>]
 
-Run: python bench/fleet.py [--bundles 1000] [--signed] (any venv with the project installed; no cloud needed).
+Run: python bench/fleet.py [--bundles 1000] [--baseline] (any venv with the project installed; no cloud needed).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import io
 import os
 import resource
 import subprocess
@@ -28,12 +33,26 @@ import tempfile
 import time
 from pathlib import Path
 
-from conformance.__main__ import main
 from conformance.report import bundle, model
 from conformance.report.sample import sample_session_results
 
 CLOUDS, REGIONS = 20, ("RegionOne", "RegionTwo")
 START = dt.datetime(2026, 10, 1, 3, 0, tzinfo=dt.timezone.utc)
+# The previous way of checking, for --baseline: ssh-keygen for every signature, the bundles in 4 threads.
+BASELINE = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from conformance.fleet import site, sources
+from conformance.report import sign
+sign.CHECK_IN_PROCESS = False
+folder, out, allowed = map(Path, sys.argv[1:])
+dirs = sources.bundle_dirs(folder)
+with ThreadPoolExecutor(max_workers=4) as pool:
+    runs = list(pool.map(lambda path: sources.load_bundle(path, allowed_signers=allowed), dirs))
+fleet = site.write_site(runs, out, stale_after_hours=48.0, profile="opendev-donor", signatures_checked=True)
+print(f"fleet: {fleet['summary']['runs']} run(s), {fleet['summary']['rejected']} rejected (ssh-keygen, threads)")
+"""
 
 
 def synthetic_doc(index: int) -> dict:
@@ -57,11 +76,11 @@ def synthetic_doc(index: int) -> dict:
     return doc
 
 
-def make_bundles(folder: Path, count: int, key: Path | None) -> float:
+def make_bundles(folder: Path, indices: range, key: Path) -> float:
     started = time.monotonic()
-    for index in range(count):
+    for index in indices:
         doc = synthetic_doc(index)
-        path = bundle.write_bundle(doc, folder / doc["bundle"], sign_key=str(key) if key else None).path
+        path = bundle.write_bundle(doc, folder / doc["bundle"], sign_key=str(key)).path
         if index % 100 == 99:  # tampered after signing: the site must list it as rejected
             (path / "results.json").write_text((path / "results.json").read_text().replace('"FAIL"', '"PASS"'))
     return time.monotonic() - started
@@ -71,66 +90,73 @@ def size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _cpu() -> float:
-    """CPU seconds of this process and of the children it waited for (ssh-keygen): unlike the wall time, not
-    inflated by other work on a shared machine."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+def _children_cpu() -> float:
+    """CPU seconds of the finished processes this one waited for, and of theirs (pool workers, ssh-keygen):
+    unlike the wall time, not inflated by other work on a shared machine."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
-def build(folder: Path, out: Path, *extra: str) -> tuple[float, float, str]:
-    printed = io.StringIO()
-    started, cpu = time.monotonic(), _cpu()
-    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(io.StringIO()):
-        code = main(["fleet", str(folder), "--out", str(out), *extra])
-    elapsed, cpu = time.monotonic() - started, _cpu() - cpu
-    if code != 0:
-        raise SystemExit(f"fleet exited {code}: {printed.getvalue()}")
-    return elapsed, cpu, printed.getvalue().strip()
+def timed(argv: list[str]) -> tuple[float, float, str]:
+    started, cpu = time.monotonic(), _children_cpu()
+    done = subprocess.run(argv, capture_output=True, text=True)
+    elapsed, cpu = time.monotonic() - started, _children_cpu() - cpu
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:4])}... exited {done.returncode}: {done.stdout}{done.stderr[-2000:]}")
+    return elapsed, cpu, done.stdout.strip().splitlines()[-1]
 
 
-def report(label: str, out: Path, elapsed: float, cpu: float, count: int, summary: str) -> tuple[int, int]:
+def fleet(folder: Path, out: Path, allowed: Path) -> tuple[float, float, str]:
+    return timed([sys.executable, "-m", "conformance", "fleet", str(folder), "--out", str(out),
+                  "--allowed-signers", str(allowed)])
+
+
+def report(label: str, out: Path, elapsed: float, cpu: float, summary: str) -> tuple[int, int]:
     total = size(out)
     reports = size(out / "runs")
-    pages = total - reports
+    cache = out / ".fleet-cache.json"
+    pages = total - reports - (cache.stat().st_size if cache.exists() else 0)
     print(f"{label}: {summary}")
     print(
-        f"  build {elapsed:.1f} s wall, {cpu:.1f} s CPU ({elapsed * 1000 / count:.1f} ms per bundle; load average "
-        f"{os.getloadavg()[0]:.1f}); site {total / 1e6:.1f} MB: "
+        f"  {elapsed:.2f} s wall, {cpu:.2f} s CPU (load average {os.getloadavg()[0]:.1f}); site {total / 1e6:.1f} MB: "
         f"pages + fleet.json {pages / 1e6:.1f} MB (index.html {(out / 'index.html').stat().st_size / 1e3:.0f} kB, "
         f"fleet.json {(out / 'fleet.json').stat().st_size / 1e6:.1f} MB), copied report.html {reports / 1e6:.1f} MB"
     )
     return total, pages
 
 
-def run(count: int, signed: bool) -> None:
+def run(count: int, baseline: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         tmp = Path(tmp)
-        made = make_bundles(tmp / "bundles", count, None)
-        print(f"{count} synthetic bundles written in {made:.1f} s ({size(tmp / 'bundles') / 1e6:.1f} MB)")
-        elapsed, cpu, summary = build(tmp / "bundles", tmp / "site")
-        total, pages = report("unsigned, manifests checked", tmp / "site", elapsed, cpu, count, summary)
-        line = (f"bundles={count} build_s={elapsed:.2f} cpu_s={cpu:.2f} per_bundle_ms={elapsed * 1000 / count:.1f} "
-                f"site_bytes={total} pages_bytes={pages}")
-        if signed:
-            key = tmp / "id_ed25519"
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bench@example.org", "-f", str(key)],
-                           check=True)
-            allowed = tmp / "allowed_signers"
-            allowed.write_text(f"bench@example.org {Path(f'{key}.pub').read_text()}")
-            made = make_bundles(tmp / "signed", count, key)
-            print(f"{count} signed bundles written in {made:.1f} s")
-            signed = build(tmp / "signed", tmp / "signed-site", "--allowed-signers", str(allowed))
-            report("signed, signatures verified", tmp / "signed-site", *signed[:2], count, signed[2])
-            line += f" signed_build_s={signed[0]:.2f} signed_cpu_s={signed[1]:.2f}"
-            line += f" ratio_signed={signed[0] / elapsed:.1f}"
+        key = tmp / "id_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bench@example.org", "-f", str(key)],
+                       check=True)
+        allowed = tmp / "allowed_signers"
+        allowed.write_text(f"bench@example.org {Path(f'{key}.pub').read_text()}")
+        folder, out = tmp / "bundles", tmp / "site"
+        made = make_bundles(folder, range(count), key)
+        print(f"{count} signed bundles written in {made:.1f} s ({size(folder) / 1e6:.1f} MB)")
+
+        cold = fleet(folder, out, allowed)
+        total, pages = report(f"cold, {count} bundles", out, *cold)
+        if baseline:
+            old = timed([sys.executable, "-c", BASELINE, str(folder), str(tmp / "baseline-site"), str(allowed)])
+            report(f"baseline (ssh-keygen, threads, no cache), {count} bundles", tmp / "baseline-site", *old)
+        make_bundles(folder, range(count, count + 1), key)  # the next periodic build's bundle
+        warm = fleet(folder, out, allowed)
+        report(f"warm, {count + 1} bundles (1 new)", out, *warm)
+        line = (f"bundles={count} cold_s={cold[0]:.2f} cold_cpu_s={cold[1]:.2f} warm_s={warm[0]:.2f} "
+                f"warm_cpu_s={warm[1]:.2f} site_bytes={total} pages_bytes={pages}")
+        if baseline:
+            line += f" baseline_s={old[0]:.2f} baseline_cpu_s={old[1]:.2f} ratio_cold={old[0] / cold[0]:.1f}"
         print(line)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundles", type=int, default=1000)
-    parser.add_argument("--signed", action="store_true", help="also sign the bundles and verify the signatures")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also build with the previous way of checking (ssh-keygen per bundle, no cache)")
     args = parser.parse_args()
-    run(args.bundles, args.signed)
+    run(args.bundles, args.baseline)
     sys.exit(0)

@@ -54,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv) -> int:
     from conformance.errors import BadInput
     from conformance.fleet.site import OutError, write_site
-    from conformance.fleet.sources import SourceError, local_runs, zuul_runs
+    from conformance.fleet.sources import FleetCache, SourceError, local_runs, zuul_runs
     from conformance.profiles import DEFAULT_PROFILE, load_profile
 
     try:
@@ -81,6 +81,8 @@ def main(argv) -> int:
         _out(f"error: --profile: profile {profile.name!r} has no fleet.stale_after_hours", sys.stderr)
         return EXIT_USAGE
     started = time.monotonic()
+    # What earlier builds of this site verified (<out>/.fleet-cache.json): a rebuild checks only what is new.
+    cache = FleetCache.load(args.out, allowed_signers=args.allowed_signers)
     with tempfile.TemporaryDirectory(prefix="conformance-fleet-") as downloads:
         runs = []
         try:
@@ -88,26 +90,38 @@ def main(argv) -> int:
                 if source in urls:
                     workdir = Path(downloads) / str(len(runs))
                     runs += zuul_runs(
-                        source, args.job, workdir, allowed_signers=args.allowed_signers, limit=args.builds
+                        source,
+                        args.job,
+                        workdir,
+                        allowed_signers=args.allowed_signers,
+                        limit=args.builds,
+                        cache=cache,
                     )
                 else:
-                    runs += local_runs(Path(source), allowed_signers=args.allowed_signers)
+                    runs += local_runs(Path(source), allowed_signers=args.allowed_signers, cache=cache)
             fleet = write_site(
                 runs,
                 args.out,
                 stale_after_hours=float(stale_after),
                 profile=profile.name,
                 signatures_checked=args.allowed_signers is not None,
+                cache=cache,
             )
         except (SourceError, OutError) as exc:
             _out(f"error: {exc}", sys.stderr)
             return EXIT_USAGE
+    try:
+        cache.save()
+    except OSError as exc:  # the site is built; the next build checks everything again
+        _out(f"warning: {cache.path}: {exc}", sys.stderr)
     for rejected in fleet["rejected"]:
         _out(f"rejected: {rejected['source']}: {rejected['reason']}", sys.stderr)
     summary = fleet["summary"]
     _out(
         f"fleet: {summary['scopes']} region(s) of {summary['clouds']} cloud(s), {summary['runs']} run(s), "
         f"{summary['failing']} failing, {summary['stale']} stale, {summary['rejected']} rejected "
-        f"-> {args.out / 'index.html'} ({time.monotonic() - started:.1f} s)"
+        f"-> {args.out / 'index.html'} ({time.monotonic() - started:.1f} s; {cache.bundles} bundle(s) checked: "
+        f"{cache.verified} signature(s) verified, {cache.schema_checked} results.json schema-checked, "
+        f"the rest known from earlier builds)"
     )
     return EXIT_OK

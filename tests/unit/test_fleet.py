@@ -8,6 +8,7 @@ import datetime as dt
 import fnmatch
 import http.server
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -216,6 +217,161 @@ def test_a_rebuild_replaces_the_site_and_a_foreign_out_is_refused(runs_folder, t
     assert err.startswith("error: --out") and err.count("\n") == 1 and (foreign / "notes.txt").exists()
 
 
+# ------------------------------------------------------------------------------------------- rebuild cache
+CHECKED = re.compile(
+    r"(\d+) bundle\(s\) checked: (\d+) signature\(s\) verified, (\d+) results.json schema-checked"
+)
+
+
+def build_counts(capsys, *argv) -> tuple[int, int, int]:
+    """Run the command; (bundles checked, signatures verified, results.json schema-checked) from its summary."""
+    capsys.readouterr()
+    assert main(["fleet", *map(str, argv)]) == 0
+    return tuple(int(n) for n in CHECKED.search(capsys.readouterr().out).groups())
+
+
+def without_build_time(fleet: dict) -> dict:
+    """fleet.json less what depends on when it was built (generated_at, and each region's age from it)."""
+    fleet = dict(fleet, generated_at=None)
+    fleet["scopes"] = [dict(s, age_hours=None, stale=None) for s in fleet["scopes"]]
+    fleet["summary"] = dict(fleet["summary"], stale=None)
+    return fleet
+
+
+@pytest.fixture
+def signed_folder(tmp_path):
+    """Four bundles signed by the donor (R8 failing in one), one signed by a stranger, the allowed signers."""
+    donor, stranger = _key(tmp_path, "donor@example.org"), _key(tmp_path, "stranger@example.org")
+    folder = tmp_path / "reports"
+    for day in range(4):
+        write(make_doc(day, verdicts={"R8": "FAIL"} if day == 2 else None, slow_from=day * 10), folder, key=donor)
+    write(make_doc(4, cloud="strangecloud"), folder, key=stranger)
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f"donor@example.org {Path(f'{donor}.pub').read_text()}")
+    return folder, allowed, donor
+
+
+def test_a_rebuild_verifies_only_the_new_bundle(signed_folder, tmp_path, capsys, monkeypatch):
+    folder, allowed, donor = signed_folder
+    out = tmp_path / "site"
+    # Signatures are checked in this process: no ssh-keygen (nor any other process) for these ed25519 keys.
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail(f"a process was started: {a}"))
+    assert build_counts(capsys, folder, "--out", out, "--allowed-signers", allowed) == (5, 5, 4)
+    first = fleet_json(out)
+    assert (out / sources.CACHE_FILE).is_file()
+    assert build_counts(capsys, folder, "--out", out, "--allowed-signers", allowed) == (5, 1, 0)
+    # The stranger's bundle is rejected again (rejections are never cached); nothing else was checked again.
+    assert without_build_time(fleet_json(out)) == without_build_time(first)
+    monkeypatch.undo()
+    new = write(make_doc(5, slow_from=30), folder, key=donor)
+    assert build_counts(capsys, folder, "--out", out, "--allowed-signers", allowed) == (6, 2, 1)
+    runs = {r["bundle"]: r for s in fleet_json(out)["scopes"] for r in s["runs"]}
+    assert runs[new.name]["signature"]["status"] == "verified" and len(runs) == 5
+
+
+def test_a_cached_bundle_changed_since_is_rejected(signed_folder, tmp_path, capsys):
+    """The files are hashed at every build: an edit that keeps the size and the modification time (what a
+    size+mtime shortcut would trust) is caught."""
+    folder, allowed, _ = signed_folder
+    out = tmp_path / "site"
+    build_counts(capsys, folder, "--out", out, "--allowed-signers", allowed)
+    victim = sorted(folder.iterdir())[1]
+    results = victim / "results.json"
+    before = results.stat()
+    text = results.read_text()
+    results.write_text(text.replace('"FAIL"', '"PASS"').replace('"WARN"', '"PASS"'))
+    assert results.stat().st_size == before.st_size and results.read_text() != text
+    os.utime(results, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert build_counts(capsys, folder, "--out", out, "--allowed-signers", allowed)[1] == 1  # the stranger only
+    fleet = fleet_json(out)
+    assert {Path(r["source"]).name: r["reason"] for r in fleet["rejected"]}[victim.name] == "changed: results.json"
+    # A manifest changed to match (but no longer signed by it) is caught by the signature check.
+    bundle.write_manifest(victim)
+    build_counts(capsys, folder, "--out", out, "--allowed-signers", allowed)
+    reason = {Path(r["source"]).name: r["reason"] for r in fleet_json(out)["rejected"]}[victim.name]
+    assert "is not a valid signature of MANIFEST.sha256" in reason
+
+
+def test_changed_allowed_signers_verify_every_bundle_again(signed_folder, tmp_path, capsys):
+    folder, allowed, donor = signed_folder
+    out = tmp_path / "site"
+    build_counts(capsys, folder, "--out", out, "--allowed-signers", allowed)
+    allowed.write_text(f"# donors\n{allowed.read_text()}")  # the same signers: a different file all the same
+    assert build_counts(capsys, folder, "--out", out, "--allowed-signers", allowed) == (5, 5, 0)
+    allowed.write_text("# nobody any more\n")
+    assert build_counts(capsys, folder, "--out", out, "--allowed-signers", allowed) == (5, 5, 0)
+    fleet = fleet_json(out)
+    assert fleet["summary"]["runs"] == 0 and len(fleet["rejected"]) == 5
+    assert all("not in the allowed signers" in r["reason"] for r in fleet["rejected"])
+    # A re-signed bundle (new manifest and signature) is verified again, whatever was cached for the old one.
+    allowed.write_text(f"donor@example.org {Path(f'{donor}.pub').read_text()}")
+    build_counts(capsys, folder, "--out", out, "--allowed-signers", allowed)
+    target = sorted(folder.iterdir())[0]
+    bundle.sign_bundle(target, str(donor))
+    assert build_counts(capsys, folder, "--out", out, "--allowed-signers", allowed)[1:] == (2, 1)
+
+
+def test_the_site_is_the_same_built_cold_warm_or_in_processes(signed_folder, tmp_path, capsys, monkeypatch):
+    """One process, a process pool and a rebuild from the cache give the same fleet.json and pages (but for
+    when they were built), and the same copied reports."""
+    folder, allowed, _ = signed_folder
+    args = ["--allowed-signers", allowed]
+    build_counts(capsys, folder, "--out", tmp_path / "one", *args)
+    monkeypatch.setattr(sources, "pool_size", lambda bundles: 2)
+    assert build_counts(capsys, folder, "--out", tmp_path / "pool", *args) == (5, 5, 4)
+    assert build_counts(capsys, folder, "--out", tmp_path / "pool", *args) == (5, 1, 0)
+    monkeypatch.undo()
+    reference = fleet_json(tmp_path / "one")
+    assert without_build_time(fleet_json(tmp_path / "pool")) == without_build_time(reference)
+    assert [r["bundle"] for r in reference["scopes"][0]["runs"]] == sorted(p.name for p in folder.iterdir())[:4]
+
+    def files(site: Path) -> dict:
+        built = re.compile(r"Built [^;]+;|\d+ (?:min|h|d \d+ h)(?: ago)?")
+        return {
+            p.relative_to(site).as_posix(): built.sub("", p.read_text())
+            for p in site.rglob("*.html")
+        }
+
+    assert files(tmp_path / "pool") == files(tmp_path / "one")
+
+
+def test_a_rebuild_keeps_report_copies_that_did_not_change(runs_folder, tmp_path, capsys):
+    folder, docs = runs_folder
+    out = tmp_path / "site"
+    assert main(["fleet", str(folder), "--out", str(out)]) == 0
+    copies = {p.parent.name: p for p in (out / "runs").glob("*/report.html")}
+    assert len(copies) == 4
+    kept, lost, edited = sorted(copies)[:3]
+    times = {name: copies[name].stat().st_mtime_ns for name in copies}
+    copies[lost].unlink()
+    copies[edited].write_text("truncated")
+    (out / "runs" / "old-run").mkdir()
+    (out / "runs" / "old-run" / "report.html").write_text("a run no source has any more")
+    assert main(["fleet", str(folder), "--out", str(out)]) == 0
+    assert copies[kept].stat().st_mtime_ns == times[kept]
+    for name in (lost, edited):
+        assert copies[name].read_text() == site.offline(folder / name / "report.html")
+    assert not (out / "runs" / "old-run").exists()
+    # A bundle whose report.html changed (and its manifest with it) gets a new copy.
+    page = folder / kept / "report.html"
+    page.write_text(page.read_text().replace("</body>", "<p>amended</p></body>"))
+    bundle.write_manifest(folder / kept)
+    assert main(["fleet", str(folder), "--out", str(out)]) == 0
+    assert "amended" in copies[kept].read_text()
+
+
+def test_an_unreadable_cache_is_an_empty_one(runs_folder, tmp_path, capsys):
+    folder, _ = runs_folder
+    out = tmp_path / "site"
+    assert main(["fleet", str(folder), "--out", str(out)]) == 0
+    (out / sources.CACHE_FILE).write_text("{not json")
+    assert build_counts(capsys, folder, "--out", out)[2] == 4  # every results.json checked again
+    stored = json.loads((out / sources.CACHE_FILE).read_text())
+    stored["checker"] = "an older suite"
+    (out / sources.CACHE_FILE).write_text(json.dumps(stored))
+    assert build_counts(capsys, folder, "--out", out)[2] == 4
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -415,10 +571,15 @@ def test_copied_reports_keep_no_link_out_of_the_site(tmp_path):
 
 
 def test_the_benchmark_runs_on_a_few_bundles():
-    """bench/fleet.py (the README's figures) on 12 bundles instead of 1,000: it runs and says what it measured."""
+    """bench/fleet.py (docs/benchmarks.md's figures) on 12 bundles instead of 1,000, with the baseline: it runs
+    and says what it measured."""
     bench = Path(__file__).resolve().parents[2] / "bench" / "fleet.py"
-    done = subprocess.run([sys.executable, str(bench), "--bundles", "12"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, str(bench), "--bundles", "12", "--baseline"], capture_output=True,
+                          text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     last = dict(field.split("=") for field in done.stdout.strip().splitlines()[-1].split())
-    assert last["bundles"] == "12" and float(last["build_s"]) > 0 and int(last["site_bytes"]) > int(last["pages_bytes"])
+    assert last["bundles"] == "12" and float(last["cold_s"]) > 0 and float(last["warm_cpu_s"]) > 0
+    assert int(last["site_bytes"]) > int(last["pages_bytes"]) and float(last["ratio_cold"]) > 0
     assert "fleet: 12 region(s) of 12 cloud(s), 12 run(s)" in done.stdout
+    # The warm build checked the new bundle only.
+    assert "13 run(s)" in done.stdout and "1 signature(s) verified, 1 results.json schema-checked" in done.stdout
