@@ -13,6 +13,8 @@ import base64
 import contextlib
 import os
 import re
+import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -55,16 +57,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="network for test nodes (default: provider network in provider mode, else the "
                          "project's own network)")
     group.addoption("--probe-reachability", dest="conformance_probe_reachability", action="store_true",
-                    default=False, help="R6: also TCP-connect to port 22 of the public address (off by "
-                                        "default; needs a guest that boots and answers)")
+                    default=False, help="R6: boot the node from the probe image (--probe-image) and complete an "
+                                        "SSH handshake with its public address (off by default)")
     group.addoption("--progress-interval", dest="conformance_progress_interval", type=float, metavar="SECONDS",
                     default=float(os.environ.get("CONFORMANCE_PROGRESS_INTERVAL") or PROGRESS_EVERY_S),
                     help="when the output is not a terminal (a pipe, a log file), write the burst's progress "
                          "line at most this often; 0: at every poll. Env CONFORMANCE_PROGRESS_INTERVAL; "
                          "default: %(default)s")
-    group.addoption("--probe-image", dest="conformance_probe_image", metavar="NAME|ID", default=None,
-                    help="R5/R11: an existing image with cloud-init for the in-guest probe (default: the "
-                         "suite's uploaded image, which only an emulating cloud answers for)")
+    group.addoption("--probe-image", dest="conformance_probe_image", metavar="NAME|ID|none",
+                    default=os.environ.get("CONFORMANCE_PROBE_IMAGE") or None,
+                    help="R5/R11's probe node and R6's --probe-reachability node: an existing image with cloud-init "
+                         "and sshd (default: the profile's probe.image when the cloud has it, else the suite's "
+                         "own image, which has no OS: only an emulating cloud answers for it; `none`: always "
+                         "the suite's own image). Env CONFORMANCE_PROBE_IMAGE")
 
 
 def _active(config: pytest.Config) -> bool:
@@ -526,6 +531,59 @@ def progress_writer(config: pytest.Config, every_s: float | None = None):
     return write
 
 
+# ------------------------------------------------------------------------------------------ probe image
+@dataclass
+class ProbeImage:
+    """An image of the cloud's with an OS (cloud-init, sshd): what R5/R11 read facts from and R6 reaches."""
+
+    id: str
+    name: str
+    source: str  # "--probe-image" or "profile probe.image"
+
+    def describe(self) -> dict:
+        return {"id": self.id, "name": self.name, "source": self.source}
+
+
+OWN_IMAGE = "none"  # --probe-image none: the suite's own image, even when the profile names one
+
+
+def probe_image(cloud, profile, config: pytest.Config) -> tuple[ProbeImage | None, str]:
+    """The image probe nodes boot: --probe-image, else the profile's probe.image when the cloud has it. Returns
+    (image or None for the suite's own image, a note on why when a profile's image was not used)."""
+    chosen = config.getoption("conformance_probe_image")
+    if chosen == OWN_IMAGE:
+        return None, ""
+    name, source = (chosen, "--probe-image") if chosen else (profile.get("probe.image"), "profile probe.image")
+    if not name:
+        return None, ""
+    try:
+        image = call(cloud, cloud.conn.image.find_image, name, ignore_missing=False)
+    except os_exc.SDKException as exc:  # NotFoundException, or DuplicateResource: not one image to boot
+        if chosen:
+            pytest.fail(f"--probe-image {name}: no such image visible to {cloud.scope} ({first_line(exc)})",
+                        pytrace=False)
+        return None, f"the profile's probe image {name} is not in {cloud.scope}: the suite's own image instead"
+    return ProbeImage(image.id, image.name, source), ""
+
+
+def ssh_handshake(addr: str, port: int = 22, timeout_s: float = 10.0) -> tuple[str | None, str]:
+    """One SSH key exchange with addr:port (ssh-keyscan: no login, no key of ours). Returns (the host key's type
+    or None, what went wrong)."""
+    keyscan = shutil.which("ssh-keyscan")
+    if not keyscan:
+        return None, "ssh-keyscan not found (package openssh-client)"
+    try:
+        done = subprocess.run([keyscan, "-T", str(int(timeout_s)), "-p", str(port), addr], capture_output=True,
+                              text=True, timeout=timeout_s + 5)
+    except subprocess.TimeoutExpired:
+        return None, f"no SSH handshake with {addr}:{port} within {timeout_s:.0f} s"
+    for line in done.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and not line.startswith("#"):
+            return fields[1], ""
+    return None, first_line(Exception(done.stderr.strip() or f"no SSH host key from {addr}:{port}"))
+
+
 # ------------------------------------------------------------------------------------------ guest probe
 PROBE_MARKER = "conformance-probe"
 PROBE_KEYS = ("nproc", "memtotal_kb", "cpu_mhz", "cpu_model", "steal_percent", "bench_score")
@@ -538,6 +596,7 @@ PROBE_USER_DATA = r"""#!/bin/sh
 # conformance-probe: facts about this guest for the OpenStack conformance suite (R5 cpu, R11 overcommit)
 say() { line="conformance-probe: $1"; echo "$line"
   for t in /dev/ttyS0 /dev/console; do [ -w "$t" ] && echo "$line" > "$t"; done; }
+v=$(systemd-detect-virt 2>/dev/null); say "virt=${v:-unknown}"; say "kernel=$(uname -r)"
 n=$(nproc); say "nproc=$n"
 say "memtotal_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
 say "cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
@@ -566,6 +625,22 @@ def parse_probe(console: str) -> dict[str, str]:
 
 def probe_complete(facts: dict[str, str]) -> bool:
     return all(k in facts for k in PROBE_KEYS)
+
+
+# What systemd-detect-virt names -> how a report says it. "qemu" is QEMU without hardware virtualisation (TCG):
+# it emulates every instruction, and has no steal clock.
+VIRT_NAMES = {"qemu": "QEMU TCG", "kvm": "KVM", "xen": "Xen", "vmware": "VMware", "microsoft": "Hyper-V",
+              "amazon": "AWS Nitro", "none": "no hypervisor"}
+NO_STEAL_CLOCK = {"qemu": "QEMU TCG (software emulation) has no steal clock: steal reads 0 whatever the host does"}
+
+
+def guest_kind(facts: dict[str, str]) -> str:
+    """What answered the probe: a cloud's guest emulation (the sandbox's fake nodes), or a real guest and its
+    hypervisor ("real guest (QEMU TCG)")."""
+    if facts.get("emulated"):
+        return f"measured by the {facts['emulated']} guest emulation, not a real guest"
+    virt = facts.get("virt", "unknown")
+    return f"real guest ({VIRT_NAMES.get(virt, virt)})" if virt != "unknown" else "real guest"
 
 
 @dataclass

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from sandbox.layout import HOST, REGION, Layout
 
-COMPUTE_HOST = "sandbox-compute"
+COMPUTE_HOST = "sandbox-compute"  # the fake hypervisor's four nodes
+REAL_COMPUTE_HOST = "sandbox-real"  # the libvirt host of real guests (sandbox/real_host.py)
 SERVICE_USERS = ("glance", "placement", "nova", "neutron", "cinder")
 # Quotas of the cloud's initial state: room for 150 test nodes (R8 needs 100), also when they boot from 80 GB
 # volumes (the `flavor disk=0` variant, as several donors' nodes do), and 1000 GB of volumes in ci.
@@ -68,8 +69,9 @@ def _common(layout: Layout, name: str) -> dict[str, object]:
     return {"log_file": layout.log / f"{name}.log", "debug": "false"}
 
 
-def render_all(layout: Layout, passwords: dict[str, str]) -> None:
-    """Write every service's config into layout.etc (paste files come from the installed services)."""
+def render_all(layout: Layout, passwords: dict[str, str], real_host=None) -> None:
+    """Write every service's config into layout.etc (paste files come from the installed services).
+    `real_host` (sandbox.real_host.RealHost): the libvirt host of real guests, when it runs."""
     etc = layout.etc
     etc.mkdir(parents=True, exist_ok=True)
     for name in ("nova", "neutron", "cinder", "glance", "placement", "keystone"):
@@ -83,7 +85,8 @@ def render_all(layout: Layout, passwords: dict[str, str]) -> None:
         "keystone.conf": keystone(layout),
         "glance-api.conf": glance(layout, passwords),
         "placement.conf": placement(layout, passwords),
-        "nova.conf": nova(layout, passwords),
+        "nova.conf": nova(layout, passwords, real_host),
+        "nova-real.conf": nova_real(layout, real_host),
         "neutron.conf": neutron(layout, passwords),
         "cinder.conf": cinder(layout, passwords),
     }
@@ -135,7 +138,13 @@ def placement(layout: Layout, passwords: dict[str, str]) -> str:
     })
 
 
-def nova(layout: Layout, passwords: dict[str, str]) -> str:
+def isolated_images(real_host) -> list[str]:
+    """The Glance ids that boot on the real host and only there: the guest image's disk."""
+    image = getattr(real_host, "image", None) if getattr(real_host, "enabled", False) else None
+    return [image["ids"]["disk"]] if image else []
+
+
+def nova(layout: Layout, passwords: dict[str, str], real_host=None) -> str:
     service = {"region_name": REGION}
     return _render({
         "DEFAULT": {
@@ -172,7 +181,16 @@ def nova(layout: Layout, passwords: dict[str, str]) -> str:
         # Map the compute host into the cell within seconds of its start instead of waiting for an operator.
         "scheduler": {"discover_hosts_in_cells_interval": 2, "workers": 1},
         # Pick among the best 4 nodes at random, so a burst's concurrent requests don't all claim the same one.
-        "filter_scheduler": {"host_subset_size": 4},
+        # The real host takes the guest image and nothing else; the guest image goes nowhere else (with no
+        # real host, that image does not exist either).
+        "filter_scheduler": {
+            "host_subset_size": 4,
+            "enabled_filters": "ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,"
+                               "ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter,IsolatedHostsFilter",
+            "isolated_hosts": REAL_COMPUTE_HOST,
+            "isolated_images": ",".join(isolated_images(real_host)),
+            "restrict_isolated_hosts_to_isolated_images": "true",
+        },
         "conductor": {"workers": 1},
         # Neutron's policy lets only a service (a service token with the `service` role) delete a compute
         # port: without it, deleting a server fails with "rule:delete_port is disallowed by policy".
@@ -182,18 +200,57 @@ def nova(layout: Layout, passwords: dict[str, str]) -> str:
     })
 
 
+def nova_real(layout: Layout, real_host=None) -> str:
+    """What the real host's nova-compute reads after nova.conf: Nova's libvirt driver on the sandbox's private
+    libvirtd (sandbox/real_host.py)."""
+    virt_type = getattr(real_host, "virt_type", "qemu")
+    return _render({
+        "DEFAULT": {
+            "host": REAL_COMPUTE_HOST,
+            "compute_driver": "libvirt.LibvirtDriver",
+            "instances_path": layout.real_instances,
+            "log_file": layout.log / "nova-compute-real.log",
+            # The guests read their metadata, keys and network from a config drive: no metadata service runs.
+            "force_config_drive": "true",
+            "config_drive_format": "iso9660",
+            "mkisofs_cmd": "genisoimage",
+            # Keep the image qcow2 in the cache (a raw copy of the 1.2 GB virtual disk buys nothing here).
+            "force_raw_images": "false",
+            # A 2-core machine shares its cores with the whole cloud: 2 test nodes of 8 vCPU at most; memory is
+            # not overcommitted (placement refuses a third 8 GB guest on 24 GB).
+            "initial_cpu_allocation_ratio": 8.0,
+            "reserved_host_memory_mb": 2048,
+            "max_concurrent_builds": 2,
+        },
+        "libvirt": {
+            "virt_type": virt_type,
+            "connection_uri": f"qemu:///system?socket={layout.libvirt_socket}",
+            # TCG emulates a plain qemu64 CPU well; host-model needs hardware virtualisation.
+            "cpu_mode": "host-passthrough" if virt_type == "kvm" else "none",
+            # Throwaway guests: no flush ever reaches the disk.
+            "disk_cachemodes": "file=unsafe",
+            "inject_partition": -2,
+        },
+        "vnc": {"enabled": "false"},
+        "spice": {"enabled": "false"},
+    })
+
+
 def neutron(layout: Layout, passwords: dict[str, str]) -> str:
     return _render({
         "DEFAULT": {
             **_common(layout, "neutron"),
             "transport_url": _messaging(layout),
             "core_plugin": "ml2",
-            "service_plugins": "router",
+            # Routers and floating IPs; a floating IP reports ACTIVE while associated (sandbox/neutron_l3.py).
+            "service_plugins": "sandbox.neutron_l3.AgentlessL3RouterPlugin",
             "auth_strategy": "keystone",
             "state_path": layout.data / "neutron",
-            # No Nova notifications and no DHCP agent: there are no agents to tell.
+            # No agent reports a port's status, so there is no status change to tell Nova about; a floating IP
+            # (dis)association is told, as on a real cloud: Nova refreshes the server's addresses at once
+            # (zuul-launcher waits for the floating IP to show in them) instead of at its next periodic heal.
             "notify_nova_on_port_status_changes": "false",
-            "notify_nova_on_port_data_changes": "false",
+            "notify_nova_on_port_data_changes": "true",
             "dhcp_agent_notification": "false",
             "api_paste_config": layout.etc / "neutron-api-paste.ini",
         },

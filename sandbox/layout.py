@@ -29,7 +29,13 @@ BASE_PORTS = {
 
 
 # Bump when the template's making changes in a way seed.py and the pins don't show (e.g. schema sync steps).
-TEMPLATE_FORMAT = "5"  # 5: the zuul project's volume quota (configs.QUOTAS) has room for 150 boot volumes
+TEMPLATE_FORMAT = "6"  # 6: the public network on 198.51.100.0/24, private subnets without DHCP, the real host mapped
+
+# The real compute host's guests sit on a bridge of this machine in a TEST-NET range (RFC 5737) that is not the
+# machine's uplink (192.0.2.0/24 is, on the machines this project runs on): the sandbox's public network. No
+# forwarding, no NAT, no route out: the host reaches its own guests, nothing else.
+GUEST_NET = "198.51.100.0/24"
+GUEST_GATEWAY = "198.51.100.1"  # the bridge's own address
 
 
 @dataclass(frozen=True)
@@ -63,10 +69,22 @@ class Layout:
     credentials = property(lambda self: self.root / "credentials.json")
     processes = property(lambda self: self.root / "processes.json")
     guest_file = property(lambda self: self.root / "guest.json")
+    # The real compute host: libvirtd's own /etc, /run, /var/lib, /var/log and /var/cache (bind-mounted in its
+    # private mount namespace), the guests' disks, and what `up` decided about it.
+    libvirt_dir = property(lambda self: self.root / "data" / "libvirt")
+    libvirt_socket = property(lambda self: self.root / "data" / "libvirt" / "run" / "libvirt-sock")
+    real_instances = property(lambda self: self.root / "data" / "nova-real" / "instances")
+    real_host_file = property(lambda self: self.root / "real-host.json")
     ca_cert = property(lambda self: self.root / "etc" / "ca.pem")
     tls_cert = property(lambda self: self.root / "etc" / "keystone-cert.pem")
     tls_key = property(lambda self: self.root / "etc" / "keystone-key.pem")
     lock = property(lambda self: self.root / "up.lock")
+
+    @property
+    def bridge(self) -> str:
+        """The guests' bridge (an interface name: at most 15 characters)."""
+        offset = int(os.environ.get("SANDBOX_PORT_OFFSET", "0"))
+        return f"sbxbr{offset}"
 
     def db_url(self, database: str) -> str:
         # Unix socket only (mariadbd runs with --skip-networking): no TCP port, no password to leak.

@@ -5,15 +5,20 @@ Runs once per database template (see stack.py); every `up` restores the result.
 
 from __future__ import annotations
 
+import ipaddress
+
 import openstack
 
 from sandbox.configs import MIRROR_FLAVOR, QUOTAS, SERVICE_USERS, SMALL_FLAVOR, TEST_NODE_FLAVOR
-from sandbox.layout import REGION, Layout
+from sandbox.layout import GUEST_GATEWAY, GUEST_NET, REGION, Layout
 
+_GUEST_HOSTS = list(ipaddress.ip_network(GUEST_NET).hosts())
 PROJECT_USERS = {"zuul": "openstackzuul-sandbox", "ci": "openstackci-sandbox"}
 PUBLIC_NETWORK = {
     "name": "public",
-    "ipv4": {"cidr": "192.0.2.0/24", "gateway_ip": "192.0.2.1"},
+    # The real host's bridge carries this range (layout.GUEST_NET); the first addresses are the host's own.
+    "ipv4": {"cidr": GUEST_NET, "gateway_ip": GUEST_GATEWAY,
+             "allocation_pools": [{"start": str(_GUEST_HOSTS[9]), "end": str(_GUEST_HOSTS[-5])}]},
     "ipv6": {"cidr": "2001:db8::/64"},
 }
 
@@ -83,9 +88,11 @@ def seed_compute_network_volume(conn) -> None:
         project = conn.identity.find_project(project_name, ignore_missing=False)
         set_quotas(conn, project.id, QUOTAS[project_name])
         network = conn.network.create_network(name="private", project_id=project.id)
+        # No DHCP server runs: a real guest takes its static address from the config drive instead of waiting
+        # for a lease that never comes.
         subnet = conn.network.create_subnet(
             network_id=network.id, name="private-v4", ip_version=4, cidr=f"10.{index}.0.0/16",
-            project_id=project.id,
+            project_id=project.id, is_dhcp_enabled=False,
         )
         router = conn.network.create_router(
             name="router", project_id=project.id, external_gateway_info={"network_id": public.id},

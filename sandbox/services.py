@@ -97,6 +97,20 @@ def daemon_services(layout: Layout) -> list[Service]:
     ]
 
 
+def real_host_daemons(layout: Layout) -> list[Service]:
+    """The real host's virtlogd and libvirtd (sandbox/real_host.py), in the order they start."""
+    from sandbox import real_host
+
+    return [Service(name, argv) for name, argv in real_host.daemon_argv(layout).items()]
+
+
+def real_compute(layout: Layout) -> Service:
+    """nova-compute of the real host: Nova's libvirt driver (sandbox/real_compute.py)."""
+    conf = ["--config-file", str(layout.etc / "nova.conf"), "--config-file", str(layout.etc / "nova-real.conf")]
+    return Service("nova-compute-real", [sys.executable, "-m", "sandbox.real_compute", *conf],
+                   {**QUIET, "SANDBOX_GUEST_BRIDGE": layout.bridge}, after=("keystone", "placement"))
+
+
 def mariadb(layout: Layout) -> Service:
     argv = [
         shutil.which("mariadbd") or "/usr/sbin/mariadbd", "--no-defaults",

@@ -24,7 +24,7 @@ from pathlib import Path
 import openstack
 import yaml
 
-from sandbox import configs, seed, services
+from sandbox import configs, guest_image, real_host, seed, services
 from sandbox.layout import REGION, Layout, cache_root, template_key, venv_bin
 from sandbox.processes import ProcessTable, rss_mb
 from sandbox.tls import make_ca_and_server_cert
@@ -108,29 +108,38 @@ class Stack:
             except BaseException:
                 self.say("start failed; stopping what was started (logs kept in "
                          f"{self.layout.log})")
-                self.table.stop_all()
+                self._stop_everything()
                 raise
 
     def _up(self) -> None:
         layout = self.layout
         self._wipe_state(keep_logs=False)
+        plan = self._plan_real_host()
         template = cache_root() / template_key(layout)
-        if not (template / "complete").exists():
-            self.say(f"no database template for this setup yet: building it once in {template} "
-                     "(about 2 minutes)")
-            self._build_template(template)
-            self.table.stop_all()
-            self.answered.clear()
-            self._wipe_state(keep_logs=True)
+        with ThreadPoolExecutor(1) as background:
+            # The guest image is built once per machine (minutes, mostly downloads and compression): beside the
+            # database template when both are missing.
+            image_ready = background.submit(self._guest_image, plan)
+            if not (template / "complete").exists():
+                self.say(f"no database template for this setup yet: building it once in {template} "
+                         "(about 2 minutes)")
+                self._build_template(template)
+                self.table.stop_all()
+                self.answered.clear()
+                self._wipe_state(keep_logs=True)
+            guest = image_ready.result()
+        plan.save(layout)
         self._restore_template(template)
         passwords = self.credentials()
-        configs.render_all(layout, passwords)
+        configs.render_all(layout, passwords, plan)
         make_ca_and_server_cert(layout.ca_cert, layout.tls_cert, layout.tls_key, "127.0.0.1")
-        self._start_infrastructure()
+        self._start_infrastructure(plan)
         # Keystone first and alone: every other service authenticates against it at start, and on 2 cores its
         # import is three times slower when all services import at once. Then everything else at once (the
         # daemons reconnect to RabbitMQ by themselves), except what must wait for another service to answer.
         every = services.api_services(layout) + services.daemon_services(layout)
+        if plan.enabled:
+            every.append(services.real_compute(layout))
         keystone = every.pop(0)
         self._start(keystone)
         self._wait_ports([keystone.name], timeout=60)
@@ -145,7 +154,42 @@ class Stack:
         order = sorted(self.answered.items(), key=lambda item: item[1])
         self.say("all APIs answer (first answers: " + ", ".join(f"{name} {at:.1f}s" for name, at in order) + ")")
         self.write_clouds_yaml(passwords)
-        self._wait_usable(passwords)
+        self._wait_usable(passwords, plan, guest)
+
+    # ---- the real host (sandbox/real_host.py) --------------------------------------------------------------
+    def _plan_real_host(self) -> real_host.RealHost:
+        """Whether this `up` runs a real guest host, checked before anything starts."""
+        if not real_host.wanted():
+            return real_host.RealHost(enabled=False, reason="SANDBOX_REAL_GUESTS=0")
+        missing = real_host.missing_prerequisites() + [f"{what} (apt package {package})" for what, package
+                                                       in guest_image.missing_prerequisites()]
+        if missing:
+            raise SandboxError("the real guest host needs " + "; ".join(missing) + ". Run `bash sandbox/prereqs.sh`"
+                               " (as root), or start without real guests: SANDBOX_REAL_GUESTS=0")
+        virt_type = "kvm" if real_host.hardware_virtualisation() else "qemu"
+        key = guest_image.cache_key()
+        return real_host.RealHost(enabled=True, virt_type=virt_type, bridge=self.layout.bridge,
+                                  image={"name": real_host.GLANCE_NAME, "key": key,
+                                         "ids": real_host.glance_ids(key)})
+
+    def _guest_image(self, plan: real_host.RealHost):
+        if not plan.enabled:
+            return None
+        return guest_image.ensure_image(say=lambda line: self.say(f"guest image: {line}"))
+
+    def _wait_socket(self, name: str, socket: Path) -> None:
+        wait_for(lambda: self._check_alive() or socket.exists(), timeout=60, interval=0.1,
+                 what=f"{name}'s socket", describe=lambda: self._log_tail(f"{name}.out"))
+
+    def _start_real_host_daemons(self, plan: real_host.RealHost) -> None:
+        layout = self.layout
+        real_host.write_libvirt_config(layout)
+        layout.real_instances.mkdir(parents=True, exist_ok=True)
+        real_host.create_bridge(layout)
+        for service in services.real_host_daemons(layout):
+            self._start(service)
+            self._wait_socket(service.name, layout.libvirt_dir / "run" / real_host.SOCKETS[service.name])
+        self.say(f"libvirtd ready ({plan.virt_type}), guests' bridge {layout.bridge} on {real_host.GUEST_NET}")
 
     def _wipe_state(self, keep_logs: bool) -> None:
         root = self.layout.root
@@ -174,10 +218,12 @@ class Stack:
         return self.table.start(service.name, service.argv, self.layout.log / f"{service.name}.out", service.env,
                                 cwd=self.layout.root, nice=service.nice)
 
-    def _start_infrastructure(self) -> None:
+    def _start_infrastructure(self, plan: real_host.RealHost | None = None) -> None:
         layout = self.layout
         layout.log.mkdir(parents=True, exist_ok=True)
         self._start(services.mariadb(layout))
+        if plan is not None and plan.enabled:
+            self._start_real_host_daemons(plan)
         for service in services.rabbit_services(layout):
             self._start(service)
             if service.name == "epmd":
@@ -245,12 +291,14 @@ class Stack:
         create = "; ".join(f"CREATE DATABASE {db} CHARACTER SET utf8mb3" for db in DATABASES)
         self._run_step("create databases", ["mariadb", f"--socket={layout.mysql_socket}", "-uroot", "-e", create])
         self._sync_schemas(passwords)
-        # Map the compute host into cell1 now (what `nova-manage cell_v2 discover_hosts` would do once it
-        # registers): boots work as soon as nova-compute reports, instead of after the next periodic discovery.
+        # Map the compute hosts (the fake nodes' and the real one's) into cell1 now (what `nova-manage cell_v2
+        # discover_hosts` would do once they register): boots work as soon as nova-compute reports, instead of
+        # after the next periodic discovery.
         self._run_step("map compute host", [
             "mariadb", f"--socket={layout.mysql_socket}", "-uroot", "nova_api", "-e",
-            "INSERT INTO host_mappings (created_at, cell_id, host) SELECT NOW(), id, "
-            f"'{configs.COMPUTE_HOST}' FROM cell_mappings WHERE name = 'cell1'",
+            "; ".join("INSERT INTO host_mappings (created_at, cell_id, host) SELECT NOW(), id, "
+                      f"'{host}' FROM cell_mappings WHERE name = 'cell1'"
+                      for host in (configs.COMPUTE_HOST, configs.REAL_COMPUTE_HOST)),
         ])
         self.say("schemas synced")
         self._start_apis(wait=True)
@@ -330,6 +378,11 @@ class Stack:
             for future in [pool.submit(run_chain, name) for name in steps]:
                 future.result()
 
+    def _upload_guest_image(self, conn, plan: real_host.RealHost, image: guest_image.GuestImage) -> None:
+        started = time.monotonic()
+        real_host.upload_guest_image(conn, image, plan.image["ids"])
+        self.say(f"guest image {plan.image['name']} in Glance ({time.monotonic() - started:.1f}s)")
+
     def _upload_base_image(self, conn) -> None:
         # A raw image (Glance inspects data: the declared format must match the bytes) for the smoke boot.
         image_file = self.layout.root / "base.img"
@@ -339,25 +392,35 @@ class Stack:
         image_file.unlink()
 
     # ---- usable ------------------------------------------------------------------------------------------------
-    def _wait_usable(self, passwords: dict[str, str]) -> None:
-        """Return when a server boots: compute registered, host mapped into the cell, networking binds."""
+    def _wait_usable(self, passwords: dict[str, str], plan: real_host.RealHost | None = None,
+                     guest: guest_image.GuestImage | None = None) -> None:
+        """Return when a server boots: compute registered, host mapped into the cell, networking binds; and with a
+        real host, when it has registered too and the guest image is in Glance."""
         conn = seed.admin_connection(self.layout, passwords["admin"])
         conn.authorize()  # one token, before the threads below share the connection
+        real = plan is not None and plan.enabled
+        hosts = {configs.COMPUTE_HOST, *([configs.REAL_COMPUTE_HOST] if real else [])}
 
         def registered():
+            # A host counts once its service is up and its node reported resources (a hypervisor).
             self._check_alive()
-            return list(conn.compute.hypervisors())
+            up = {s.host for s in conn.compute.services(binary="nova-compute") if s.state == "up"}
+            reported = {(h.service_details or {}).get("host") for h in conn.compute.hypervisors(details=True)}
+            return hosts <= up & reported
 
         # The first call to each API is slow while the other services still import (the API validates the token,
         # its middleware first authenticates itself): look up what the boot needs while compute registers.
-        with ThreadPoolExecutor(3) as pool:
+        with ThreadPoolExecutor(4) as pool:
             lookups = [pool.submit(conn.image.find_image, "sandbox-base", ignore_missing=False),
                        pool.submit(conn.compute.find_flavor, configs.SMALL_FLAVOR["name"], ignore_missing=False),
                        pool.submit(conn.network.find_network, seed.PUBLIC_NETWORK["name"], ignore_missing=False)]
-            wait_for(registered, timeout=120, interval=0.5,
-                     what="the compute host to register", describe=lambda: self._log_tail("nova-compute.out"))
-            self.say("compute host registered")
+            upload = pool.submit(self._upload_guest_image, conn, plan, guest) if real else None
+            wait_for(registered, timeout=180, interval=0.5, what="the compute host(s) to register",
+                     describe=lambda: self._log_tail("nova-compute-real.out" if real else "nova-compute.out"))
+            self.say("compute host registered" if not real else "compute hosts registered (fake nodes, real host)")
             image, flavor, network = (lookup.result() for lookup in lookups)
+            if upload is not None:
+                upload.result()
         deadline = time.monotonic() + 120
         attempt = 0
         while True:  # bounded by the deadline: the host may not be mapped into the cell for a few seconds
@@ -424,11 +487,21 @@ class Stack:
         """Stop exactly the processes `up` started and remove the state; return what was stopped."""
         if not self.layout.root.exists():
             return []
-        # Graceful first, but not for long: the state is thrown away anyway (cinder-scheduler ignores SIGTERM).
-        stopped = self.table.stop_all(timeout=3)
+        stopped = self._stop_everything()
         shutil.rmtree(self.layout.root, ignore_errors=True)
         lock = self.layout.root.parent / f"{self.layout.root.name}.lock"
         lock.unlink(missing_ok=True)
+        return stopped
+
+    def _stop_everything(self, timeout: float = 3) -> list[str]:
+        """Every process `up` started, then what the real host leaves behind them: the guests' QEMU processes
+        (daemons of their own, which outlive libvirtd), their taps and the bridge."""
+        # Graceful first, but not for long: the state is thrown away anyway (cinder-scheduler ignores SIGTERM).
+        stopped = self.table.stop_all(timeout=timeout)
+        guests = real_host.kill_guests(self.layout)
+        removed = real_host.remove_bridge(self.layout)
+        if guests or removed:
+            self.say(f"real host: stopped {len(guests)} guest(s), removed {', '.join(removed) or 'nothing'}")
         return stopped
 
     def _recorded(self, name: str):
@@ -448,7 +521,7 @@ class Stack:
         proc = self._recorded(name)
         self.table.stop(name)
         spec = next((s for s in services.api_services(self.layout) + services.daemon_services(self.layout)
-                     if s.name == name), None)
+                     + [services.real_compute(self.layout)] if s.name == name), None)
         self._started.add(name)
         self.table.start(name, proc.argv, Path(proc.log), proc.env, cwd=self.layout.root,
                          nice=spec.nice if spec else 0)

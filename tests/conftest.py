@@ -26,6 +26,14 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
+def pytest_configure(config):
+    # Every run of the suite these tests start (they inherit this environment) probes R5/R11 on the suite's own
+    # image, which the sandbox's fake nodes answer for in seconds, not on the sandbox's real guest image (minutes
+    # under QEMU TCG). tests/integration/test_real_guests.py boots the real guest, and so does any test that
+    # passes --probe-image itself.
+    os.environ.setdefault("CONFORMANCE_PROBE_IMAGE", "none")
+
+
 @pytest.fixture(scope="session")
 def sandbox():
     """The running sandbox cloud (sandbox.api.Sandbox), started for this session unless already up."""

@@ -1,10 +1,14 @@
 """R6: a test node gets a public IPv4 and/or IPv6 address, the way the profile says the provider works
-(directly on a provider network, or through a floating IP). Addresses are classified with `ipaddress`."""
+(directly on a provider network, or through a floating IP). Addresses are classified with `ipaddress`.
+
+With --probe-reachability the node boots the probe image (--probe-image or the profile's probe.image: an OS with
+sshd) and the check completes an SSH handshake with its public address, as zuul-launcher's ssh-keyscan does
+before it hands a node to a job: a TCP port that accepts is not yet a node Zuul can use."""
 
 from __future__ import annotations
 
 import ipaddress
-import socket
+import time
 
 import pytest
 from openstack import exceptions as os_exc
@@ -16,10 +20,12 @@ from conformance.dynamic import (
     external_networks,
     first_line,
     node_setup,
+    probe_image,
     public_ip_mode,
     server_addresses,
+    ssh_handshake,
 )
-from conformance.resources import call
+from conformance.resources import Deadline, call
 
 pytestmark = [pytest.mark.requirement("R6"), pytest.mark.dynamic]
 
@@ -37,14 +43,6 @@ def classify(addr: str, accept_documentation: bool) -> dict:
 
 def families_ok(families: str, ipv4: bool, ipv6: bool) -> bool:
     return {"ipv4": ipv4, "ipv6": ipv6, "both": ipv4 and ipv6}.get(families, ipv4 or ipv6)
-
-
-def _reachable(addr: str, timeout: float = 10.0) -> tuple[bool, str]:
-    try:
-        with socket.create_connection((addr, 22), timeout=timeout):
-            return True, ""
-    except OSError as exc:
-        return False, exc.strerror or str(exc)
 
 
 def test_public_ip(zuul, profile, record, images, tracker, pytestconfig):
@@ -69,10 +67,15 @@ def test_public_ip(zuul, profile, record, images, tracker, pytestconfig):
                data={"ipv4": False, "ipv6": False, "mode": mode, "addresses": []})
         return
     setup = node_setup(zuul, profile, images, pytestconfig, network=provider_net)
+    reach = pytestconfig.getoption("conformance_probe_reachability")
+    node_image, fallback = probe_image(zuul, profile, pytestconfig) if reach else (None, "")
+    network_data = {"network": {"id": setup.network.id, "name": setup.network.name},
+                    "project_networks": project_networks(zuul)}
+    started = time.monotonic()
     try:
-        server, _ = boot_server(zuul, tracker, "r6-node", image_id=setup.image_id, flavor_id=setup.flavor.id,
-                                network_id=setup.network.id, timeout_s=boot_timeout(profile),
-                                volume_size_gb=setup.volume_size_gb)
+        server, _ = boot_server(zuul, tracker, "r6-node", image_id=node_image.id if node_image else setup.image_id,
+                                flavor_id=setup.flavor.id, network_id=setup.network.id,
+                                timeout_s=boot_timeout(profile), volume_size_gb=setup.volume_size_gb)
     except (BootFailed, os_exc.SDKException) as exc:
         record("R6", "public_ip", scope=zuul.scope, measured="no test node", threshold=threshold, ok=False,
                reason=f"the test node did not boot: {first_line(exc)}",
@@ -99,12 +102,49 @@ def test_public_ip(zuul, profile, record, images, tracker, pytestconfig):
     record("R6", "public_ip", scope=zuul.scope, measured=shown, threshold=threshold, ok=ok,
            reason="; ".join(notes),
            data={"ipv4": ipv4, "ipv6": ipv6, "mode": mode, "addresses": addresses,
-                 "accept_documentation_ranges": accept_doc, **setup.describe()})
-    if pytestconfig.getoption("conformance_probe_reachability") and public:
-        target = public[0]["addr"]
-        reachable, why = _reachable(target)
-        record("R6", "public_ip.reachable", scope=zuul.scope, measured=f"tcp/22 on {target}",
-               threshold="connects", ok=reachable, reason=why)
+                 "accept_documentation_ranges": accept_doc, **network_data, **setup.describe()})
+    if reach:
+        _check_reachable(zuul, profile, record, public, node_image, fallback, started)
+
+
+def _check_reachable(cloud, profile, record, public: list[dict], node_image, fallback: str, started: float):
+    """An SSH handshake with the node's first public address, retried until the probe image's wait runs out."""
+    threshold = "SSH handshake on port 22"
+    if node_image is None:
+        record("R6", "public_ip.reachable", scope=cloud.scope, measured="not probed", threshold=threshold,
+               verdict="SKIP", reason=fallback or "needs an image with sshd: --probe-image or the profile's "
+                                                  "probe.image (the suite's own image has no OS)")
+        return
+    if not public:
+        record("R6", "public_ip.reachable", scope=cloud.scope, measured="no public address", threshold=threshold,
+               ok=False, reason="the node has no public address to reach")
+        return
+    target = public[0]["addr"]
+    state = {"key": None, "why": ""}
+
+    def answered() -> bool:
+        state["key"], state["why"] = ssh_handshake(target)
+        return state["key"] is not None
+
+    Deadline(float(profile.get("probe.wait_s", 900))).poll(answered, 5.0)
+    seconds = time.monotonic() - started
+    data = {"addr": target, "host_key_type": state["key"], "seconds": round(seconds, 1),
+            "probe_image": node_image.describe()}
+    if state["key"]:
+        record("R6", "public_ip.reachable", scope=cloud.scope,
+               measured=f"{target}:22 answered ({state['key']} host key) {seconds:.0f} s after the boot request",
+               threshold=threshold, ok=True, data=data)
+    else:
+        record("R6", "public_ip.reachable", scope=cloud.scope, measured=f"{target}:22 did not answer",
+               threshold=threshold, ok=False, reason=state["why"], data=data)
+
+
+def project_networks(cloud) -> list[str]:
+    """The networks Nova would choose from for a node that names none (the project's own and shared ones, with a
+    subnet): with more than one, Nova refuses such a boot, and zuul-launcher's label must name one (`networks`)."""
+    networks = call(cloud, lambda: list(cloud.conn.network.networks()))
+    return sorted(n.name or n.id for n in networks
+                  if n.subnet_ids and (n.project_id == cloud.project_id or n.is_shared))
 
 
 def _attach_floating_ip(cloud, tracker, server, externals, addresses, accept_doc) -> str:

@@ -450,5 +450,6 @@ def build_document(
         "profile_thresholds": {
             "flavor_min_ram_mb": profile_value(profile, "flavor.min_ram_mb"),
             "flavor_min_disk_gb": profile_value(profile, "flavor.min_disk_gb"),
+            "quota_headroom_percent": profile_value(profile, "quota.headroom_percent"),
         },
     }

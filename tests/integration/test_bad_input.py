@@ -187,6 +187,7 @@ def test_help_lists_the_options_with_their_env_vars(tmp_path):
 
 
         ("--deadline", "CONFORMANCE_DEADLINE"),
+        ("--probe-image", "CONFORMANCE_PROBE_IMAGE"),
     ]:
         assert option in proc.stdout and env in proc.stdout
 

@@ -105,7 +105,7 @@ def test_image_upload_and_boot_from_it_with_a_floating_ip(sandbox, zuul, image):
         try:
             fip = zuul.network.get_ip(fip.id)
             assert fip.port_id == port.id
-            assert fip.floating_ip_address.startswith("192.0.2.")
+            assert fip.floating_ip_address.startswith("198.51.100.")
         finally:
             zuul.network.delete_ip(fip)
     finally:

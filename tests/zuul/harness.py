@@ -150,7 +150,10 @@ def make_certs(directory: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------- harness
 class ZuulHarness:
-    def __init__(self, root: Path, say=print):
+    def __init__(self, root: Path, say=print, openstack_clouds: dict | None = None):
+        """`openstack_clouds`: clouds.yaml entries (name -> entry) the launcher may boot nodes in, each made a
+        zuul.conf connection of the same name (driver openstack), as a donor's cloud is in OpenDev's zuul.conf."""
+        self.openstack_clouds = openstack_clouds or {}
         self.root = Path(root).resolve()
         self.home = zuul_home()
         self.venv = self.home / "venv"
@@ -171,6 +174,7 @@ class ZuulHarness:
         return BUILDS_PARENT / f"zuul-{hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]}"
 
     conf = property(lambda self: self.root / "etc" / "zuul.conf")
+    openstack_clouds_yaml = property(lambda self: self.root / "etc" / "clouds.yaml")
     project_repo = property(lambda self: self.root / "git" / PROJECT)
     web_url = f"http://{HOST}:{PORTS['web']}"
     log_url = f"http://{HOST}:{PORTS['logs']}"
@@ -401,11 +405,19 @@ class ZuulHarness:
             "launcher": {"command_socket": run / "launcher.socket", "pidfile": run / "launcher.pid"},
             'connection "local"': {"driver": "git", "baseurl": self.git, "poll_delay": 2},
             'connection "static"': {"driver": "static"},
+            # The clouds.yaml comes from OS_CLIENT_CONFIG_FILE (_start_zuul): Zuul 14.3 hands a zuul.conf
+            # `client_config_file` string to openstacksdk as its list of files, which reads it character by
+            # character.
+            **{f'connection "{name}"': {"driver": "openstack", "cloud": name} for name in self.openstack_clouds},
             # For admin tokens (zuul-admin create-auth-token) that the REST enqueue needs.
             "auth zuul_operator": {"driver": "HS256", "allow_authz_override": "true", "realm": "zuul.harness",
                                    "client_id": "zuul.harness", "issuer_id": "zuul_operator",
                                    "secret": self.auth_secret},
         }
+        if self.openstack_clouds:  # the launcher's credentials: created readable by this user only
+            fd = os.open(self.openstack_clouds_yaml, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(yaml.safe_dump({"clouds": self.openstack_clouds}))
         self.conf.write_text("".join(f"[{name}]\n" + "".join(f"{k}={v}\n" for k, v in values.items()) + "\n"
                                      for name, values in sections.items()))
         self.conf.chmod(0o600)
@@ -413,8 +425,9 @@ class ZuulHarness:
     # ---- Zuul
     def _start_zuul(self) -> None:
         started = time.monotonic()
+        env = {"OS_CLIENT_CONFIG_FILE": str(self.openstack_clouds_yaml)} if self.openstack_clouds else {}
         for name in ZUUL_PROCESSES:
-            self._start(name, [self.bin(name), "-c", str(self.conf), "-f", "-d"])
+            self._start(name, [self.bin(name), "-c", str(self.conf), "-f", "-d"], env)
         self._start("logserver", [self.bin("python"), "-m", "http.server", "--bind", HOST,
                                   "--directory", str(self.logserver), str(PORTS["logs"])])
         wait_for(lambda: self._alive_or_fail(*ZUUL_PROCESSES, "logserver") or self._ready(), timeout=600,
