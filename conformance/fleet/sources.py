@@ -30,6 +30,7 @@ import json
 import multiprocessing
 import os
 import re
+import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -343,15 +344,15 @@ def check_bundles(dirs: list[Path], *, allowed_signers=None, cache: FleetCache |
     cache = cache or FleetCache(allowed_signers=allowed_signers)
     known = cache.known()
     workers = pool_size(len(dirs) - len(known.results))  # about as many as the cache does not know
+    # Forked workers start at once with everything imported. Only on Linux, and only when this process runs no
+    # other thread (a fork copies a lock another thread holds, held for ever); spawn would re-run the caller's
+    # main module, which a library function cannot ask of its caller. Otherwise: this process alone.
+    if not (sys.platform.startswith("linux") and threading.active_count() == 1):
+        workers = 0
     if not workers:
         outcomes = [check_bundle(path, allowed_signers=allowed_signers, known=known) for path in dirs]
     else:
-        # fork where the platform has it and this process runs no other thread (forking a threaded process can
-        # copy a held lock); otherwise the platform's default start method.
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context(
-            "fork" if "fork" in methods and threading.active_count() == 1 else None
-        )
+        context = multiprocessing.get_context("fork")
         chunk = max(1, len(dirs) // (workers * 8))
         gc.freeze()  # a forked worker's collector then leaves this process's objects (and their pages) alone
         try:

@@ -318,8 +318,13 @@ def test_the_site_is_the_same_built_cold_warm_or_in_processes(signed_folder, tmp
     args = ["--allowed-signers", allowed]
     build_counts(capsys, folder, "--out", tmp_path / "one", *args)
     monkeypatch.setattr(sources, "pool_size", lambda bundles: 2)
+    pools = []
+    real_pool = sources.ProcessPoolExecutor
+    monkeypatch.setattr(sources, "ProcessPoolExecutor", lambda *a, **k: pools.append(a) or real_pool(*a, **k))
+    assert threading.active_count() == 1, f"a thread left by another test: {threading.enumerate()}"
     assert build_counts(capsys, folder, "--out", tmp_path / "pool", *args) == (5, 5, 4)
     assert build_counts(capsys, folder, "--out", tmp_path / "pool", *args) == (5, 1, 0)
+    assert len(pools) == 2 and pools[0][0] == 2  # both builds in two worker processes
     monkeypatch.undo()
     reference = fleet_json(tmp_path / "one")
     assert without_build_time(fleet_json(tmp_path / "pool")) == without_build_time(reference)
