@@ -11,6 +11,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from sandbox import guest_image
 from sandbox.api import POLICIES, Sandbox
 from sandbox.layout import REPO_ROOT
 from sandbox.waiting import SandboxError
@@ -166,6 +167,37 @@ def cmd_demo(sb: Sandbox, args) -> int:
     return code
 
 
+def cmd_image_build(sb: Sandbox, args) -> int:
+    """Build the real guest image unless the cache has it (sandbox/guest_image.py); print where it is."""
+    image = guest_image.ensure_image(say=lambda line: print(line, flush=True))
+    how = (f"built in {image.build_seconds:.0f}s" if image.built_now
+           else f"cached (built {image.manifest.get('build_date', '?')} in {image.build_seconds:.0f}s)")
+    print(f"guest image {image.key}: {how}")
+    print(f"  image:   {image.image} ({image.image.stat().st_size / 2**20:.0f} MiB)")
+    print(f"  kernel:  {image.kernel}")
+    print(f"  initrd:  {image.initrd}")
+    print(f"  cmdline: {image.cmdline}")
+    return 0
+
+
+def cmd_image_status(sb: Sandbox, args) -> int:
+    """Exit 0 when the image for the current inputs is built, 3 when not (as `status` for the cloud)."""
+    status = guest_image.image_status()
+    if status.built:
+        age_h = (status.age_seconds or 0) / 3600
+        image_mib = status.manifest["files"]["image"]["size"] / 2**20
+        print(f"guest image {status.key}: built {age_h:.1f} h ago, {image_mib:.0f} MiB "
+              f"({status.size_bytes / 2**20:.0f} MiB with kernel and initrd): {status.image}")
+        return 0
+    if status.state == "incomplete":
+        doing = "a build is running" if status.building else "a build failed or was interrupted"
+        print(f"guest image {status.key}: not built ({doing}; see {status.directory})")
+    else:
+        print(f"guest image {status.key}: not built (would be in {status.directory}); "
+              "`python -m sandbox image build` builds it (about 2 minutes)")
+    return 3
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
@@ -189,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="up, run the conformance suite with the sandbox profile, down")
     demo.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments")
     demo.set_defaults(func=cmd_demo)
+    image = sub.add_parser("image", help="the real guest image (Debian, built with diskimage-builder, cached)")
+    image_sub = image.add_subparsers(dest="action", required=True)
+    image_sub.add_parser("build", help="build it unless cached (about 2 minutes), print its paths"
+                         ).set_defaults(func=cmd_image_build)
+    image_sub.add_parser("status", help="whether it is built: exit 0 if so, 3 if not").set_defaults(
+        func=cmd_image_status)
     return parser
 
 
