@@ -205,7 +205,9 @@ def dib_settings() -> dict[str, str]:
 
 
 def _tree_digest(digest, root: Path) -> None:
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+    """Every file's path, mode and content; not the documentation (DIB does not read it)."""
+    for path in sorted(p for p in root.rglob("*")
+                       if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith("README")):
         digest.update(str(path.relative_to(root)).encode() + b"\0")
         digest.update(b"x" if os.access(path, os.X_OK) else b"-")
         digest.update(path.read_bytes() + b"\0")

@@ -52,6 +52,9 @@ def test_the_key_changes_when_an_element_file_changes_and_not_otherwise(tmp_path
     script = elements / "sandbox-guest" / "install.d" / "90-sandbox-guest-cloud-init"
     os.utime(script, (1, 1))
     assert guest_image.cache_key(elements, shims, SETTINGS) == key, "a file's time is no input"
+    readme = elements / "sandbox-guest" / "README.rst"
+    readme.write_text(readme.read_text() + "More words.\n")
+    assert guest_image.cache_key(elements, shims, SETTINGS) == key, "nor the element's documentation"
 
     original = script.read_text()
     script.write_text(original + "\n# changed\n")
