@@ -174,7 +174,7 @@ class ZuulHarness:
         return BUILDS_PARENT / f"zuul-{hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]}"
 
     conf = property(lambda self: self.root / "etc" / "zuul.conf")
-    openstack_clouds_yaml = property(lambda self: self.root / "etc" / "clouds.yaml")
+    openstack_clouds_yaml = property(lambda self: self.root / "clouds.yaml")  # the Zuul processes' cwd
     project_repo = property(lambda self: self.root / "git" / PROJECT)
     web_url = f"http://{HOST}:{PORTS['web']}"
     log_url = f"http://{HOST}:{PORTS['logs']}"
@@ -351,14 +351,20 @@ class ZuulHarness:
                              .replace("NODE_USER", NODE_USER).replace("NODE_PORT", str(PORTS["ssh"])))
         self._init_repo(config, "tenant configuration")
 
-    def commit(self, files: dict[str, str], message: str) -> str:
-        """Commit files into the project's repository; the git driver's poll picks them up."""
+    def commit(self, files: dict[str, str | None], message: str) -> str:
+        """Commit files into the project's repository (None: remove the file); the git driver's poll picks them
+        up."""
         for name, text in files.items():
             path = self.project_repo / name
+            if text is None:
+                path.unlink(missing_ok=True)
+                continue
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
         self._git(self.project_repo, "add", "-A")
-        self._git(self.project_repo, "commit", "-q", "-m", message)
+        staged = subprocess.run(["git", "-C", str(self.project_repo), "diff", "--cached", "--quiet"])
+        if staged.returncode:  # something to commit
+            self._git(self.project_repo, "commit", "-q", "-m", message)
         return self._git(self.project_repo, "rev-parse", "HEAD").strip()
 
     # ---- configuration
@@ -370,7 +376,9 @@ class ZuulHarness:
             "source": {"local": {
                 # Config projects are read from `master` unless told: without this the layout is silently empty.
                 "config-projects": [{CONFIG_PROJECT: {"load-branch": "main"}}],
-                "untrusted-projects": [PROJECT],
+                # Untrusted projects load only job classes unless told: the launcher tests put a bundle's
+                # zuul-launcher draft (sections, providers) and its tenant objects in the project.
+                "untrusted-projects": [{PROJECT: {"include-provider-config": True}}],
             }},
         }}], sort_keys=False))
         (self.etc / "site-variables.yaml").write_text(yaml.safe_dump({
@@ -405,9 +413,9 @@ class ZuulHarness:
             "launcher": {"command_socket": run / "launcher.socket", "pidfile": run / "launcher.pid"},
             'connection "local"': {"driver": "git", "baseurl": self.git, "poll_delay": 2},
             'connection "static"': {"driver": "static"},
-            # The clouds.yaml comes from OS_CLIENT_CONFIG_FILE (_start_zuul): Zuul 14.3 hands a zuul.conf
-            # `client_config_file` string to openstacksdk as its list of files, which reads it character by
-            # character.
+            # The clouds.yaml is the one openstacksdk finds in the processes' working directory (the harness's
+            # root): Zuul 14.3 hands a `client_config_file` (or OS_CLIENT_CONFIG_FILE) string to openstacksdk as
+            # its list of files, which reads it character by character, and turns off the environment override.
             **{f'connection "{name}"': {"driver": "openstack", "cloud": name} for name in self.openstack_clouds},
             # For admin tokens (zuul-admin create-auth-token) that the REST enqueue needs.
             "auth zuul_operator": {"driver": "HS256", "allow_authz_override": "true", "realm": "zuul.harness",
@@ -425,9 +433,8 @@ class ZuulHarness:
     # ---- Zuul
     def _start_zuul(self) -> None:
         started = time.monotonic()
-        env = {"OS_CLIENT_CONFIG_FILE": str(self.openstack_clouds_yaml)} if self.openstack_clouds else {}
         for name in ZUUL_PROCESSES:
-            self._start(name, [self.bin(name), "-c", str(self.conf), "-f", "-d"], env)
+            self._start(name, [self.bin(name), "-c", str(self.conf), "-f", "-d"])
         self._start("logserver", [self.bin("python"), "-m", "http.server", "--bind", HOST,
                                   "--directory", str(self.logserver), str(PORTS["logs"])])
         wait_for(lambda: self._alive_or_fail(*ZUUL_PROCESSES, "logserver") or self._ready(), timeout=600,

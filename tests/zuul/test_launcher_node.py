@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 PROVIDER_PROFILE = HERE.parent / "profiles" / "sandbox-provider.yaml"
 DRAFT_CHECKS = "test_flavors or test_public_ip or test_quota"
 KEY_PAIR = "zuul-harness-executor"
+PIPELINE = "launcher"  # the test tenant's pipeline for these jobs (tests/zuul/zuul-config/zuul.d/pipelines.yaml)
 NODE_PLAYBOOK = """\
 - hosts: all
   tasks:
@@ -105,6 +106,16 @@ def launcher_leftovers(conn, project_id: str, seen: dict[str, dict]) -> list[str
     return left
 
 
+LAUNCHER_FILES = ("zuul.d/launcher-provider.yaml", "zuul.d/launcher-tenant.yaml", "playbooks/launcher-node.yaml")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def launcher_config_removed_afterwards(zuul_harness):
+    """The other Zuul tests of the session run without these providers, labels and jobs."""
+    yield
+    zuul_harness.commit(dict.fromkeys(LAUNCHER_FILES), "Remove the launcher tests' providers and jobs")
+
+
 @pytest.fixture(scope="module")
 def zuul_project(sandbox):
     return sandbox.project_id("zuul")
@@ -115,6 +126,9 @@ def key_pair(sandbox, zuul_harness):
     """The executor's public key as a key pair of the zuul project: what the draft's `key-name` names."""
     conn = sandbox.connect("sandbox-zuul")
     public_key = (zuul_harness.etc / "id_ed25519.pub").read_text().strip()
+    stale = conn.compute.find_keypair(KEY_PAIR, ignore_missing=True)  # an earlier session's, killed before its teardown
+    if stale:
+        conn.compute.delete_keypair(stale)
     pair = conn.compute.create_keypair(name=KEY_PAIR, public_key=public_key)
     yield pair.name
     conn.compute.delete_keypair(pair)
@@ -150,19 +164,19 @@ def tenant_config(label: str, image: str, flavor: str, job: str) -> str:
         {"label": {"name": label, "image": image, "flavor": flavor}},
         {"job": {"name": job, "run": "playbooks/launcher-node.yaml",
                  "nodeset": {"nodes": [{"name": "node", "label": label}]}}},
+        {"project": {PIPELINE: {"jobs": [job]}}},
     ]
     return yaml.safe_dump(objects, sort_keys=False)
 
 
 def load_and_build(zuul_harness, sandbox, zuul_project, draft: str, label: str, image: str, flavor: str,
                    job: str) -> tuple[dict, dict[str, dict]]:
-    zuul_harness.commit({"zuul.d/launcher-provider.yaml": draft,
-                         "zuul.d/launcher-tenant.yaml": tenant_config(label, image, flavor, job),
-                         "playbooks/launcher-node.yaml": NODE_PLAYBOOK}, f"Nodes for {job} from the bundle's draft")
+    files = dict(zip(LAUNCHER_FILES, (draft, tenant_config(label, image, flavor, job), NODE_PLAYBOOK)))
+    zuul_harness.commit(files, f"Nodes for {job} from the bundle's draft")
     zuul_harness.wait_for_job(job)
     assert zuul_harness.tenant_api("/config-errors") == []
     with ServerWatcher(sandbox, zuul_project) as watcher:
-        build = zuul_harness.run_build(job, timeout=1800)
+        build = zuul_harness.run_build(job, pipeline=PIPELINE, timeout=1800)
         watcher.sample()
     return build, watcher.seen
 
