@@ -12,6 +12,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from sandbox import guest_image
+from sandbox import real_host
 from sandbox.api import POLICIES, Sandbox
 from sandbox.layout import REPO_ROOT
 from sandbox.waiting import SandboxError
@@ -96,7 +97,18 @@ def cmd_status(sb: Sandbox, args) -> int:
     for name, pid, running, rss in rows:
         total += rss
         print(f"{name:<18} {pid:>7} {'running' if running else 'EXITED':<8} {rss:>6.0f}MB")
+    guests = real_host.guests(sb.layout)
+    for guest in guests:
+        total += guest["rss_mb"]
+        print(f"{'guest ' + guest['name']:<26} {guest['state']:<8} {guest['rss_mb']:>6.0f}MB  (Nova instance "
+              f"{guest['uuid']})")
     print(f"{'total':<18} {'':>7} {'':<8} {total:>6.0f}MB")
+    plan = real_host.RealHost.load(sb.layout)
+    if plan.enabled:
+        print(f"real host: {plan.virt_type} (host {real_host.REAL_COMPUTE_HOST}), guests' bridge {plan.bridge} on "
+              f"{real_host.GUEST_NET}, {len(guests)} guest(s), image {plan.image['name']} ({plan.image['key']})")
+    else:
+        print(f"real host: off ({plan.reason})")
     print(f"clouds.yaml: {sb.clouds_yaml}")
     return 0 if all(running for _, _, running, _ in rows) else 1
 

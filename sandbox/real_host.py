@@ -105,18 +105,18 @@ def wanted() -> bool:
     return os.environ.get("SANDBOX_REAL_GUESTS", "1").strip().lower() not in ("0", "no", "false", "off")
 
 
-def hardware_virtualisation() -> bool:
+def hardware_virtualisation(cpuinfo: Path = Path("/proc/cpuinfo"), kvm: Path = Path("/dev/kvm")) -> bool:
     """KVM is worth using only when the CPU itself virtualises: a /dev/kvm of software nested virtualisation
     (no vmx/svm flag) runs guests about 10^4 times slower than TCG."""
     try:
-        flags = re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M)
+        flags = re.search(r"^flags\s*:(.*)$", cpuinfo.read_text(), re.M)
     except OSError:
         return False
-    return bool(flags and {"vmx", "svm"} & set(flags.group(1).split())) and Path("/dev/kvm").exists()
+    return bool(flags and {"vmx", "svm"} & set(flags.group(1).split())) and kvm.exists()
 
 
-def available_mb() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
+def available_mb(meminfo: Path = Path("/proc/meminfo")) -> int:
+    for line in meminfo.read_text().splitlines():
         if line.startswith("MemAvailable:"):
             return int(line.split()[1]) // 1024
     return 0

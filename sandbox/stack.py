@@ -462,6 +462,10 @@ class Stack:
                 "auth": {"auth_url": auth_url, "username": user, "password": passwords[user],
                          "project_name": project, "user_domain_name": "Default", "project_domain_name": "Default"},
                 "region_name": REGION, "identity_api_version": 3, "interface": "public",
+                # The real guests are reachable over IPv4 only (their bridge carries no IPv6): a client choosing a
+                # server's address to connect to (openstacksdk's interface_ip, zuul-launcher's ssh-keyscan) must
+                # not prefer its 2001:db8:: address, as OpenDev's clouds.yaml says of a cloud with no IPv6 route.
+                "force_ipv4": True,
             }
             if cacert:
                 cloud["cacert"] = str(layout.ca_cert)

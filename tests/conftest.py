@@ -56,6 +56,14 @@ def sandbox():
             survivors = [name for name, proc in table.items() if is_alive(proc)]
             assert not survivors, f"sandbox down left processes running: {survivors}"
             assert not sb.layout.root.exists(), f"sandbox down left {sb.layout.root}"
+            # Nor anything of the real host: guests' QEMU processes, the bridge and its taps, loop devices.
+            from sandbox import real_host
+
+            assert real_host.guest_processes(sb.layout) == [], "sandbox down left QEMU guests running"
+            assert not real_host.bridge_exists(sb.layout.bridge), f"sandbox down left bridge {sb.layout.bridge}"
+            loops = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
+                                   capture_output=True, text=True).stdout
+            assert str(sb.layout.root) not in loops, f"sandbox down left loop devices: {loops}"
 
 
 @pytest.fixture

@@ -171,7 +171,7 @@ def tenant_config(label: str, image: str, flavor: str, job: str) -> str:
 
 def load_and_build(zuul_harness, sandbox, zuul_project, draft: str, label: str, image: str, flavor: str,
                    job: str) -> tuple[dict, dict[str, dict]]:
-    files = dict(zip(LAUNCHER_FILES, (draft, tenant_config(label, image, flavor, job), NODE_PLAYBOOK)))
+    files = dict(zip(LAUNCHER_FILES, (draft, tenant_config(label, image, flavor, job), NODE_PLAYBOOK), strict=True))
     zuul_harness.commit(files, f"Nodes for {job} from the bundle's draft")
     zuul_harness.wait_for_job(job)
     assert zuul_harness.tenant_api("/config-errors") == []

@@ -1,0 +1,179 @@
+"""The sandbox's real compute host, without starting it: what `up` decides, how it configures Nova, Neutron's
+binding and libvirtd, and the suite's reading of a real guest (virt, steal clock, SSH handshake)."""
+
+from __future__ import annotations
+
+import configparser
+import socket
+import threading
+from types import SimpleNamespace
+
+import pytest
+
+from conformance import dynamic
+from sandbox import configs, real_host, stack
+from sandbox.layout import GUEST_GATEWAY, Layout
+from sandbox.waiting import SandboxError
+
+
+@pytest.fixture
+def layout(tmp_path):
+    return Layout(tmp_path / "state")
+
+
+def conf(text: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(text)
+    return parser
+
+
+@pytest.mark.parametrize("flags, kvm_exists, expected", [
+    ("fpu vme vmx sse2", True, True),
+    ("fpu svm sse2", True, True),
+    ("fpu sse2 hypervisor", True, False),  # a /dev/kvm of software nested virtualisation: TCG is faster
+    ("fpu vmx", False, False),
+])
+def test_kvm_only_with_hardware_virtualisation(tmp_path, flags, kvm_exists, expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    kvm = tmp_path / "kvm"
+    if kvm_exists:
+        kvm.write_text("")
+    assert real_host.hardware_virtualisation(cpuinfo, kvm) is expected
+
+
+def test_missing_qemu_and_memory_are_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(real_host.shutil, "which", lambda *a, **k: None)
+    monkeypatch.setattr(real_host, "available_mb", lambda: 1024)
+    missing = real_host.missing_prerequisites()
+    assert "qemu-system-x86_64 (apt package qemu-system-x86)" in missing
+    assert "libvirtd (apt package libvirt-daemon-system)" in missing
+    assert any("MB of free memory" in m and "MemAvailable: 1024 MB" in m for m in missing)
+
+
+def test_up_refuses_with_one_line_naming_the_fix(monkeypatch, layout):
+    monkeypatch.delenv("SANDBOX_REAL_GUESTS", raising=False)
+    monkeypatch.setattr(real_host, "missing_prerequisites", lambda: ["qemu-system-x86_64 (apt package qemu-system-x86)"])
+    monkeypatch.setattr(stack.guest_image, "missing_prerequisites", lambda: [])
+    with pytest.raises(SandboxError) as raised:
+        stack.Stack(layout, say=lambda line: None)._plan_real_host()
+    message = str(raised.value)
+    assert "qemu-system-x86" in message and "SANDBOX_REAL_GUESTS=0" in message and "\n" not in message
+
+
+def test_real_guests_off_is_an_option(monkeypatch, layout):
+    monkeypatch.setenv("SANDBOX_REAL_GUESTS", "0")
+    monkeypatch.setattr(real_host, "missing_prerequisites", lambda: pytest.fail("not checked when off"))
+    plan = stack.Stack(layout, say=lambda line: None)._plan_real_host()
+    assert not plan.enabled and plan.reason == "SANDBOX_REAL_GUESTS=0"
+
+
+def test_glance_ids_are_fixed_per_image_build():
+    first, again, other = real_host.glance_ids("aaaa"), real_host.glance_ids("aaaa"), real_host.glance_ids("bbbb")
+    assert first == again and first != other
+    assert len(set(first.values())) == 3
+
+
+def test_nova_isolates_the_guest_image_on_the_real_host(layout):
+    plan = real_host.RealHost(enabled=True, virt_type="qemu", bridge="sbxbr0",
+                              image={"name": "sandbox-guest", "key": "k", "ids": real_host.glance_ids("k")})
+    nova = conf(configs.nova(layout, {name: "x" for name in ("nova", "placement", "neutron", "cinder")}, plan))
+    scheduler = nova["filter_scheduler"]
+    assert "IsolatedHostsFilter" in scheduler["enabled_filters"].split(",")
+    assert scheduler["isolated_hosts"] == configs.REAL_COMPUTE_HOST
+    assert scheduler["isolated_images"] == plan.image["ids"]["disk"]
+    assert scheduler["restrict_isolated_hosts_to_isolated_images"] == "true"
+    off = conf(configs.nova(layout, {name: "x" for name in ("nova", "placement", "neutron", "cinder")},
+                            real_host.RealHost(enabled=False)))
+    assert off["filter_scheduler"]["isolated_images"] == ""  # restrictive: nothing boots on a real host
+
+
+@pytest.mark.parametrize("virt_type, cpu_mode", [("qemu", "none"), ("kvm", "host-passthrough")])
+def test_real_compute_configuration(layout, virt_type, cpu_mode):
+    real = conf(configs.nova_real(layout, real_host.RealHost(enabled=True, virt_type=virt_type)))
+    assert real["DEFAULT"]["compute_driver"] == "libvirt.LibvirtDriver"
+    assert real["DEFAULT"]["host"] == configs.REAL_COMPUTE_HOST
+    assert real["DEFAULT"]["force_config_drive"] == "true"
+    assert real["libvirt"]["virt_type"] == virt_type and real["libvirt"]["cpu_mode"] == cpu_mode
+    assert real["libvirt"]["connection_uri"] == f"qemu:///system?socket={layout.libvirt_socket}"
+
+
+def test_libvirtd_runs_in_its_own_mounts(layout):
+    argv = real_host.daemon_argv(layout)["libvirtd"]
+    assert argv[:4] == [argv[0], "--mount", "--propagation", "private"]
+    script = argv[argv.index("-c") + 1]
+    for target, sub in real_host.LIBVIRT_DIRS.items():
+        assert f"mount --bind {layout.libvirt_dir / sub} {target}" in script
+    assert argv[-2:] == ["-f", "/etc/libvirt/libvirtd.conf"]
+    real_host.write_libvirt_config(layout)
+    qemu = (layout.libvirt_dir / "etc" / "qemu.conf").read_text()
+    assert 'user = "root"' in qemu and 'stdio_handler = "logd"' in qemu
+
+
+def test_the_bridge_holds_the_gateway_and_is_no_uplink():
+    assert GUEST_GATEWAY.startswith("198.51.100.")  # RFC 5737, not this machine kind's 192.0.2.0/24 uplink
+
+
+def test_binding_is_a_tap_on_the_real_host_and_ovs_elsewhere():
+    pytest.importorskip("neutron_lib")
+    from neutron_lib.api.definitions import portbindings
+
+    from sandbox.neutron_binding import BindAllMechanismDriver
+
+    bound = []
+    for host in (configs.REAL_COMPUTE_HOST, configs.COMPUTE_HOST):
+        context = SimpleNamespace(host=host, segments_to_bind=[{"id": "seg"}],
+                                  set_binding=lambda *args, **kwargs: bound.append(args))
+        BindAllMechanismDriver().bind_port(context)
+    assert [b[1] for b in bound] == [portbindings.VIF_TYPE_TAP, portbindings.VIF_TYPE_OVS]
+
+
+# ---- the suite's side ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("facts, kind", [
+    ({"emulated": "sandbox"}, "measured by the sandbox guest emulation, not a real guest"),
+    ({"virt": "qemu"}, "real guest (QEMU TCG)"),
+    ({"virt": "kvm"}, "real guest (KVM)"),
+    ({}, "real guest"),
+])
+def test_guest_kind(facts, kind):
+    assert dynamic.guest_kind(facts) == kind
+
+
+def test_only_tcg_has_no_steal_clock():
+    assert "no steal clock" in dynamic.NO_STEAL_CLOCK["qemu"]
+    assert "kvm" not in dynamic.NO_STEAL_CLOCK
+
+
+def test_probe_script_reports_the_hypervisor_and_the_kernel():
+    facts = dynamic.parse_probe("conformance-probe: virt=qemu\r\nconformance-probe: kernel=6.1.0-57-cloud-amd64\n")
+    assert facts == {"virt": "qemu", "kernel": "6.1.0-57-cloud-amd64"}
+    assert 'say "virt=' in dynamic.PROBE_USER_DATA and 'say "kernel=' in dynamic.PROBE_USER_DATA
+
+
+def test_a_port_that_accepts_is_not_an_ssh_handshake():
+    """What R6's reachability probe checks: a TCP listener that never speaks SSH fails it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        held = []
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])  # accept and say nothing
+            except OSError:
+                continue
+        for conn in held:
+            conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        key, why = dynamic.ssh_handshake("127.0.0.1", port, timeout_s=2)
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+    assert key is None and why
