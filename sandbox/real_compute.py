@@ -8,6 +8,11 @@ have from its packaging.
   (placement `max_unit`), so a 2-core machine could never boot the 8-vCPU test node that R4 and R5 are about.
   Under QEMU TCG a vCPU is a thread like any other: the cap is lifted to the host's VCPU capacity (cores times
   the allocation ratio), which is what the guests then share (and R11 cannot see it: TCG has no steal clock).
+- Reading a guest's serial pty must not make it this process's controlling terminal. Run directly, Nova's
+  privileged `readpty` opens the pty without O_NOCTTY, and this process leads its own session (the sandbox
+  starts every service so): the pty became its terminal, the guest's exit hung it up, and the SIGHUP made
+  oslo.service end the service's wait, so that the interpreter's exit handlers stopped the thread pools under
+  the running service (the next server delete hung for good). The pty is opened with O_NOCTTY instead.
 - A plugged tap joins the sandbox's bridge. Neutron binds this host's ports as `tap` (sandbox/neutron_binding.py):
   Nova creates the tap and libvirt hands it to QEMU (`<interface type='ethernet'>`, managed='no'); no agent is
   there to attach it to the network, so the VIF driver does it right after creating it.
@@ -22,6 +27,7 @@ import sys
 from nova.cmd import compute  # first: it sets up nova's runtime (monkey patching) before other nova imports
 
 import nova.privsep  # noqa: E402
+import nova.privsep.libvirt  # noqa: E402
 import os_resource_classes as orc  # noqa: E402
 from nova.virt.libvirt import driver, vif  # noqa: E402
 
@@ -30,6 +36,24 @@ from sandbox.real_host import attach_tap  # noqa: E402
 
 def run_privileged_in_process() -> None:
     nova.privsep.sys_admin_pctxt.set_client_mode(False)
+    nova.privsep.libvirt.readpty = readpty_without_controlling_terminal
+
+
+def readpty_without_controlling_terminal(path: str) -> str:
+    """nova.privsep.libvirt.readpty: what the pty holds now (non-blocking), '' on any error; opened O_NOCTTY."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except OSError:  # EAGAIN: nothing more now (or the guest went away)
+        pass
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def vcpus_up_to_capacity() -> None:
