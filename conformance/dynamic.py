@@ -556,14 +556,14 @@ def probe_image(cloud, profile, config: pytest.Config) -> tuple[ProbeImage | Non
     name, source = (chosen, "--probe-image") if chosen else (profile.get("probe.image"), "profile probe.image")
     if not name:
         return None, ""
-    try:
-        image = call(cloud, cloud.conn.image.find_image, name, ignore_missing=False)
-    except os_exc.SDKException as exc:  # NotFoundException, or DuplicateResource: not one image to boot
+    # By id, else by name; not find_image, whose own name search warns of a deprecation in openstacksdk itself.
+    found = [i for i in call(cloud, lambda: list(cloud.conn.image.images())) if name in (i.id, i.name)]
+    if len(found) != 1:
+        why = "no such image" if not found else f"{len(found)} images have that name"
         if chosen:
-            pytest.fail(f"--probe-image {name}: no such image visible to {cloud.scope} ({first_line(exc)})",
-                        pytrace=False)
-        return None, f"the profile's probe image {name} is not in {cloud.scope}: the suite's own image instead"
-    return ProbeImage(image.id, image.name, source), ""
+            pytest.fail(f"--probe-image {name}: {why} visible to {cloud.scope}", pytrace=False)
+        return None, f"the profile's probe image {name} is not in {cloud.scope} ({why}): the suite's own image instead"
+    return ProbeImage(found[0].id, found[0].name, source), ""
 
 
 def ssh_handshake(addr: str, port: int = 22, timeout_s: float = 10.0) -> tuple[str | None, str]:

@@ -11,8 +11,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from sandbox import guest_image
-from sandbox import real_host
+from sandbox import guest_image, real_host
 from sandbox.api import POLICIES, Sandbox
 from sandbox.layout import REPO_ROOT
 from sandbox.waiting import SandboxError
@@ -219,7 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start the cloud; returns when a server boot succeeds").set_defaults(func=cmd_up)
+    no_real = dict(action="store_true", help="fake hypervisor nodes only: no libvirt host, no guest image "
+                                           "(also SANDBOX_REAL_GUESTS=0)")
+    up = sub.add_parser("up", help="start the cloud; returns when a server boot succeeds")
+    up.add_argument("--no-real-guests", **no_real)
+    up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop what `up` started and remove the state").set_defaults(func=cmd_down)
     sub.add_parser("status", help="what runs, and its memory").set_defaults(func=cmd_status)
     service = sub.add_parser("service", help="stop or start one sandbox process")
@@ -231,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_.add_argument("rest", nargs=argparse.REMAINDER, help="VARIANT [ARGS] [+ VARIANT ...] -- COMMAND")
     with_.set_defaults(func=cmd_with)
     demo = sub.add_parser("demo", help="up, run the conformance suite with the sandbox profile, down")
+    demo.add_argument("--no-real-guests", **no_real)
     demo.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments")
     demo.set_defaults(func=cmd_demo)
     image = sub.add_parser("image", help="the real guest image (Debian, built with diskimage-builder, cached)")
@@ -243,7 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # `demo` passes what it does not know on to pytest (`demo --burst-size 5`, `demo -k burst`).
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "demo":
+        args.pytest_args = [a for a in [*unknown, *args.pytest_args] if a != "--"]
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if getattr(args, "no_real_guests", False):
+        os.environ["SANDBOX_REAL_GUESTS"] = "0"  # read by `up` (sandbox/real_host.py wanted())
     sb = Sandbox()
     try:
         return args.func(sb, args)

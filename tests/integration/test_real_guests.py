@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from dynamic_helpers import leftovers, suite, verdicts
+from dynamic_helpers import leftovers, run_prefix, suite, verdicts
 
 from sandbox import real_host
 from sandbox.configs import COMPUTE_HOST, REAL_COMPUTE_HOST, SMALL_FLAVOR, TEST_NODE_FLAVOR
@@ -33,7 +33,7 @@ def real_run(sandbox, tmp_path_factory):
 
 def boot(conn, image: str, flavor: str, network: str = "public"):
     server = conn.compute.create_server(
-        name=f"real-guests-test-{image}", image_id=conn.image.find_image(image, ignore_missing=False).id,
+        name=f"real-guests-test-{image}", image_id=next(conn.image.images(name=image)).id,
         flavor_id=conn.compute.find_flavor(flavor, ignore_missing=False).id,
         networks=[{"uuid": conn.network.find_network(network, ignore_missing=False).id}])
     return conn.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1, wait=180)
@@ -120,6 +120,8 @@ def test_r6_reachability_is_an_ssh_handshake_with_the_probe_image_node(real_run)
 
 
 def test_nothing_of_the_run_is_left_on_the_real_host(real_run, sandbox):
-    assert leftovers(sandbox) == []
+    proc, _ = real_run
+    prefix = run_prefix(proc.stdout)
+    assert prefix and leftovers(sandbox, prefix) == []
     assert real_host.guest_processes(sandbox.layout) == []
     assert real_host.bridge_ports(sandbox.layout.bridge) == []

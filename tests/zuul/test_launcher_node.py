@@ -194,7 +194,7 @@ def wait_until_nothing_left(sandbox, zuul_project, seen: dict[str, dict], timeou
 
 def test_real_node_runs_a_job(zuul_harness, sandbox, run_suite, tmp_path, zuul_project, key_pair):
     draft, results = bundle_draft(run_suite, tmp_path / "reports", f"--profile={PROVIDER_PROFILE}")
-    guest = sandbox.admin().image.find_image(GLANCE_NAME, ignore_missing=False)
+    guest = next(sandbox.admin().image.images(name=GLANCE_NAME))
     values = {"label": "sandbox-real-node", "flavor": "sandbox-8gb", "image": "sandbox-guest-image",
               "key-name": key_pair, "image-id": guest.id}
     filled = fill_placeholders(draft, values)
@@ -225,7 +225,7 @@ def test_boot_from_volume_node_with_floating_ip(zuul_harness, sandbox, run_suite
                                                 key_pair):
     with sandbox.test_flavor(disk=0):
         draft, results = bundle_draft(run_suite, tmp_path / "reports", "--profile=sandbox")
-        base = sandbox.admin().image.find_image("sandbox-base", ignore_missing=False)
+        base = next(sandbox.admin().image.images(name="sandbox-base"))
         values = {"label": "sandbox-bfv-node", "flavor": "sandbox-8gb-bfv", "image": "sandbox-os-less",
                   "key-name": key_pair, "image-id": base.id}
         filled = fill_placeholders(draft, values)
