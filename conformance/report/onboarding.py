@@ -59,7 +59,7 @@ CLOUD = Placeholder("cloud", "CLOUD-NAME", "the clouds.yaml entry and zuul.conf 
 # Every placeholder a draft may hold; `placeholders_in(text)` says which one does.
 PLACEHOLDERS: tuple[Placeholder, ...] = (LABEL, FLAVOR, IMAGE, KEY_NAME, IMAGE_ID, CLOUD_FLAVOR, CLOUD)
 
-BOOT_TIMEOUT_S = 300  # Zuul's default: the run does not measure how long a node takes to answer SSH
+BOOT_TIMEOUT_S = 300  # Zuul's default, kept unless R6's reachability probe measured a slower node
 NO_HEADROOM = 0
 
 
@@ -141,10 +141,33 @@ def max_servers_of(doc: dict, region: str | None) -> int | None:
 
 
 def probe_image_of(doc: dict, region: str | None) -> dict | None:
-    """The real image R5's probe booted (`--probe-image`), {"id", "name"}; None when it booted the suite's own."""
-    data = result_data(doc.get("results", []), "R5", region, key="probe_image") or {}
-    image = data.get("probe_image")
-    return image if isinstance(image, dict) and image.get("id") else None
+    """The real image the run booted for R5's probe or R6's reachability (`--probe-image`, the profile's
+    probe.image), {"id", "name"}; None when it booted only the suite's own."""
+    for requirement in ("R5", "R6"):
+        data = result_data(doc.get("results", []), requirement, region, key="probe_image") or {}
+        image = data.get("probe_image")
+        if isinstance(image, dict) and image.get("id"):
+            return image
+    return None
+
+
+def boot_timeout(doc: dict) -> tuple[int, str]:
+    """Seconds zuul-launcher waits for a booted node to answer SSH: twice what R6's reachability probe measured
+    (boot request to an SSH handshake, rounded up to a minute) when that is more than Zuul's default; and why."""
+    slowest = None
+    for result in doc.get("results", []):
+        if (result["requirement"], result["check"], result["verdict"]) == ("R6", "public_ip.reachable", "PASS"):
+            seconds = (result.get("data") or {}).get("seconds")
+            if isinstance(seconds, (int, float)):
+                slowest = max(slowest or 0, seconds)
+    if slowest is None:
+        return BOOT_TIMEOUT_S, "Zuul's default; the run did not measure how long a node takes to answer SSH " \
+                               "(--probe-reachability measures it)."
+    measured = int(math.ceil(2 * slowest / 60) * 60)
+    if measured <= BOOT_TIMEOUT_S:
+        return BOOT_TIMEOUT_S, (f"Zuul's default; R6's node answered SSH {slowest:.0f} s after its boot request, "
+                                "well within it.")
+    return measured, f"twice the {slowest:.0f} s R6's node took from its boot request to answering SSH."
 
 
 @functools.lru_cache(maxsize=8)
@@ -344,7 +367,8 @@ def _image_comment(regions: list[Region]) -> list[str]:
     )
 
 
-def _section_comments(section: dict, regions: list[Region], timeout_why: str) -> dict[str, list[str]]:
+def _section_comments(section: dict, regions: list[Region], timeout_why: str,
+                      boot_why: str = "") -> dict[str, list[str]]:
     """Why each measured value is what it is, keyed by the line it precedes, in the section's order."""
     comments: dict[str, list[str]] = {}
     if "launch-timeout" in section:
@@ -354,8 +378,7 @@ def _section_comments(section: dict, regions: list[Region], timeout_why: str) ->
         comments["key-name:"] = _wrap("key-name: a key pair in the zuul project; the launcher logs in to the "
                                       "nodes with its private key.")
     if "boot-timeout" in defaults:
-        comments["boot-timeout:"] = _wrap("boot-timeout: Zuul's default; the run does not measure how long a node "
-                                          "takes to answer SSH.")
+        comments["boot-timeout:"] = _wrap(f"boot-timeout: {boot_why}")
     if defaults.get("auto-floating-ip") is True:
         comments["auto-floating-ip:"] = _wrap("auto-floating-ip: R6 gave its node a public address with a "
                                               "floating IP.")
@@ -385,7 +408,8 @@ def _zuul_launcher_objects(doc: dict) -> list[tuple[dict, dict[str, list[str]]]]
     timeout, timeout_why = launch_timeout(doc)
     per_region = {r.name: {"flavors": [r.flavor_entry()], "label-defaults": r.label_defaults()} for r in regions}
     shared_defaults = _common([v["label-defaults"] for v in per_region.values()])
-    label_defaults = {"key-name": KEY_NAME.value, "boot-timeout": BOOT_TIMEOUT_S, **shared_defaults}
+    boot, boot_why = boot_timeout(doc)
+    label_defaults = {"key-name": KEY_NAME.value, "boot-timeout": boot, **shared_defaults}
     first = per_region[regions[0].name]
     same_flavors = all(v["flavors"] == first["flavors"] for v in per_region.values())
     split = not same_flavors or any(v["label-defaults"] != shared_defaults for v in per_region.values())
@@ -400,7 +424,7 @@ def _zuul_launcher_objects(doc: dict) -> list[tuple[dict, dict[str, list[str]]]]
                    "label-defaults": label_defaults, "flavors": first["flavors"]}
         if shared_images:
             section["images"] = shared_images
-        objects.append(({"section": section}, _section_comments(section, regions, timeout_why)))
+        objects.append(({"section": section}, _section_comments(section, regions, timeout_why, boot_why)))
         section_of = {r.name: section["name"] for r in regions}
     else:
         # The regions differ: an abstract base (only inherited) with what they share, and a section per region
@@ -411,7 +435,7 @@ def _zuul_launcher_objects(doc: dict) -> list[tuple[dict, dict[str, list[str]]]]
             base["flavors"] = first["flavors"]
         if shared_images:
             base["images"] = shared_images
-        objects.append(({"section": base}, _section_comments(base, regions, timeout_why)))
+        objects.append(({"section": base}, _section_comments(base, regions, timeout_why, boot_why)))
         section_of = {}
         for region in regions:
             own = per_region[region.name]
@@ -421,7 +445,7 @@ def _zuul_launcher_objects(doc: dict) -> list[tuple[dict, dict[str, list[str]]]]
                 section["label-defaults"] = defaults
             if not same_flavors:
                 section["flavors"] = own["flavors"]
-            objects.append(({"section": section}, _section_comments(section, [region], timeout_why)))
+            objects.append(({"section": section}, _section_comments(section, [region], timeout_why, boot_why)))
             section_of[region.name] = section["name"]
     for region in regions:
         provider = {
@@ -562,7 +586,7 @@ def _nodepool_objects(doc: dict) -> tuple[dict, dict[str, list[str]]]:
                 "driver": "openstack",
                 "cloud": cloud,
                 "region-name": region.name,
-                "boot-timeout": BOOT_TIMEOUT_S,
+                "boot-timeout": boot_timeout(doc)[0],
                 "launch-timeout": timeout,
                 "cloud-images": [region.image_entry()],
                 "pools": [pool],

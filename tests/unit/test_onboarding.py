@@ -207,3 +207,19 @@ def test_nodepool_draft_has_top_level_labels_and_pool_settings():
     assert one["pools"][0]["labels"][0]["key-name"] == onboarding.KEY_NAME.value
     assert two["pools"][0]["labels"][0]["flavor-name"] == "ci.large"
     assert {p["launch-timeout"] for p in config["providers"]} == {600}
+
+
+@pytest.mark.parametrize("seconds, expected", [(None, 300), (63, 300), (200, 420)])
+def test_boot_timeout_from_r6s_ssh_handshake(seconds, expected):
+    d = doc({"RegionOne": {}})
+    if seconds is not None:
+        d["results"].append(_result("R6", "public_ip.reachable", data={
+            "seconds": seconds, "probe_image": {"id": "img-r6", "name": "debian"}}))
+    [section] = objects(d, "section")
+    assert section["label-defaults"]["boot-timeout"] == expected
+    text = onboarding.snippets(d)["zuul-launcher-provider.yaml"]
+    why = "did not measure" if seconds is None else f"{seconds} s"
+    assert why in comments(text)
+    # R6's probe image (a real image the run booted) fills the image id as R5's would.
+    image_id = [i["image-id"] for i in section["images"]]
+    assert image_id == (["img-r6"] if seconds is not None else [onboarding.IMAGE_ID.value])
