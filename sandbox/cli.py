@@ -145,10 +145,12 @@ def run_child(command: list[str], **kwargs) -> int:
     """Run a command that handles Ctrl-C itself (the conformance suite stops, deletes what it created and writes
     its report): while it runs, this process ignores SIGINT, which the terminal sends to both, and passes
     SIGTERM on, rather than killing it at once as `subprocess.call` does."""
-    child = subprocess.Popen(command, **kwargs)
-    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),  # after Popen: not inherited
-                signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum))}
+    # Ignored before the child exists (a Ctrl-C right after it starts must not hit this process's default
+    # handler); the child gets the default back before it runs, or Python there would keep ignoring Ctrl-C.
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
     try:
+        child = subprocess.Popen(command, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum))
         return child.wait()
     finally:
         for sig, handler in previous.items():
@@ -269,5 +271,6 @@ def main(argv: list[str] | None = None) -> int:
               f"(logs: {sb.layout.log}; SANDBOX_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("sandbox: interrupted", file=sys.stderr)
+        stopped = "; what it had started is stopped" if args.command in ("up", "demo") else ""
+        print(f"sandbox: {args.command} interrupted{stopped}", file=sys.stderr)
         return 130

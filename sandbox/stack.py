@@ -105,9 +105,9 @@ class Stack:
         with self._exclusive():
             try:
                 self._up()
-            except BaseException:
-                self.say("start failed; stopping what was started (logs kept in "
-                         f"{self.layout.log})")
+            except BaseException as exc:
+                if not isinstance(exc, KeyboardInterrupt):  # Ctrl-C: the command line says it, once
+                    self.say(f"start failed; stopping what was started (logs kept in {self.layout.log})")
                 self._stop_everything()
                 raise
 

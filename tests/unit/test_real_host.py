@@ -178,31 +178,3 @@ def test_a_port_that_accepts_is_not_an_ssh_handshake():
         thread.join()
         listener.close()
     assert key is None and why
-
-
-@pytest.mark.parametrize("command, seen", [
-    (["up", "--no-real-guests"], {"up": False}),
-    (["up"], {"up": True}),
-    (["demo", "--no-real-guests", "-k", "x"], {"demo": (False, ["-k", "x"])}),
-    # What demo does not know goes to pytest: `tox -e demo -- --burst-size 5` (a `--` is dropped).
-    (["demo", "--burst-size", "5", "-m", "not dynamic"], {"demo": (True, ["--burst-size", "5", "-m", "not dynamic"])}),
-    (["demo", "--", "-k", "x"], {"demo": (True, ["-k", "x"])}),
-])
-def test_no_real_guests_option_and_demo_arguments(monkeypatch, command, seen):
-    from sandbox import cli
-
-    monkeypatch.setenv("SANDBOX_REAL_GUESTS", "1")  # restored after the test
-    got = {}
-    monkeypatch.setattr(cli, "cmd_up", lambda sb, args: got.setdefault("up", real_host.wanted()) and 0)
-    monkeypatch.setattr(cli, "cmd_demo", lambda sb, args: got.setdefault("demo", (real_host.wanted(),
-                                                                                     args.pytest_args)) and 0)
-    cli.main(command)
-    assert got == seen
-
-
-def test_other_commands_refuse_unknown_arguments(capsys):
-    from sandbox import cli
-
-    with pytest.raises(SystemExit) as exited:
-        cli.main(["status", "--bogus"])
-    assert exited.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err

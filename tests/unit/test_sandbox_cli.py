@@ -1,0 +1,49 @@
+"""`python -m sandbox`'s command line without a cloud: options, what demo passes on to pytest, Ctrl-C."""
+
+from __future__ import annotations
+
+import pytest
+
+from sandbox import real_host
+
+
+@pytest.mark.parametrize("command, seen", [
+    (["up", "--no-real-guests"], {"up": False}),
+    (["up"], {"up": True}),
+    (["demo", "--no-real-guests", "-k", "x"], {"demo": (False, ["-k", "x"])}),
+    # What demo does not know goes to pytest: `tox -e demo -- --burst-size 5` (a `--` is dropped).
+    (["demo", "--burst-size", "5", "-m", "not dynamic"], {"demo": (True, ["--burst-size", "5", "-m", "not dynamic"])}),
+    (["demo", "--", "-k", "x"], {"demo": (True, ["-k", "x"])}),
+])
+def test_no_real_guests_option_and_demo_arguments(monkeypatch, command, seen):
+    from sandbox import cli
+
+    monkeypatch.setenv("SANDBOX_REAL_GUESTS", "1")  # restored after the test
+    got = {}
+    monkeypatch.setattr(cli, "cmd_up", lambda sb, args: got.setdefault("up", real_host.wanted()) and 0)
+    monkeypatch.setattr(cli, "cmd_demo", lambda sb, args: got.setdefault("demo", (real_host.wanted(),
+                                                                                     args.pytest_args)) and 0)
+    cli.main(command)
+    assert got == seen
+
+
+def test_other_commands_refuse_unknown_arguments(capsys):
+    from sandbox import cli
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["status", "--bogus"])
+    assert exited.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["up", "down", "status"])
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys, command):
+    from sandbox import cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, f"cmd_{command}", interrupted)
+    assert cli.main([command]) == 130
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and err.startswith(f"sandbox: {command} interrupted")
+    assert "Traceback" not in err
