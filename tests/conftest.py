@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,22 @@ def run_suite(sandbox, tmp_path):
                               cwd=REPO_ROOT)
 
     return run
+
+
+_GROUP_SECONDS: dict[str, float] = defaultdict(float)  # test module -> setup + call + teardown seconds
+
+
+def pytest_runtest_logreport(report):
+    _GROUP_SECONDS[report.nodeid.split("::")[0]] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Where a run's time went, per test module (a session fixture's start, e.g. the sandbox's, counts for the
+    module of the first test that needs it): .ci/run is watched against its time budget."""
+    if not _GROUP_SECONDS:
+        return
+    total = sum(_GROUP_SECONDS.values())
+    terminalreporter.write_sep("-", f"time per test group ({total / 60:.1f} min in tests)")
+    for group, seconds in sorted(_GROUP_SECONDS.items(), key=lambda item: -item[1]):
+        if seconds >= 1:
+            terminalreporter.write_line(f"{seconds:8.1f} s  {group}")
