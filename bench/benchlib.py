@@ -7,8 +7,8 @@ import tempfile
 from pathlib import Path
 
 from conformance import cloud as cloudlayer
-from conformance.dynamic import upload_image
-from conformance.images import make_image
+from conformance import flavors
+from conformance.images import make_image, upload_image
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,10 +27,10 @@ def open_checked(name: str, role: str = "zuul") -> cloudlayer.Cloud:
 
 
 def test_node_flavor(cloud, profile):
-    spec = {k: profile[f"flavor.{k}"] for k in ("min_ram_mb", "min_vcpus", "min_disk_gb")}
-    flavor = cloudlayer.choose_flavor(cloud.flavors(), spec, allow_zero_disk=False).best
+    """R4's test-node flavor, with local disk: the benchmarks do not boot from volumes."""
+    flavor = flavors.node_choice(cloud, profile, allow_boot_from_volume=False).best
     if flavor is None:
-        raise SystemExit(f"no flavor meets {spec}")
+        raise SystemExit(f"no flavor meets {flavors.node_spec(profile)}")
     return flavor
 
 

@@ -38,7 +38,7 @@ from openstack import exceptions as os_exc
 from conformance import interrupt
 from conformance.burst import BurstSettings, run_burst
 from conformance.profiles import load_profile
-from conformance.resources import Deadline, Tracker, new_run_prefix
+from conformance.resources import Tracker, Waiter, new_run_prefix
 
 POLL_INTERVAL_S = 2.0  # Rally's and Tempest's waiters
 
@@ -150,15 +150,15 @@ class PollingClient:
             self.outcome.status = "CREATE_FAILED"
             return self.outcome
         item.bind(server.id)
-        deadline = Deadline(self.timeout_s)
+        waiter = Waiter(self.timeout_s)
         status = server.status
-        while status not in ("ACTIVE", "ERROR") and deadline.wait(POLL_INTERVAL_S):
+        while status not in ("ACTIVE", "ERROR") and waiter.wait(POLL_INTERVAL_S):
             ok, found = self._call(self.conn.compute.get_server, server.id)
             if ok and found is not None:
                 status = found.status
         self.outcome.status = status if status in ("ACTIVE", "ERROR") else "TIMEOUT"
         self._call(self.conn.compute.delete_server, server.id, ignore_missing=True)
-        gone = Deadline(self.timeout_s)
+        gone = Waiter(self.timeout_s)
         while gone.wait(POLL_INTERVAL_S):
             ok, found = self._call(self.conn.compute.get_server, server.id)
             if ok and found is None:

@@ -16,7 +16,6 @@ faults, those still BUILD, creates never sent. The tracker's cleanup deletes the
 from __future__ import annotations
 
 import datetime as dt
-import re
 import threading
 import time
 from collections import Counter
@@ -26,17 +25,19 @@ from dataclasses import dataclass, field
 
 from openstack import exceptions as os_exc
 
+from conformance.errors import first_line
 from conformance.interrupt import Interrupted, Interruption
 from conformance.resources import (
-    Deadline,
+    BURST_KEY,
     Tracker,
+    Waiter,
     attached_volume_ids,
     boot_disk,
-    call,
     delete_servers_bulk,
     delete_volumes_bulk,
     server_name_filter,
 )
+from conformance.results import path_template
 
 TERMINAL = ("ACTIVE", "ERROR")
 CREATE_FAILED = "CREATE_FAILED"
@@ -196,14 +197,9 @@ def fault_text(fault) -> str | None:
     return str(fault)
 
 
-_ID_RE = re.compile(r"/(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32})(?=/|$)")
-
-
 def endpoint_key(method: str, path: str) -> str:
-    """`GET /v2.1/servers/{id}`: ids and query strings dropped, so calls group by what they do."""
-    path = (path or "").split("?", 1)[0]
-    path = re.sub(r"^https?://[^/]+", "", path)
-    return f"{method.upper()} {_ID_RE.sub('/{id}', path)}"
+    """`GET /v2.1/servers/{id}`: ids, host and query string dropped, so calls group by what they do."""
+    return f"{method.upper()} {path_template(path or '')}"
 
 
 def format_progress(servers: list[ServerTiming], elapsed_s: float, phase: str = "") -> str:
@@ -260,14 +256,14 @@ def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network
     progress = progress or (lambda _line: None)
     interval = BASELINE_INTERVAL_S if settings.per_server_baseline else settings.poll_interval_s
     networks = [{"uuid": network_id}] if network_id else "auto"
-    meta = {**(metadata or {}), "conformance_burst": tracker.prefix}
+    meta = {**(metadata or {}), BURST_KEY: tracker.prefix}
 
     def create(timing: ServerTiming) -> None:
         timing.requested_at = clock()
         timing.status = "BUILD"
         try:
             counter.count("POST /servers")
-            server = call(cloud, conn.compute.create_server, name=timing.name, flavor_id=flavor_id,
+            server = cloud.call(conn.compute.create_server, name=timing.name, flavor_id=flavor_id,
                           networks=networks, metadata=meta, **disks[timing.name][0])
         except Interrupted:  # the call's safe point: this create was never sent
             timing.status, timing.requested_at = NOT_REQUESTED, None
@@ -275,7 +271,7 @@ def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network
         except Exception as exc:  # reported per server; the burst goes on
             timing.status = CREATE_FAILED
             timing.quota = is_quota_error(exc)
-            timing.fault = ("quota exceeded: " if timing.quota else "create failed: ") + _first_line(exc)
+            timing.fault = ("quota exceeded: " if timing.quota else "create failed: ") + first_line(exc)
             return
         if timing.id is None:
             timing.id = server.id
@@ -304,13 +300,13 @@ def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network
 
     def bulk_snapshot():
         counter.count("GET /servers/detail")
-        return call(cloud, lambda: list(conn.compute.servers(details=True, name=name_filter)))
+        return cloud.call(lambda: list(conn.compute.servers(details=True, name=name_filter)))
 
     def per_server_snapshot(pool):
         def get(timing):
             counter.count("GET /servers/{id}")
             try:
-                return call(cloud, conn.compute.get_server, timing.id)
+                return cloud.call(conn.compute.get_server, timing.id)
             except os_exc.NotFoundException:
                 return None
         waiting = [s for s in servers if s.id and not s.settled]
@@ -323,9 +319,9 @@ def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network
     result.phase = "boot"
     try:
         futures = [creator.submit(create, s) for s in servers]
-        deadline = Deadline(settings.timeout_s, clock=clock)
+        waiter = Waiter(settings.timeout_s, clock=clock)
         while True:
-            more = deadline.wait(interval)
+            more = waiter.wait(interval)
             listed = per_server_snapshot(getter) if settings.per_server_baseline else bulk_snapshot()
             result.polls += 1
             listed_ids |= {s.id for s in listed}
@@ -347,15 +343,15 @@ def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network
         result.phase = "delete"
         delete_start = clock()
         ids = {s.id for s in servers if s.id} | listed_ids
-        delete_deadline = Deadline(settings.delete_timeout_s or settings.timeout_s, clock=clock)
+        delete_waiter = Waiter(settings.delete_timeout_s or settings.timeout_s, clock=clock)
         def delete_tick(n_left):
             progress(format_progress(servers, clock() - start, f"| delete: {n_left} left"))
 
         if settings.per_server_baseline:
-            left, why = _delete_and_wait_per_server(cloud, ids, delete_deadline, interval, settings, counter,
+            left, why = _delete_and_wait_per_server(cloud, ids, delete_waiter, interval, settings, counter,
                                                     getter, delete_tick), {}
         else:
-            left, why = delete_servers_bulk(cloud, ids, delete_deadline, interval, burst_prefix,
+            left, why = delete_servers_bulk(cloud, ids, delete_waiter, interval, burst_prefix,
                                             concurrency=settings.concurrency, on_tick=delete_tick,
                                             count=counter.count)
         result.left_after_delete = sorted(left)
@@ -366,7 +362,7 @@ def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network
         if volumes:
             # Nova deletes each boot volume with its server: wait for them the same way (one listing a tick).
             volume_ids = {v for s in servers for v in s.volume_ids}
-            volumes_left, volume_why = delete_volumes_bulk(cloud, volume_ids, delete_deadline, interval,
+            volumes_left, volume_why = delete_volumes_bulk(cloud, volume_ids, delete_waiter, interval,
                                                            count=counter.count)
             result.volumes_left = sorted(volumes_left)
             result.delete_faults.update(volume_why)
@@ -400,14 +396,14 @@ def _settle_creates(creator: ThreadPoolExecutor, servers: list[ServerTiming]) ->
             timing.status = NOT_REQUESTED
 
 
-def _delete_and_wait_per_server(cloud, ids, deadline, interval, settings, counter, pool, tick) -> set[str]:
+def _delete_and_wait_per_server(cloud, ids, waiter, interval, settings, counter, pool, tick) -> set[str]:
     """The baseline's way (benchmarks only): every server polled with its own GET until it answers 404."""
     conn = cloud.conn
 
     def delete(server_id):
         counter.count("DELETE /servers/{id}")
         try:
-            call(cloud, conn.compute.delete_server, server_id, ignore_missing=True)
+            cloud.call(conn.compute.delete_server, server_id, ignore_missing=True)
         except os_exc.SDKException:
             pass  # the server stays listed and is reported as left
 
@@ -421,7 +417,7 @@ def _delete_and_wait_per_server(cloud, ids, deadline, interval, settings, counte
     def exists(server_id):
         counter.count("GET /servers/{id}")
         try:
-            server = call(cloud, conn.compute.get_server, server_id)
+            server = cloud.call(conn.compute.get_server, server_id)
         except os_exc.NotFoundException:
             return False
         # Same rule as the bulk side: a delete that ended in ERROR is retried once, then given up on.
@@ -441,10 +437,10 @@ def _delete_and_wait_per_server(cloud, ids, deadline, interval, settings, counte
         tick(len(left))
         return not (left - given_up)
 
-    while deadline.wait(interval):
+    while waiter.wait(interval):
         if gone():
             return left
-    gone()  # one last look at the deadline
+    gone()  # one last look at the time limit
     return left
 
 
@@ -454,12 +450,8 @@ def _explain_errors(cloud, servers, counter) -> None:
         if timing.status == "ERROR" and not timing.fault and timing.id:
             counter.count("GET /servers/{id}")
             try:
-                server = call(cloud, cloud.conn.compute.get_server, timing.id)
+                server = cloud.call(cloud.conn.compute.get_server, timing.id)
                 timing.fault = fault_text(server.fault) or "ERROR without a fault message"
             except os_exc.SDKException as exc:
-                timing.fault = f"ERROR (fault unavailable: {_first_line(exc)})"
+                timing.fault = f"ERROR (fault unavailable: {first_line(exc)})"
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]

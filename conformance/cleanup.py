@@ -16,14 +16,14 @@ import re
 import sys
 from dataclasses import dataclass
 
+from conformance import cloud as cloudlayer
 from conformance import resources
 from conformance.errors import BadInput
 from conformance.redact import redact
 from conformance.resources import (
     PREFIX_ROOT,
-    Deadline,
     Tracked,
-    call,
+    Waiter,
     lease_until,
     prefix_of,
     prefix_time,
@@ -84,18 +84,18 @@ def find_leftovers(cloud) -> list[Found]:
                 found.append(Found(kind, label(item), item.id, cloud, note(item) or ""))
 
     # Nova's name filter is a regular expression: narrow the listing on the server side too.
-    add("server", call(cloud, lambda: list(conn.compute.servers(details=False, name=f"^{PREFIX_ROOT}-"))))
+    add("server", cloud.call(lambda: list(conn.compute.servers(details=False, name=f"^{PREFIX_ROOT}-"))))
     if cloud.endpoint("block-storage") or cloud.endpoint("volumev3"):
         # A boot volume Nova made for a boot-from-volume server has no name: its run is in its image metadata.
-        add("volume", call(cloud, lambda: list(conn.block_storage.volumes(details=True))), label=_volume_label)
-    add("floating_ip", call(cloud, lambda: list(conn.network.ips(project_id=project_id))),
+        add("volume", cloud.call(lambda: list(conn.block_storage.volumes(details=True))), label=_volume_label)
+    add("floating_ip", cloud.call(lambda: list(conn.network.ips(project_id=project_id))),
         label=lambda r: r.description or "")
-    add("port", call(cloud, lambda: list(conn.network.ports(project_id=project_id))))
-    add("keypair", call(cloud, lambda: list(conn.compute.keypairs())))
-    add("security_group", call(cloud, lambda: list(conn.network.security_groups(project_id=project_id))),
+    add("port", cloud.call(lambda: list(conn.network.ports(project_id=project_id))))
+    add("keypair", cloud.call(lambda: list(conn.compute.keypairs())))
+    add("security_group", cloud.call(lambda: list(conn.network.security_groups(project_id=project_id))),
         note=lambda r: getattr(r, "description", ""))  # a run's lease lives in the description
     # Only images this project owns: a shared or public image of someone else is never ours to delete.
-    add("image", call(cloud, lambda: list(conn.image.images(owner=project_id))))
+    add("image", cloud.call(lambda: list(conn.image.images(owner=project_id))))
     return found
 
 
@@ -136,8 +136,6 @@ def main(argv: list[str] | None = None) -> int:
     for run in args.run or []:
         if prefix_of(run) != run:
             parser.error(f"--run {run}: not a run prefix (conformance-YYYYmmddTHHMMSSZ-<6 hex>)")
-
-    from conformance import cloud as cloudlayer
 
     now = dt.datetime.now(dt.timezone.utc)
     cutoff = now - args.older_than
@@ -200,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     items = [Tracked(kind=f.kind, name=f.name, cloud=f.cloud, id=f.id) for f in selected]
-    failures = resources.delete_in_order(items, Deadline(args.timeout), 2.0, f"{PREFIX_ROOT}-")
+    failures = resources.delete_in_order(items, Waiter(args.timeout), 2.0, f"{PREFIX_ROOT}-")
     deleted = sum(1 for i in items if i.deleted)
     print(f"deleted {deleted} resource(s)")
     for failure in failures:

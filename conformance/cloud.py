@@ -1,4 +1,5 @@
-"""The cloud layer: the one place that opens openstacksdk connections or otherwise talks to the network.
+"""The cloud layer: the one place that opens openstacksdk connections or otherwise talks to the API (the raw TLS
+handshake of R7 is conformance.tls; flavor policy is conformance.flavors).
 
     cloud = open_cloud("openstackzuul", region="RegionOne", role="zuul")   # BadInput on a bad clouds.yaml
     cloud.call(cloud.conn.compute.get_limits)                             # with the retry policy
@@ -15,14 +16,13 @@ import email.utils
 import logging
 import os
 import re
-import socket
 import ssl
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,9 +33,11 @@ import yaml
 from keystoneauth1 import exceptions as ksa_exc
 
 from conformance import interrupt
-from conformance.errors import BadInput, CloudError
+from conformance.errors import BadInput
+from conformance.flavors import FlavorInfo
 from conformance.redact import SECRET_KEYS, redact, register_secret
-from conformance.results import CallRecord, RetryRecord
+from conformance.results import CallRecord, RetryRecord, path_template
+from conformance.tls import TlsInfo, probe_tls
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 ROLES = ("zuul", "ci")
@@ -213,24 +215,6 @@ def api_error_text(exc: BaseException) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------- call records
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
-_HEXID = re.compile(r"^[0-9a-fA-F]{16,}$")
-_NUMBER = re.compile(r"^\d+$")
-_REQUEST_ID = re.compile(r"^req-[0-9a-fA-F-]{36}$")
-
-
-def path_template(url: str) -> str:
-    """`/v2.1/servers/{id}` for `https://host:8774/v2.1/servers/6f1c...?all_tenants=1`: no ids, no query."""
-    path = urlsplit(url).path or "/"
-    parts = []
-    for segment in path.split("/"):
-        if any(p.match(segment) for p in (_UUID, _HEXID, _NUMBER, _REQUEST_ID)):
-            parts.append("{id}")
-        else:
-            parts.append(segment)
-    return "/".join(parts) or "/"
-
-
 class CallLog:
     """Every call record of this process, so the plugin can attach each test's calls to its report."""
 
@@ -357,171 +341,6 @@ def _register_config_secrets(config: dict[str, Any]) -> None:
                 walk(item)
 
     walk(config)
-
-
-# ----------------------------------------------------------------------------------------------- TLS probe
-@dataclass
-class TlsInfo:
-    """What one TLS handshake with a URL's host showed. `error` is set when the verified handshake failed."""
-
-    host: str
-    port: int
-    verified: bool = False
-    error: str = ""
-    tls_version: str = ""  # "TLSv1.3"
-    issuer: str = ""
-    subject: str = ""
-    not_after: str = ""  # ISO 8601 UTC
-    days_to_expiry: float | None = None
-    accepts_below: str = ""  # a protocol version below the minimum the server still accepted
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-_TLS_VERSIONS = {
-    "1.0": ssl.TLSVersion.TLSv1,
-    "1.1": ssl.TLSVersion.TLSv1_1,
-    "1.2": ssl.TLSVersion.TLSv1_2,
-    "1.3": ssl.TLSVersion.TLSv1_3,
-}
-
-
-def tls_version_number(name: str) -> tuple[int, int]:
-    """(1, 2) from "TLSv1.2" or "1.2"."""
-    digits = re.findall(r"\d+", name or "")
-    return (int(digits[0]), int(digits[1])) if len(digits) >= 2 else (0, 0)
-
-
-_RDN_LABELS = {"commonName": "CN", "organizationName": "O", "countryName": "C"}
-
-
-def _name(rdns) -> str:
-    """`CN=sandbox CA, O=...` from getpeercert()'s nested tuples."""
-    pairs = [(key, value) for rdn in rdns or () for key, value in rdn if key in _RDN_LABELS]
-    return ", ".join(f"{_RDN_LABELS[key]}={value}" for key, value in pairs)
-
-
-def probe_tls(url: str, cafile: str | None = None, min_version: str = "1.2", timeout: float = 5.0) -> TlsInfo:
-    """Handshake with the host of `url`, verifying against `cafile` (or the system store) and host name."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "", parts.port or 443
-    info = TlsInfo(host=host, port=port)
-    context = ssl.create_default_context(cafile=os.path.expanduser(cafile) if cafile else None)
-    try:
-        with (
-            socket.create_connection((host, port), timeout=timeout) as raw,
-            context.wrap_socket(raw, server_hostname=host) as tls,
-        ):
-            info.verified = True
-            info.tls_version = tls.version() or ""
-            cert = tls.getpeercert() or {}
-    except ssl.SSLCertVerificationError as exc:
-        info.error = f"certificate verification failed: {exc.verify_message or exc.reason}"
-        return info
-    except ssl.SSLError as exc:
-        info.error = f"TLS handshake failed: {exc.reason or exc}"
-        return info
-    except (TimeoutError, OSError) as exc:
-        info.error = f"cannot connect to {host}:{port}: {exc.strerror or exc}"
-        return info
-    info.issuer = _name(cert.get("issuer"))
-    info.subject = _name(cert.get("subject"))
-    if cert.get("notAfter"):
-        expires = datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), timezone.utc)
-        info.not_after = expires.isoformat()
-        info.days_to_expiry = round((expires - datetime.now(timezone.utc)).total_seconds() / 86400, 1)
-    info.accepts_below = _accepts_below(host, port, min_version, timeout)
-    return info
-
-
-def _accepts_below(host: str, port: int, min_version: str, timeout: float) -> str:
-    """Best effort: a protocol below the minimum the server still accepts ("" when none or untestable)."""
-    floor = _TLS_VERSIONS.get(min_version)
-    older = (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1, ssl.TLSVersion.TLSv1_2)
-    below = [v for v in older if floor and v < floor]
-    for version in reversed(below):
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # offering old versions is the point
-                context.set_ciphers("ALL:@SECLEVEL=0")
-                context.minimum_version = version
-                context.maximum_version = version
-        except (ValueError, ssl.SSLError):
-            continue  # this OpenSSL cannot even offer that version
-        try:
-            with (
-                socket.create_connection((host, port), timeout=timeout) as raw,
-                context.wrap_socket(raw, server_hostname=host) as tls,
-            ):
-                return tls.version() or version.name
-        except (OSError, ssl.SSLError):
-            continue
-    return ""
-
-
-# ---------------------------------------------------------------------------------------------- flavors
-@dataclass(frozen=True)
-class FlavorInfo:
-    id: str
-    name: str
-    vcpus: int
-    ram_mb: int
-    disk_gb: int
-
-    def describe(self) -> str:
-        return f"{self.name} ({self.vcpus} vCPU, {self.ram_mb} MB RAM, {self.disk_gb} GB disk)"
-
-
-@dataclass(frozen=True)
-class FlavorChoice:
-    """Matching flavors against a spec: `best` meets it; otherwise `closest` and its shortfalls."""
-
-    best: FlavorInfo | None
-    boot_from_volume: bool = False
-    closest: FlavorInfo | None = None
-    shortfalls: tuple[str, ...] = ()
-
-
-def flavor_shortfalls(flavor: FlavorInfo, spec: dict[str, Any], allow_zero_disk: bool) -> list[str]:
-    """Plain-words reasons `flavor` does not meet `spec` (min_vcpus, min_ram_mb, min_disk_gb)."""
-    short = []
-    if flavor.vcpus < spec["min_vcpus"]:
-        short.append(f"{flavor.vcpus} vCPU < {spec['min_vcpus']}")
-    if flavor.ram_mb < spec["min_ram_mb"]:
-        short.append(f"{flavor.ram_mb} MB RAM < {spec['min_ram_mb']}")
-    if flavor.disk_gb < spec["min_disk_gb"] and not (flavor.disk_gb == 0 and allow_zero_disk):
-        short.append(f"{flavor.disk_gb} GB disk < {spec['min_disk_gb']}")
-    return short
-
-
-def choose_flavor(flavors: Iterable[FlavorInfo], spec: dict[str, Any], allow_zero_disk: bool) -> FlavorChoice:
-    """The smallest flavor that meets `spec` (least waste), preferring local disk over boot-from-volume."""
-    flavors = list(flavors)
-    fitting = [f for f in flavors if not flavor_shortfalls(f, spec, allow_zero_disk)]
-    if fitting:
-        best = min(fitting, key=lambda f: (f.disk_gb == 0, f.vcpus, f.ram_mb, f.disk_gb, f.name))
-        return FlavorChoice(best=best, boot_from_volume=best.disk_gb == 0 and spec["min_disk_gb"] > 0)
-    if not flavors:
-        return FlavorChoice(best=None)
-
-    def nearness(f: FlavorInfo):
-        ratios = [
-            min(1.0, f.vcpus / spec["min_vcpus"]),
-            min(1.0, f.ram_mb / spec["min_ram_mb"]),
-            1.0
-            if (f.disk_gb == 0 and allow_zero_disk) or not spec["min_disk_gb"]
-            else min(1.0, f.disk_gb / spec["min_disk_gb"]),
-        ]
-        return (-len(flavor_shortfalls(f, spec, allow_zero_disk)), sum(ratios))
-
-    closest = max(flavors, key=nearness)
-    return FlavorChoice(
-        best=None, closest=closest, shortfalls=tuple(flavor_shortfalls(closest, spec, allow_zero_disk))
-    )
 
 
 # ------------------------------------------------------------------------------------- version documents
@@ -886,9 +705,3 @@ def check_access(cloud: Cloud, where: str | None = None, reach_timeout: float = 
     except ksa_exc.ClientException as exc:
         raise BadInput(f"{where}: {redact(str(exc)).splitlines()[0]}") from None
 
-
-def require_ok(response: requests.Response, what: str) -> requests.Response:
-    """`response`, or CloudError naming `what` for an HTTP error status."""
-    if response.status_code >= 400:
-        raise CloudError(f"{what}: HTTP {response.status_code}")
-    return response

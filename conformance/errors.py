@@ -1,4 +1,4 @@
-"""Errors the suite reports to the user as one line, without a traceback."""
+"""Errors the suite reports to the user as one line, without a traceback, and how any error is said in one."""
 
 from __future__ import annotations
 
@@ -7,5 +7,7 @@ class BadInput(Exception):
     """The run cannot start: wrong options, clouds.yaml or profile. The message is the whole explanation."""
 
 
-class CloudError(Exception):
-    """A cloud did something the suite could not work with (not bad input: the run goes on)."""
+def first_line(exc: BaseException) -> str:
+    """An exception in one line of at most 300 characters (its type's name when it has no message)."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]

@@ -1,9 +1,14 @@
-"""Small, valid disk images made in pure Python, for the image upload (R2) and every boot that follows.
+"""The suite's own image: a small, valid disk image made in pure Python, and its upload to Glance (R2), which
+every boot that follows uses.
 
 Glance inspects uploaded data and rejects a declared `disk_format` that does not match the bytes, so the suite
 writes a real qcow2 (version 2, 64 KiB clusters, no backing file, every data cluster allocated) rather than
 random bytes. The data is deterministic for a given size, so the checksum is reproducible. The image holds no
 operating system: a hypervisor starts it (ACTIVE is all R2 and the burst need), it does not boot an OS.
+
+    image = upload_image(cloud, tracker, make_image(folder, 64), timeout_s=600)   # UploadedImage, timed
+    images = ImageCache(tracker, image_file, timeout_s)   # one upload per project and region per run
+    image_id = require_image(images.get(cloud))           # skips the check when the upload failed (R2's FAIL)
 """
 
 from __future__ import annotations
@@ -11,8 +16,19 @@ from __future__ import annotations
 import hashlib
 import random
 import struct
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
+import requests
+from keystoneauth1 import exceptions as ksa_exc
+from openstack import exceptions as os_exc
+from openstack.image.v2.image import Image
+
+from conformance.cloud import Busy, api_error_text
+from conformance.errors import first_line
+from conformance.resources import RUN_KEY, Tracker, Waiter
 
 CLUSTER_BITS = 16
 CLUSTER = 1 << CLUSTER_BITS
@@ -95,3 +111,141 @@ def make_image(directory: Path | str, size_mb: int, disk_format: str = "qcow2",
     path.write_bytes(content)
     return ImageFile(path=path, disk_format=disk_format, size=len(content), virtual_size=virtual,
                      md5=hashlib.md5(content).hexdigest(), sha512=hashlib.sha512(content).hexdigest())
+
+
+# ------------------------------------------------------------------------------------------------ upload
+@dataclass
+class UploadedImage:
+    scope: str
+    id: str | None = None
+    name: str = ""
+    upload_s: float | None = None
+    active_s: float | None = None
+    size: int | None = None
+    checksum: str | None = None
+    os_hash_value: str | None = None
+    status: str = ""
+    error: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.id) and self.status == "active" and not self.error
+
+
+class ImageCache:
+    """One upload per project and region per run, shared by every check that boots (R2 measures it)."""
+
+    def __init__(self, tracker: Tracker, image_file, timeout_s: float):
+        self.tracker, self.file, self.timeout_s = tracker, image_file, timeout_s
+        self._images: dict[str, UploadedImage] = {}
+
+    def get(self, cloud) -> UploadedImage:
+        if cloud.scope not in self._images:
+            self._images[cloud.scope] = upload_image(cloud, self.tracker, self.file, self.timeout_s)
+        return self._images[cloud.scope]
+
+
+def require_image(image: UploadedImage) -> str:
+    """The image id for a boot; skips the check (cannot decide) when the upload itself failed (R2's FAIL)."""
+    if not image.usable:
+        pytest.skip(f"no image to boot: the upload failed ({image.error or image.status}; see R2)")
+    return image.id
+
+
+def upload_image(cloud, tracker: Tracker, image_file, timeout_s: float) -> UploadedImage:
+    """Create, upload and wait for `active`; verify size and hashes against the local file."""
+    conn = cloud.conn
+    name = tracker.name(f"image-{cloud.role}", cloud)
+    result = UploadedImage(scope=cloud.scope, name=name)
+    item = tracker.intent("image", name, cloud)
+    start = time.monotonic()
+    try:
+        # The record, then the data (two calls, as Glance's API has it): the upload is timed on its own.
+        # Unknown attributes become image properties, so the run prefix is both a tag and a property.
+        record = Image.new(name=name, disk_format=image_file.disk_format, container_format="bare",
+                           visibility="private", tags=[tracker.prefix], **{RUN_KEY: tracker.prefix})
+        image = cloud.call(record.create, conn.image)
+        item.bind(image)
+        result.id = image.id
+        upload_start = time.monotonic()
+        send_image_data(cloud, image, image_file)
+        result.upload_s = time.monotonic() - upload_start
+        waiter = Waiter(timeout_s)
+        state = {}
+
+        def active() -> bool:
+            state["image"] = cloud.call(conn.image.get_image, image.id)
+            if state["image"].status in ("killed", "deleted", "deactivated"):
+                raise RuntimeError(f"image went {state['image'].status}")
+            return state["image"].status == "active"
+
+        ok = waiter.poll(active, 1.0)
+        image = state.get("image", image)
+        result.active_s = time.monotonic() - start
+        result.status = image.status
+        result.size, result.checksum, result.os_hash_value = image.size, image.checksum, image.hash_value
+        if not ok:
+            result.error = f"not active after {timeout_s:.0f} s (status {image.status})"
+        if result.size != image_file.size:
+            result.problems.append(f"size {result.size} != uploaded {image_file.size}")
+        if result.checksum and result.checksum != image_file.md5:
+            result.problems.append("checksum (md5) differs from the uploaded data")
+        algo = getattr(image, "hash_algo", None)
+        if result.os_hash_value and algo == "sha512" and result.os_hash_value != image_file.sha512:
+            result.problems.append("os_hash_value (sha512) differs from the uploaded data")
+        if not (result.checksum or result.os_hash_value):
+            result.problems.append("Glance reported neither checksum nor os_hash_value")
+    except (os_exc.SDKException, ksa_exc.ClientException, requests.RequestException) as exc:
+        # Quoted as the API said it (after the cloud layer's retries); the image, if created, stays tracked.
+        result.error = api_error_text(exc) or first_line(exc)
+        result.status = result.status or "failed"
+    return result
+
+
+class ImageData:
+    """The image file as a request body that can be sent again: every iteration reads it from the start
+    (keystoneauth itself re-sends the body once when a connection breaks; a half-read file would send a
+    truncated image). Its length gives the request its Content-Length."""
+
+    def __init__(self, path, size: int, chunk: int = MIB):
+        self.path, self.size, self.chunk = path, size, chunk
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        with open(self.path, "rb") as data:
+            while block := data.read(self.chunk):
+                yield block
+
+
+UPLOAD_IN_PROGRESS = ("saving", "uploading", "importing")
+
+
+def send_image_data(cloud, image, image_file) -> None:
+    """PUT the image data, through the cloud layer's retries: a 429/502/503/504 or a broken connection is
+    retried with the data sent again from its start. After a broken attempt Glance may still be undoing it
+    (409 while `saving`: retried later) or may have finished it (`active`: done)."""
+    conn = cloud.conn
+
+    def once():
+        response = image.upload(conn.image, data=ImageData(image_file.path, image_file.size),
+                                size=image_file.size)
+        if response.status_code < 400:
+            return
+        if response.status_code == 409:
+            status = conn.image.get_image(image.id).status
+            if status == "active":
+                return
+            if status in UPLOAD_IN_PROGRESS:
+                raise Busy(response)
+        os_exc.raise_from_response(response)
+
+    cloud.call(once)
+
+
+def mb_per_s(size: int | None, seconds: float | None) -> float | None:
+    if not size or not seconds:
+        return None
+    return round(size / MIB / seconds, 2)

@@ -1,34 +1,42 @@
-"""The suite's pytest plugin: options, profile, clouds, verdicts and the per-requirement summary.
+"""The suite's pytest plugin, main part: options, profile, clouds, verdicts and the per-requirement summary.
 
-Registered as the `conformance` pytest11 entry point, so it is loaded by every pytest run, including the
-project's own tests: it stays inert unless the conformance checks (the `conformance.checks` package) are
-being run.
+Registered as the `conformance` pytest11 entry point, the suite's only one, so it is loaded by every pytest run,
+including the project's own tests: it stays inert unless the conformance checks (the `conformance.checks` package)
+are being run. It registers the plugin's other parts (`pytest_plugins` below: conformance.parts.*), which share
+the run's state with it through conformance.state and do not run without it.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import re
 import sys
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from _pytest import junitxml
 
-import conformance.checks
 from conformance import cloud as cloudlayer
-from conformance import interrupt
+from conformance import interrupt, state
 from conformance import results as res
 from conformance.errors import BadInput
 from conformance.profiles import DEFAULT_PROFILE, Profile, load_profile
 from conformance.redact import redact
+from conformance.state import SuiteState, inspect_only, report_dir, runs_checks
 
-CHECKS_DIR = Path(conformance.checks.__file__).resolve().parent
+# The plugin's other parts, registered with this module in this order (their hooks run in the reverse order,
+# as pluggy calls the plugin registered last first). Each shares conformance.state with this one.
+pytest_plugins = (
+    "conformance.parts.deadline",  # --deadline: the run ends by then, cleaned up, with its bundle
+    "conformance.parts.dynamic",  # run prefix, lease, trackers, uploaded images, --burst-size...
+    "conformance.parts.metrics",  # --statsd-host: the run's metrics to statsd
+    "conformance.parts.report",  # --sign-key, --baseline: the report bundle at the end of the run
+)
+
 ROLES = cloudlayer.ROLES
 ROLE_OPTIONS = {"zuul": "--zuul-cloud", "ci": "--ci-cloud"}
 TARGET = "conformance_target"
@@ -48,18 +56,6 @@ class Target:
 
     def region_of(self, role: str) -> str:
         return dict(self.regions)[role]
-
-
-@dataclass
-class _State:
-    active: bool = False
-    controller: bool = True
-    profile: Profile | None = None
-    clouds: dict[str, str] = field(default_factory=dict)  # role -> clouds.yaml entry
-    regions: dict[str, list[str]] = field(default_factory=dict)  # role -> regions to check
-    seen: set = field(default_factory=set)  # (nodeid, result json) already gathered
-    checks_started: bool = False  # a check's report reached the controller
-    checks_ended: bool = False  # the test loop ran to its end (a later stop request cut nothing short)
 
 
 # Warnings raised inside third-party code, whatever the suite does: shown to a donor they read as the suite being
@@ -82,7 +78,6 @@ THIRD_PARTY_WARNINGS = (
 )
 # (One more is filtered in pyproject.toml: it is raised while pytest imports the plugins, before any hook runs.)
 
-_STATE = pytest.StashKey[_State]()
 _ITEM_RESULTS = pytest.StashKey[list]()
 
 
@@ -142,93 +137,52 @@ def option_regions(config: pytest.Config) -> list[str]:
     return [r.strip() for r in regions if r and r.strip()]
 
 
-def report_dir(config: pytest.Config) -> Path:
-    """The --report-dir folder (relative paths are relative to where pytest was started)."""
-    return Path(config.invocation_params.dir, config.getoption("conformance_report_dir"))
-
-
 # ------------------------------------------------------------------------------------------------ activity
-def runs_checks(config: pytest.Config) -> bool:
-    """True when the run collects the conformance checks (not, e.g., the project's own `pytest tests`)."""
-    for arg in config.args:
-        target = str(arg).split("::")[0]
-        if config.getoption("pyargs", False) and os.sep not in target and not target.endswith(".py"):
-            if target == "conformance" or target.startswith("conformance.checks"):
-                return True
-            try:
-                spec = importlib.util.find_spec(target)
-            except (ImportError, ValueError):
-                spec = None
-            if spec is not None and spec.origin:
-                target = str(Path(spec.origin).parent if spec.origin.endswith("__init__.py") else spec.origin)
-        path = Path(config.invocation_params.dir, target).resolve()
-        if path == CHECKS_DIR or CHECKS_DIR in path.parents or path in CHECKS_DIR.parents:
-            return True
-    return False
-
-
-# Options with which pytest runs no check: nothing is authenticated, created, summarised or written.
-INSPECT_OPTIONS = ("help", "version", "markers", "showfixtures", "show_fixtures_per_test", "collectonly")
-
-
-def inspect_only(config: pytest.Config) -> bool:
-    return any(config.getoption(name, False) for name in INSPECT_OPTIONS)
-
-
-def _state(config: pytest.Config) -> _State:
-    return config.stash.get(_STATE, None) or _State()
-
-
-def _active(config: pytest.Config) -> bool:
-    return _state(config).active
-
-
 def _usage_error(exc: Exception) -> pytest.UsageError:
     return pytest.UsageError(redact(str(exc)).splitlines()[0])
 
 
-def _prepare(config: pytest.Config) -> _State:
+def _prepare(config: pytest.Config) -> SuiteState:
     """Options, profile and regions, once per process (idempotent); BadInput becomes a one-line UsageError."""
-    state = config.stash.get(_STATE, None)
-    if state is not None:
-        return state
-    state = _State(active=runs_checks(config), controller=not hasattr(config, "workerinput"))
-    config.stash[_STATE] = state
-    if not state.active or config.getoption("help", False):
-        return state
+    run = state.of(config)
+    if run.prepared:
+        return run
+    run.prepared = True
+    if not run.active or config.getoption("help", False):
+        return run
     try:
-        state.profile = load_profile(config.getoption("conformance_profile"))
-        state.clouds = {role: config.getoption(f"conformance_{role}_cloud") for role in ROLES}
-        for role, name in state.clouds.items():
+        run.profile = load_profile(config.getoption("conformance_profile"))
+        run.clouds = {role: config.getoption(f"conformance_{role}_cloud") for role in ROLES}
+        for role, name in run.clouds.items():
             try:
-                state.regions[role] = option_regions(config) or cloudlayer.cloud_regions(name)
+                run.regions[role] = option_regions(config) or cloudlayer.cloud_regions(name)
             except BadInput as exc:
                 raise BadInput(f"{ROLE_OPTIONS[role]} {name}: {exc}") from None
     except BadInput as exc:
-        state.active = False  # nothing else of the plugin may run on bad input
+        run.active = False  # nothing else of the plugin may run on bad input
         raise _usage_error(exc) from None
     session = res.SessionResults(
-        profile=state.profile,
+        profile=run.profile,
         started_at=res.now_utc(),
         options={
-            "zuul_cloud": state.clouds["zuul"],
-            "ci_cloud": state.clouds["ci"],
+            "zuul_cloud": run.clouds["zuul"],
+            "ci_cloud": run.clouds["ci"],
             "regions": option_regions(config),
             "profile": config.getoption("conformance_profile"),
             "report_dir": str(report_dir(config)),
         },
     )
-    config.stash[res.SESSION_RESULTS] = session
-    if not state.controller:
+    run.session = session
+    if not run.controller:
         session.clouds = json.loads(config.workerinput.get("conformance_clouds", "{}"))
-        return state
+        return run
     if not inspect_only(config):
         try:
-            session.clouds = _check_clouds(state, session)
+            session.clouds = _check_clouds(run, session)
         except BadInput as exc:
-            state.active = False
+            run.active = False
             raise _usage_error(exc) from None
-    return state
+    return run
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -250,10 +204,8 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 
 
 def _leftover_hint(config: pytest.Config) -> str:
-    """For the message of a second signal: the run prefix and the sweeper's command for it."""
-    from conformance.dynamic import RUN_PREFIX
-
-    prefix = config.stash.get(RUN_PREFIX, None)
+    """For the message of a second signal: the run prefix (the dynamic part's) and the sweeper's command for it."""
+    prefix = state.of(config).run_prefix
     if not prefix:
         return ""
     clouds = " ".join(f"{ROLE_OPTIONS[role]} {config.getoption(f'conformance_{role}_cloud')}" for role in ROLES)
@@ -286,8 +238,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for spec in THIRD_PARTY_WARNINGS:  # narrow, and about openstacksdk's insides: the project's own tests too
         config.addinivalue_line("filterwarnings", spec)
         _ignore_process_wide(spec)
-    state = _prepare(config)
-    if state.active and not state.controller:
+    run = _prepare(config)
+    if run.active and not run.controller:
         interrupt.install_worker_stop()
 
 
@@ -300,11 +252,11 @@ def _ignore_process_wide(spec: str) -> None:
     warnings.filterwarnings(action, message=re.escape(message), category=category)
 
 
-def _check_clouds(state: _State, session: res.SessionResults) -> dict[str, dict[str, Any]]:
+def _check_clouds(run: SuiteState, session: res.SessionResults) -> dict[str, dict[str, Any]]:
     """Authenticate each role once, in the controller, before any check runs or anything is created."""
     facts = {}
     for role in ROLES:
-        name, regions = state.clouds[role], state.regions[role]
+        name, regions = run.clouds[role], run.regions[role]
         prefix = f"{ROLE_OPTIONS[role]} {name}"
         try:
             cloud = cloudlayer.open_cloud(
@@ -343,14 +295,14 @@ def _check_clouds(state: _State, session: res.SessionResults) -> dict[str, dict[
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:
     """xdist: hand the controller's public cloud facts to each worker (they are not re-probed there)."""
-    session = node.config.stash.get(res.SESSION_RESULTS, None)
+    session = state.of(node.config).session
     if session is not None:
         node.workerinput["conformance_clouds"] = json.dumps(session.clouds, default=str)
 
 
 # ------------------------------------------------------------------------------------------ parametrizing
-def _targets(state: _State, uses_cloud: bool, uses_zuul: bool, uses_ci: bool) -> list[Target]:
-    regions = state.regions
+def _targets(run: SuiteState, uses_cloud: bool, uses_zuul: bool, uses_ci: bool) -> list[Target]:
+    regions = run.regions
 
     def region_for(role: str, wanted: str) -> str:
         return wanted if wanted in regions[role] else regions[role][0]
@@ -379,12 +331,12 @@ def _targets(state: _State, uses_cloud: bool, uses_zuul: bool, uses_ci: bool) ->
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    state = _state(metafunc.config)
-    if not state.active or TARGET not in metafunc.fixturenames or not state.regions:
+    run = state.of(metafunc.config)
+    if not run.active or TARGET not in metafunc.fixturenames or not run.regions:
         return
     names = metafunc.fixturenames
     uses_cloud = "cloud" in names or not ({"zuul", "ci"} & set(names))
-    targets = _targets(state, uses_cloud, "zuul" in names, "ci" in names)
+    targets = _targets(run, uses_cloud, "zuul" in names, "ci" in names)
     metafunc.parametrize(TARGET, targets, ids=[t.id for t in targets], scope="session")
 
 
@@ -392,8 +344,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 class CloudCache:
     """One Cloud per (role, region) per process, opened on first use."""
 
-    def __init__(self, state: _State):
-        self._state = state
+    def __init__(self, run: SuiteState):
+        self._state = run
         self._clouds: dict[tuple[str, str], cloudlayer.Cloud] = {}
 
     def get(self, role: str, region: str) -> cloudlayer.Cloud:
@@ -423,7 +375,7 @@ def conformance_target(request) -> Target:
 
 @pytest.fixture(scope="session")
 def _conformance_clouds(pytestconfig):
-    cache = CloudCache(_state(pytestconfig))
+    cache = CloudCache(state.of(pytestconfig))
     yield cache
     cache.close()
 
@@ -431,13 +383,13 @@ def _conformance_clouds(pytestconfig):
 @pytest.fixture(scope="session")
 def profile(pytestconfig) -> Profile:
     """The merged, validated profile of the run (--profile)."""
-    state = _state(pytestconfig)
-    if state.profile is None:
+    run = state.of(pytestconfig)
+    if run.profile is None:
         try:
-            state.profile = load_profile(pytestconfig.getoption("conformance_profile"))
+            run.profile = load_profile(pytestconfig.getoption("conformance_profile"))
         except BadInput as exc:
             pytest.fail(str(exc), pytrace=False)
-    return state.profile
+    return run.profile
 
 
 @pytest.fixture(scope="session")
@@ -462,7 +414,7 @@ def cloud(conformance_target: Target, _conformance_clouds: CloudCache) -> cloudl
 @pytest.fixture(scope="session")
 def session_results(pytestconfig) -> res.SessionResults:
     """This process's SessionResults (under xdist the controller's copy is the one that is complete)."""
-    return pytestconfig.stash[res.SESSION_RESULTS]
+    return state.of(pytestconfig).session
 
 
 class Recorder:
@@ -525,7 +477,7 @@ def _describe(result: dict[str, Any]) -> str:
 def pytest_runtest_protocol(item: pytest.Item, nextitem) -> bool | None:
     """A stop requested between two checks: the next one does not start."""
     stop = interrupt.requested()
-    if stop is None or not _active(item.config):
+    if stop is None or not state.of(item.config).active:
         return None
     item.session.shouldstop = stop.describe()
     return True
@@ -549,7 +501,7 @@ def pytest_runtest_call(item: pytest.Item):
     failed = [r for r in recorded if r["verdict"] == "FAIL"]
     incomplete = [r for r in recorded if r["verdict"] == "INCOMPLETE"]
     stop = interrupt.requested()
-    if stop is not None and _active(item.config):
+    if stop is not None and state.of(item.config).active:
         item.session.shouldstop = stop.describe()
     if failed or incomplete:
         lines = [_describe(r) for r in failed] + [f"INCOMPLETE {_describe(r)}" for r in incomplete]
@@ -571,7 +523,7 @@ def _cut_short(item: pytest.Item, stop: interrupt.Interruption):
         _attach_result(item, res.make_result(requirement, item.originalname.removeprefix("test_"),
                                              scope=_scope_of_item(item), verdict="INCOMPLETE", reason=reason,
                                              data={"interrupted": stop.to_dict()}, test=item.nodeid))
-    if _active(item.config):
+    if state.of(item.config).active:
         item.session.shouldstop = stop.describe()
     pytest.fail(f"INCOMPLETE: interrupted by {stop.describe()}", pytrace=False)
 
@@ -590,7 +542,8 @@ def _scope_of_item(item: pytest.Item) -> str:
     return ""
 
 
-def _first_line(report: pytest.TestReport) -> str:
+def _report_line(report: pytest.TestReport) -> str:
+    """The first line of a report's failure or skip reason (redacted)."""
     if isinstance(report.longrepr, tuple):  # skip: (path, line, reason)
         return str(report.longrepr[2]).removeprefix("Skipped: ")
     crash = getattr(report.longrepr, "reprcrash", None)
@@ -601,7 +554,7 @@ def _first_line(report: pytest.TestReport) -> str:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call):
     report = yield
-    if not _active(item.config):
+    if not state.of(item.config).active:
         return report
     recorded = item.stash.get(_ITEM_RESULTS, [])
     # A check that crashed or was skipped before recording still gets a line per requirement in the summary.
@@ -611,14 +564,14 @@ def pytest_runtest_makereport(item: pytest.Item, call):
         what = "check could not run" if report.when == "setup" else "check errored"
         # The cloud's API failing (after the cloud layer's retries) is said as such, with its own words.
         api_error = cloudlayer.api_error_text(call.excinfo.value) if call.excinfo is not None else None
-        failure = f"no answer from the cloud's API: {api_error}" if api_error else f"{what}: {_first_line(report)}"
+        failure = f"no answer from the cloud's API: {api_error}" if api_error else f"{what}: {_report_line(report)}"
         for requirement in _requirement_ids(item):
             result = res.make_result(
                 requirement,
                 item.originalname.removeprefix("test_"),
                 scope=_scope_of_item(item),
                 verdict="SKIP" if unexplained_skip else "FAIL",
-                reason=_first_line(report) if unexplained_skip else failure,
+                reason=_report_line(report) if unexplained_skip else failure,
                 test=item.nodeid,
             )
             _attach_result(item, result)
@@ -633,67 +586,66 @@ def pytest_runtest_makereport(item: pytest.Item, call):
     return report
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """In the controller: gather results and call records from every report (local or from xdist workers)."""
-    # Reports carry no config: the controller's state is kept at session start.
-    state, session = _CONTROLLER.get("state"), _CONTROLLER.get("session")
-    if state is None or session is None:
-        return
-    state.checks_started = True
-    for entry in report.user_properties:
-        name, value = entry[0], entry[1]
-        if name == res.RESULT_KEY:
-            key = (report.nodeid, value)
-            if key not in state.seen:
-                state.seen.add(key)
-                session.add_result(json.loads(value))
-        elif name == res.CALLS_KEY:
-            session.add_calls(json.loads(value))
-        elif name == res.RETRIES_KEY:
-            session.add_retries(json.loads(value))
+class Gatherer:
+    """In the controller: gather results and call records from every report (local or from xdist workers).
+    Reports carry no config: registered at session start with the run's state."""
 
+    def __init__(self, run: SuiteState):
+        self.run = run
 
-# The controller's state for hooks that receive no config (pytest_runtest_logreport).
-_CONTROLLER: dict[str, Any] = {}
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        run, session = self.run, self.run.session
+        run.checks_started = True
+        for entry in report.user_properties:
+            name, value = entry[0], entry[1]
+            if name == res.RESULT_KEY:
+                key = (report.nodeid, value)
+                if key not in run.seen:
+                    run.seen.add(key)
+                    session.add_result(json.loads(value))
+            elif name == res.CALLS_KEY:
+                session.add_calls(json.loads(value))
+            elif name == res.RETRIES_KEY:
+                session.add_retries(json.loads(value))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    state = _state(session.config)
-    _CONTROLLER.clear()
-    if state.active and state.controller and res.SESSION_RESULTS in session.config.stash:
-        _CONTROLLER.update(state=state, session=session.config.stash[res.SESSION_RESULTS])
+    run = state.of(session.config)
+    if run.active and run.controller and run.session is not None:
+        session.config.pluginmanager.register(Gatherer(run), "conformance-results")
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtestloop(session: pytest.Session):
     result = yield
-    _state(session.config).checks_ended = True
+    state.of(session.config).checks_ended = True
     return result
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    results = session.config.stash.get(res.SESSION_RESULTS, None)
-    state = _state(session.config)
-    if results is not None and state.controller:
+    run = state.of(session.config)
+    results = run.session
+    if results is not None and run.controller:
         leftover = cloudlayer.CALL_LOG.drain()
         results.add_calls([c.to_dict() for c in leftover])
         results.add_retries([r.to_dict() for r in cloudlayer.RETRY_LOG.drain()])
         results.finished_at = res.now_utc()
         stop = interrupt.requested()
         if stop is not None:
-            results.interrupted = _interruption_record(stop, results, state, session)
+            results.interrupted = _interruption_record(stop, results, run, session)
             if session.exitstatus == pytest.ExitCode.OK:  # stopped after the last check: still interrupted
                 session.exitstatus = pytest.ExitCode.INTERRUPTED
 
 
-def _interruption_record(stop: interrupt.Interruption, results: res.SessionResults, state: _State, session) -> dict:
+def _interruption_record(stop: interrupt.Interruption, results: res.SessionResults, run: SuiteState,
+                         session) -> dict:
     """The run-level record of a stop: why, when, how far into the run, and what it cut short."""
     after = (stop.at - results.started_at).total_seconds() if results.started_at else None
-    if state.checks_ended and not session.shouldstop:
+    if run.checks_ended and not session.shouldstop:
         during = "finish"  # every check had ended: the stop cut nothing short
     else:
-        during = "checks" if state.checks_started else "start"
+        during = "checks" if run.checks_started else "start"
     record = {**stop.to_dict(), "during": during, "after_s": None if after is None else round(after, 1)}
     xml = session.config.stash.get(junitxml.xml_key, None)
     if xml is not None:  # Zuul's JUnit view: the run-level fact next to the testcases
@@ -701,15 +653,11 @@ def _interruption_record(stop: interrupt.Interruption, results: res.SessionResul
     return record
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    _CONTROLLER.clear()
-
-
 # ------------------------------------------------------------------------------------------------- summary
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    state = _state(config)
-    results = config.stash.get(res.SESSION_RESULTS, None)
-    if not state.active or not state.controller or results is None or inspect_only(config):
+    run = state.of(config)
+    results = run.session
+    if not run.active or not run.controller or results is None or inspect_only(config):
         return
     tr = terminalreporter
     profile = results.profile

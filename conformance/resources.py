@@ -26,6 +26,7 @@ from openstack import exceptions as os_exc
 from openstack.compute.v2.server import Server
 
 from conformance import interrupt
+from conformance.cloud import is_retryable
 
 PREFIX_ROOT = "conformance"
 # Anchored at the start: the sweeper and every bulk filter match this and nothing else.
@@ -37,6 +38,8 @@ KIND_ORDER = ("attachment", "server", "volume", "floating_ip", "port", "keypair"
 # The metadata key (servers, volumes, images) that carries the run prefix; Neutron resources carry it in
 # their description (set in the create body: tags would cost one extra call per resource).
 RUN_KEY = "conformance_run"
+# The burst's servers carry the run prefix under this key too (besides RUN_KEY when a caller sets it).
+BURST_KEY = "conformance_burst"
 
 DEFAULT_DELETE_TIMEOUT_S = 300.0
 DEFAULT_POLL_INTERVAL_S = 2.0
@@ -74,9 +77,10 @@ def server_name_filter(prefix: str) -> str:
 
 # --- waiting ------------------------------------------------------------------------------------------------
 
-class Deadline:
-    """A monotonic deadline whose waits are safe points: a stop request (conformance.interrupt) ends them at once
-    with Interrupted, except inside a cleanup (shielded), which runs until its own deadline."""
+class Waiter:
+    """A wait bounded by a monotonic time limit (`Waiter(300).poll(settled, 2.0)`), whose waits are safe points:
+    a stop request (conformance.interrupt) ends them at once with Interrupted, except inside a cleanup
+    (shielded), which runs until its own limit. Not the run's deadline (conformance.parts.deadline)."""
 
     def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
         self.clock = clock
@@ -93,28 +97,20 @@ class Deadline:
         return self.clock() - self.start
 
     def wait(self, interval: float) -> bool:
-        """Wait `interval` (or what is left); False once the deadline has passed."""
+        """Wait `interval` (or what is left); False once the time limit has passed."""
         if self.expired():
             return False
         interrupt.wait(min(interval, self.remaining()))
         return not self.expired()
 
     def poll(self, predicate: Callable[[], bool], interval: float) -> bool:
-        """Call `predicate` every `interval` until it is true (-> True) or the deadline passes (-> False)."""
+        """Call `predicate` every `interval` until it is true (-> True) or the time limit passes (-> False)."""
         while True:
             if predicate():
                 return True
             if self.expired():
                 return False
             interrupt.wait(min(interval, self.remaining()))
-
-
-def call(cloud, fn, *args, **kwargs):
-    """Run an API call through the cloud layer's retry policy when the cloud object has one. A safe point: no
-    call starts once the run was asked to stop (outside a cleanup)."""
-    interrupt.check()
-    runner = getattr(cloud, "call", None)
-    return runner(fn, *args, **kwargs) if runner else fn(*args, **kwargs)
 
 
 def scope_of(cloud) -> str:
@@ -224,18 +220,18 @@ class Tracker:
     def cleanup(self, timeout_s: float | None = None) -> list[CleanupFailure]:
         """Delete everything not yet deleted, kind by kind; wait until gone. Returns what failed."""
         try:
-            deadline = Deadline(timeout_s if timeout_s is not None else self.delete_timeout_s)
-            return delete_in_order(self.pending(), deadline, self.poll_interval_s, self.prefix)
+            waiter = Waiter(timeout_s if timeout_s is not None else self.delete_timeout_s)
+            return delete_in_order(self.pending(), waiter, self.poll_interval_s, self.prefix)
         finally:
             with _live_lock:
                 if self in _live_trackers and not self.pending():
                     _live_trackers.remove(self)
 
 
-def delete_in_order(items: list[Tracked], deadline: Deadline, interval: float, prefix: str
+def delete_in_order(items: list[Tracked], waiter: Waiter, interval: float, prefix: str
                     ) -> list[CleanupFailure]:
     """Delete `items` kind by kind in KIND_ORDER, per cloud; `prefix` bounds the bulk server listings.
-    Shielded: a stop request does not cut a cleanup short (its deadline bounds it; a second signal exits)."""
+    Shielded: a stop request does not cut a cleanup short (its time limit bounds it; a second signal exits)."""
     failures: list[CleanupFailure] = []
     with interrupt.shielded():
         for kind in KIND_ORDER:
@@ -245,7 +241,7 @@ def delete_in_order(items: list[Tracked], deadline: Deadline, interval: float, p
                 by_cloud.setdefault(id(item.cloud), []).append(item)
             for group in by_cloud.values():
                 try:
-                    failures += DELETERS[kind](group, deadline, interval, prefix)
+                    failures += DELETERS[kind](group, waiter, interval, prefix)
                 except Exception as exc:  # one kind failing must not stop the kinds after it
                     failures += [_failure(i, exc) for i in group if not i.deleted]
     return failures
@@ -316,7 +312,7 @@ class Lease:
                 return
             self.cloud = cloud
             try:
-                group = call(cloud, cloud.conn.network.create_security_group, name=self.name,
+                group = cloud.call(cloud.conn.network.create_security_group, name=self.name,
                              description=self._description())
             except Exception as exc:  # no network service, a policy: the run itself must go on
                 self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -328,7 +324,7 @@ class Lease:
     def _renew(self) -> None:
         while not self._stop.wait(self.renew_s):
             try:
-                # Not through call(): the next renewal is the retry (the TTL leaves room for several), and a
+                # Not through cloud.call(): the next renewal is the retry (the TTL leaves room for several), and a
                 # call's safe point would stop the renewals of a run that was asked to stop while it cleans up.
                 self.cloud.conn.network.update_security_group(self.id, description=self._description())
             except Exception:  # noqa: BLE001 - the next renewal tries again
@@ -342,7 +338,7 @@ class Lease:
         if self.id is None:
             return []
         item = Tracked("security_group", self.name, self.cloud, self.id)
-        failures = delete_in_order([item], Deadline(timeout_s), DEFAULT_POLL_INTERVAL_S, self.name)
+        failures = delete_in_order([item], Waiter(timeout_s), DEFAULT_POLL_INTERVAL_S, self.name)
         if item.deleted:
             self.id = None
         return failures
@@ -364,9 +360,7 @@ def _gone(fn, *args) -> bool:
 
 def _unanswered(exc: BaseException) -> bool:
     """A stalled or overloaded API (timeouts, 503s, broken connections) rather than an answer: a cleanup keeps
-    waiting for it until its own deadline instead of giving up at the first unanswered poll."""
-    from conformance.cloud import is_retryable
-
+    waiting for it until its own time limit instead of giving up at the first unanswered poll."""
     return is_retryable(exc)
 
 
@@ -395,13 +389,13 @@ def _resolve_by_name(items: list[Tracked], lister: Callable[[], Iterable]) -> No
 DELETE_RETRIES = 1  # a delete that ended in ERROR is tried once more, then reported with its fault
 
 
-def delete_servers_bulk(cloud, ids: Iterable[str], deadline: Deadline, interval: float, prefix: str,
+def delete_servers_bulk(cloud, ids: Iterable[str], waiter: Waiter, interval: float, prefix: str,
                         concurrency: int = DELETE_CONCURRENCY, on_tick: Callable[[int], None] | None = None,
                         count: Callable[[str], None] | None = None) -> tuple[set[str], dict[str, str]]:
     """Delete servers concurrently; wait with one bulk `GET /servers/detail` per tick (filtered by prefix).
 
     A server whose delete failed (listed in ERROR with no task running) is deleted once more, then given up
-    on with its fault rather than waited for until the deadline. Returns (ids left, {id: why})."""
+    on with its fault rather than waited for until the time limit. Returns (ids left, {id: why})."""
     conn = cloud.conn
     ids = set(ids)
     count = count or (lambda _key: None)
@@ -412,7 +406,7 @@ def delete_servers_bulk(cloud, ids: Iterable[str], deadline: Deadline, interval:
         count("DELETE /servers/{id}")
         tries[server_id] = tries.get(server_id, 0) + 1
         try:
-            call(cloud, conn.compute.delete_server, server_id, ignore_missing=True)
+            cloud.call(conn.compute.delete_server, server_id, ignore_missing=True)
         except os_exc.SDKException as exc:
             text = str(exc).strip() or type(exc).__name__
             why[server_id] = f"delete refused: {text.splitlines()[0]}"
@@ -430,10 +424,10 @@ def delete_servers_bulk(cloud, ids: Iterable[str], deadline: Deadline, interval:
         nonlocal left
         count("GET /servers/detail")
         try:
-            servers = call(cloud, lambda: list(conn.compute.servers(details=True, name=server_name_filter(prefix))))
+            servers = cloud.call(lambda: list(conn.compute.servers(details=True, name=server_name_filter(prefix))))
         except Exception as exc:
             if _unanswered(exc):
-                return False  # look again at the next tick, until the delete deadline
+                return False  # look again at the next tick, until the delete time limit
             raise
         listed = {s.id: s for s in servers if s.id in ids}
         left = set(listed)
@@ -451,18 +445,18 @@ def delete_servers_bulk(cloud, ids: Iterable[str], deadline: Deadline, interval:
         return not (left - given_up)
 
     if ids:
-        deadline.wait(interval)  # a delete is never done the instant it is accepted
-        deadline.poll(all_gone, interval)
+        waiter.wait(interval)  # a delete is never done the instant it is accepted
+        waiter.poll(all_gone, interval)
     return left, {i: why[i] for i in left if i in why}
 
 
-def _delete_servers(items, deadline, interval, prefix):
+def _delete_servers(items, waiter, interval, prefix):
     cloud = items[0].cloud
     conn = cloud.conn
-    _resolve_by_name(items, lambda: call(cloud, lambda: list(
+    _resolve_by_name(items, lambda: cloud.call(lambda: list(
         conn.compute.servers(details=False, name=server_name_filter(prefix)))))
     todo = [i for i in items if not i.deleted]
-    left, why = delete_servers_bulk(cloud, {i.id for i in todo}, deadline, interval, prefix)
+    left, why = delete_servers_bulk(cloud, {i.id for i in todo}, waiter, interval, prefix)
     return _outcome(todo, left, why)
 
 
@@ -477,7 +471,7 @@ def _outcome(todo: list[Tracked], left: set[str], why: dict[str, str]) -> list[C
     return failures
 
 
-def _delete_attachments(items, deadline, interval, prefix):
+def _delete_attachments(items, waiter, interval, prefix):
     failures = []
     for item in items:
         cloud = item.cloud
@@ -485,17 +479,17 @@ def _delete_attachments(items, deadline, interval, prefix):
         server_id, volume_id = item.extra.get("server_id"), item.extra.get("volume_id")
         try:
             # A typed server: with two plain ids openstacksdk looks the server up to guess their order.
-            call(cloud, conn.compute.delete_volume_attachment, Server(id=server_id), volume_id,
+            cloud.call(conn.compute.delete_volume_attachment, Server(id=server_id), volume_id,
                  ignore_missing=True)
 
             def detached(cloud=cloud, conn=conn, volume_id=volume_id):
                 try:
-                    vol = call(cloud, conn.block_storage.get_volume, volume_id)
+                    vol = cloud.call(conn.block_storage.get_volume, volume_id)
                 except os_exc.NotFoundException:
                     return True
                 return vol.status in ("available", "error") and not vol.attachments
 
-            if deadline.poll(detached, interval):
+            if waiter.poll(detached, interval):
                 item.deleted = True
             else:
                 failures.append(_failure(item, "volume still attached after the timeout"))
@@ -509,16 +503,16 @@ def _delete_attachments(items, deadline, interval, prefix):
 def _simple_deleter(lister_attr, getter_attr, deleter_attr, service):
     """Deleter for kinds whose delete is one call, verified with a GET that must answer 404."""
 
-    def deleter(items, deadline, interval, prefix):
+    def deleter(items, waiter, interval, prefix):
         cloud = items[0].cloud
         proxy = getattr(cloud.conn, service)
         if lister_attr:
-            _resolve_by_name(items, lambda: call(cloud, lambda: list(getattr(proxy, lister_attr)())))
+            _resolve_by_name(items, lambda: cloud.call(lambda: list(getattr(proxy, lister_attr)())))
         failures = []
         for item in [i for i in items if not i.deleted]:
             try:
-                call(cloud, getattr(proxy, deleter_attr), item.id, ignore_missing=True)
-                if deadline.poll(lambda item=item: _gone(call, cloud, getattr(proxy, getter_attr), item.id),
+                cloud.call(getattr(proxy, deleter_attr), item.id, ignore_missing=True)
+                if waiter.poll(lambda item=item: _gone(cloud.call, getattr(proxy, getter_attr), item.id),
                                  interval):
                     item.deleted = True
                 else:
@@ -542,18 +536,18 @@ class _Named:
     name: str
 
 
-def _delete_fips(items, deadline, interval, prefix):
+def _delete_fips(items, waiter, interval, prefix):
     cloud = items[0].cloud
-    _resolve_by_name(items, lambda: call(cloud, _list_fips_of_run, cloud, prefix))
-    return _simple_deleter(None, "get_ip", "delete_ip", "network")(items, deadline, interval, prefix)
+    _resolve_by_name(items, lambda: cloud.call(_list_fips_of_run, cloud, prefix))
+    return _simple_deleter(None, "get_ip", "delete_ip", "network")(items, waiter, interval, prefix)
 
 
-def _delete_keypairs(items, deadline, interval, prefix):
+def _delete_keypairs(items, waiter, interval, prefix):
     # A keypair's id is its name.
     for item in items:
         item.id = item.id or item.name
     deleter = _simple_deleter(None, "get_keypair", "delete_keypair", "compute")
-    return deleter(items, deadline, interval, prefix)
+    return deleter(items, waiter, interval, prefix)
 
 
 # --- volumes, including the boot volumes Nova makes for boot-from-volume servers ------------------------------
@@ -609,7 +603,7 @@ def _volume_image_id(volume) -> str | None:
 def _list_volumes(cloud, count: Callable[[str], None] | None = None) -> list:
     if count:
         count("GET /volumes/detail")
-    return call(cloud, lambda: list(cloud.conn.block_storage.volumes(details=True)))
+    return cloud.call(lambda: list(cloud.conn.block_storage.volumes(details=True)))
 
 
 def _resolve_boot_volumes(cloud, items: list[Tracked]) -> None:
@@ -632,7 +626,7 @@ def _resolve_boot_volumes(cloud, items: list[Tracked]) -> None:
         items.append(Tracked(twin.kind, twin.name, twin.cloud, extra.id, dict(twin.extra)))
 
 
-def delete_volumes_bulk(cloud, ids: Iterable[str], deadline: Deadline, interval: float,
+def delete_volumes_bulk(cloud, ids: Iterable[str], waiter: Waiter, interval: float,
                         on_tick: Callable[[int], None] | None = None,
                         count: Callable[[str], None] | None = None) -> tuple[set[str], dict[str, str]]:
     """Delete volumes and wait until they are gone, with one `GET /volumes/detail` per tick for all of them.
@@ -662,7 +656,7 @@ def delete_volumes_bulk(cloud, ids: Iterable[str], deadline: Deadline, interval:
             tries[volume.id] = tries.get(volume.id, 0) + 1
             count("DELETE /volumes/{id}")
             try:
-                call(cloud, conn.block_storage.delete_volume, volume.id, ignore_missing=True)
+                cloud.call(conn.block_storage.delete_volume, volume.id, ignore_missing=True)
             except os_exc.HttpException as exc:
                 text = str(exc).strip() or type(exc).__name__
                 why[volume.id] = f"delete refused: {text.splitlines()[0]}"
@@ -670,19 +664,19 @@ def delete_volumes_bulk(cloud, ids: Iterable[str], deadline: Deadline, interval:
             on_tick(len(left))
         return not (left - given_up)
 
-    if ids and not deadline.poll(all_gone, interval):
-        all_gone()  # one last look at the deadline
+    if ids and not waiter.poll(all_gone, interval):
+        all_gone()  # one last look at the time limit
     return left, {i: why.get(i, "") for i in left if why.get(i)}
 
 
-def _delete_volumes(items, deadline, interval, prefix):
+def _delete_volumes(items, waiter, interval, prefix):
     cloud = items[0].cloud
     named = [i for i in items if "boot_image" not in i.extra]
     boot = [i for i in items if "boot_image" in i.extra]
-    _resolve_by_name(named, lambda: call(cloud, lambda: list(cloud.conn.block_storage.volumes())))
+    _resolve_by_name(named, lambda: cloud.call(lambda: list(cloud.conn.block_storage.volumes())))
     _resolve_boot_volumes(cloud, boot)
     todo = [i for i in named + boot if not i.deleted]
-    left, why = delete_volumes_bulk(cloud, {i.id for i in todo}, deadline, interval)
+    left, why = delete_volumes_bulk(cloud, {i.id for i in todo}, waiter, interval)
     return _outcome(todo, left, why)
 
 
@@ -707,7 +701,3 @@ def cleanup_all(timeout_s: float | None = None) -> list[CleanupFailure]:
             failures += tracker.cleanup(timeout_s)
     return failures
 
-
-def elapsed_since(start: float) -> str:
-    seconds = int(time.monotonic() - start)
-    return f"{seconds // 60:02d}:{seconds % 60:02d}"

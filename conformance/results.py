@@ -11,8 +11,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
-
-import pytest
+from urllib.parse import urlsplit
 
 from conformance import requirements
 from conformance.redact import redact, redact_obj
@@ -23,6 +22,19 @@ RETRIES_KEY = "conformance.retries"
 # INCOMPLETE: the check was cut short (interrupted, or its time ran out) before it could decide; it records
 # what it measured until then. Readers must not assume these are the only words.
 VERDICTS = ("PASS", "FAIL", "WARN", "SKIP", "INCOMPLETE")
+
+# A path segment that is an id, not a name: a UUID (with or without dashes), 16 or more hex digits, a number, a
+# request id. Call records keep paths with ids replaced, so calls group by what they do, not per resource.
+ID_SEGMENT = re.compile(
+    r"^(?:[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}|[0-9a-fA-F]{16,}|\d+"
+    r"|req-[0-9a-fA-F-]{36})$"
+)
+
+
+def path_template(url: str) -> str:
+    """`/v2.1/servers/{id}` for `https://host:8774/v2.1/servers/6f1c...?all_tenants=1`: no ids, no query."""
+    path = urlsplit(url).path or "/"
+    return "/".join("{id}" if ID_SEGMENT.match(segment) else segment for segment in path.split("/")) or "/"
 
 
 @dataclass(frozen=True)
@@ -167,9 +179,6 @@ class SessionResults:
             "interrupted": self.interrupted,
             "counts": self.counts(),
         }
-
-
-SESSION_RESULTS = pytest.StashKey[SessionResults]()
 
 
 def now_utc() -> datetime:

@@ -18,8 +18,9 @@ from collections import Counter
 import pytest
 
 from conformance.burst import TIMED_OUT, BurstResult, BurstSettings, run_burst
-from conformance.dynamic import node_setup, progress_writer
-from conformance.metrics.plugin import burst_reporter
+from conformance.nodes import node_setup
+from conformance.parts.metrics import burst_reporter
+from conformance.progress import progress_writer
 from conformance.results import split_scope
 
 pytestmark = [pytest.mark.requirement("R12"), pytest.mark.dynamic]

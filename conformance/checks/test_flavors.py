@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.cloud import choose_flavor
+from conformance.flavors import mirror_choice, mirror_spec, node_choice, node_spec
 
 pytestmark = pytest.mark.requirement("R4")
 
@@ -33,10 +33,9 @@ def _no_flavor_reason(project: str, choice, spec) -> str:
     )
 
 
-def _check_flavor(cloud, spec, allow_zero_disk: bool, check: str, record) -> None:
+def _check_flavor(cloud, choice, spec, check: str, record) -> None:
     """Record the best flavor visible to `cloud` meeting `spec` (PASS), or the closest one and why (FAIL)."""
     project = cloud.role
-    choice = choose_flavor(cloud.flavors(), spec, allow_zero_disk=allow_zero_disk)
     if choice.best is None:
         record("R4", check, scope=cloud.scope, measured=choice.closest.name if choice.closest else "none",
                threshold=_spec_text(spec), ok=False, reason=_no_flavor_reason(project, choice, spec))
@@ -47,10 +46,9 @@ def _check_flavor(cloud, spec, allow_zero_disk: bool, check: str, record) -> Non
 
 
 def test_node_flavor(zuul, profile, record):
-    _check_flavor(zuul, profile["flavor"], bool(profile["flavor"].get("allow_boot_from_volume", False)), "flavor",
-                  record)
+    # The choice every test node of the run boots with (conformance.nodes) and R8 sizes the quota for.
+    _check_flavor(zuul, node_choice(zuul, profile), node_spec(profile), "flavor", record)
 
 
 def test_mirror_flavor(ci, profile, record):
-    _check_flavor(ci, profile["mirror.flavor"], bool(profile.get("mirror.allow_volume", False)), "mirror_flavor",
-                  record)
+    _check_flavor(ci, mirror_choice(ci, profile), mirror_spec(profile), "mirror_flavor", record)

@@ -1,6 +1,6 @@
 """R5 (CPU: vCPUs and speed) and R11 (little or no overcommit), measured inside a test node.
 
-The node boots with cloud-init user-data (conformance.dynamic.PROBE_USER_DATA) that prints
+The node boots with cloud-init user-data (conformance.probe.PROBE_USER_DATA) that prints
 `conformance-probe: key=value` lines on the console: nproc, MemTotal, CPU model and MHz, a short CPU benchmark
 score, the steal time measured while the benchmark loads every vCPU, and the hypervisor the guest sees. They are
 read with the console-output API (no SSH, no public address needed). The node boots the probe image (--probe-image,
@@ -16,20 +16,17 @@ import time
 import pytest
 from openstack import exceptions as os_exc
 
-from conformance.dynamic import (
+from conformance.errors import first_line
+from conformance.nodes import BootFailed, boot_server, boot_timeout, node_setup
+from conformance.probe import (
     NO_STEAL_CLOCK,
-    BootFailed,
-    boot_server,
-    boot_timeout,
-    first_line,
     guest_kind,
-    node_setup,
     parse_probe,
     probe_complete,
     probe_image,
     probe_user_data_b64,
 )
-from conformance.resources import Deadline, call
+from conformance.resources import Waiter
 
 pytestmark = [pytest.mark.requirement("R5"), pytest.mark.requirement("R11"), pytest.mark.dynamic]
 
@@ -60,14 +57,14 @@ def test_guest_probe(zuul, profile, record, images, tracker, pytestconfig):
 
     def answered() -> bool:
         try:
-            output = call(zuul, zuul.conn.compute.get_server_console_output, server)
+            output = zuul.call(zuul.conn.compute.get_server_console_output, server)
         except os_exc.HttpException as exc:
             error["text"] = f"console output refused: HTTP {exc.status_code}: {first_line(exc)}"
             return True
         facts.update(parse_probe((output or {}).get("output", "")))
         return probe_complete(facts)
 
-    Deadline(float(profile.get("probe.wait_s", 900)) if chosen else OWN_IMAGE_WAIT_S).poll(answered, 5.0)
+    Waiter(float(profile.get("probe.wait_s", 900)) if chosen else OWN_IMAGE_WAIT_S).poll(answered, 5.0)
     probe_s = time.monotonic() - started
     image_data = {"probe_image": chosen.describe() if chosen else None}
     if error:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from openstack import exceptions as os_exc
 
-from conformance.dynamic import BootFailed, boot_server, boot_timeout, first_line, mb_per_s, node_setup
+from conformance.errors import first_line
+from conformance.images import mb_per_s
+from conformance.nodes import BootFailed, boot_server, boot_timeout, node_setup
 from conformance.resources import attached_volume_ids
 
 pytestmark = [pytest.mark.requirement("R2"), pytest.mark.dynamic]

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conformance.cloud import tls_version_number
+from conformance.tls import tls_version_number
 
 pytestmark = pytest.mark.requirement("R7")
 

@@ -6,33 +6,22 @@ from __future__ import annotations
 import pytest
 from openstack import exceptions as os_exc
 
-from conformance.dynamic import (
-    BootFailed,
-    boot_server,
-    boot_timeout,
-    delete_and_wait,
-    first_line,
-    project_network,
-    require_image,
-)
-from conformance.resources import RUN_KEY, CleanupError, Deadline, call
+from conformance.errors import first_line
+from conformance.flavors import mirror_choice, mirror_spec
+from conformance.images import require_image
+from conformance.nodes import BootFailed, boot_server, boot_timeout, delete_and_wait, project_network
+from conformance.resources import RUN_KEY, CleanupError, Waiter
 
 pytestmark = [pytest.mark.requirement("R3"), pytest.mark.dynamic]
 
 
-def _spec(profile, min_disk_gb=None) -> dict:
-    spec = {k: profile[f"mirror.flavor.{k}"] for k in ("min_ram_mb", "min_vcpus", "min_disk_gb")}
-    if min_disk_gb is not None:
-        spec["min_disk_gb"] = max(spec["min_disk_gb"], min_disk_gb)
-    return spec
-
-
-def _flavor(ci, spec):
-    from conformance.cloud import choose_flavor
-
-    choice = choose_flavor(ci.flavors(), spec, allow_zero_disk=False)
+def _flavor(ci, profile, min_disk_gb=None):
+    """The mirror host's flavor (conformance.flavors.mirror_choice). The host boots from its local disk: a
+    disk-0 flavor does not do here."""
+    choice = mirror_choice(ci, profile, min_disk_gb=min_disk_gb, allow_zero_disk=False)
     if choice.best is None:
         closest = choice.closest.describe() if choice.closest else "none"
+        spec = mirror_spec(profile, min_disk_gb)
         return None, f"no flavor meets {spec} (closest: {closest}; {', '.join(choice.shortfalls)})"
     return choice.best, ""
 
@@ -41,14 +30,14 @@ def _volume_path(ci, profile, images, tracker, size_gb, network) -> tuple[bool, 
     conn = ci.conn
     if not (ci.endpoint("block-storage") or ci.endpoint("volumev3")):
         return False, "no block-storage service in the ci project's catalog", {}
-    flavor, why = _flavor(ci, _spec(profile))
+    flavor, why = _flavor(ci, profile)
     if flavor is None:
         return False, why, {}
     timeout = boot_timeout(profile)
     name = tracker.name("mirror-volume", ci)
     item = tracker.intent("volume", name, ci)
     try:
-        volume = call(ci, conn.block_storage.create_volume, size=size_gb, name=name,
+        volume = ci.call(conn.block_storage.create_volume, size=size_gb, name=name,
                       metadata={RUN_KEY: tracker.prefix})
     except os_exc.HttpException as exc:
         quota = exc.status_code == 413 or "quota" in str(exc).lower()
@@ -59,22 +48,22 @@ def _volume_path(ci, profile, images, tracker, size_gb, network) -> tuple[bool, 
 
     def status_is(*wanted):
         def check():
-            state["volume"] = call(ci, conn.block_storage.get_volume, volume.id)
+            state["volume"] = ci.call(conn.block_storage.get_volume, volume.id)
             if state["volume"].status.startswith("error"):
                 raise RuntimeError(f"volume went {state['volume'].status}")
             return state["volume"].status in wanted
         return check
 
     try:
-        if not Deadline(timeout).poll(status_is("available"), 2.0):
+        if not Waiter(timeout).poll(status_is("available"), 2.0):
             return False, f"{size_gb} GB volume not available after {timeout:.0f} s", {}
         server, _ = boot_server(ci, tracker, "mirror", image_id=require_image(images.get(ci)),
                                 flavor_id=flavor.id, network_id=network.id, timeout_s=timeout)
         tracker.intent("attachment", f"{name}-attachment", ci, server_id=server.id, volume_id=volume.id)
-        call(ci, conn.compute.create_volume_attachment, server, volume)
-        if not Deadline(timeout).poll(status_is("in-use"), 2.0):
+        ci.call(conn.compute.create_volume_attachment, server, volume)
+        if not Waiter(timeout).poll(status_is("in-use"), 2.0):
             return False, f"volume not in-use after {timeout:.0f} s (status {state['volume'].status})", {}
-        attached = [a.volume_id for a in call(ci, lambda: list(conn.compute.volume_attachments(server)))]
+        attached = [a.volume_id for a in ci.call(lambda: list(conn.compute.volume_attachments(server)))]
         if volume.id not in attached:
             return False, "the volume is in-use but the server does not list the attachment", {}
         detach_s = delete_and_wait(tracker, "attachment", timeout)
@@ -86,7 +75,7 @@ def _volume_path(ci, profile, images, tracker, size_gb, network) -> tuple[bool, 
 
 
 def _local_disk_path(ci, profile, images, tracker, size_gb, network) -> tuple[bool, str, dict]:
-    flavor, why = _flavor(ci, _spec(profile, size_gb))
+    flavor, why = _flavor(ci, profile, size_gb)
     if flavor is None:
         return False, why, {}
     try:

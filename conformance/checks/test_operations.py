@@ -8,8 +8,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from openstack import exceptions as os_exc
 
-from conformance.dynamic import BootFailed, boot_server, boot_timeout, delete_and_wait, first_line, node_setup
-from conformance.resources import CleanupError, call
+from conformance.errors import first_line
+from conformance.nodes import BootFailed, boot_server, boot_timeout, delete_and_wait, node_setup
+from conformance.resources import CleanupError
 
 pytestmark = [pytest.mark.requirement("R13"), pytest.mark.dynamic]
 
@@ -35,8 +36,8 @@ def test_nodepool_operations(zuul, profile, record, images, tracker, pytestconfi
     key_name = tracker.name("r13-key", zuul)
     tracker.intent("keypair", key_name, zuul)
     try:
-        call(zuul, conn.compute.create_keypair, name=key_name, public_key=public_key())
-        keypair = call(zuul, conn.compute.get_keypair, key_name)
+        zuul.call(conn.compute.create_keypair, name=key_name, public_key=public_key())
+        keypair = zuul.call(conn.compute.get_keypair, key_name)
         record("R13", "ops.keypair", scope=scope, measured=f"created ({keypair.fingerprint})",
                threshold="create, read back", ok=True)
     except os_exc.SDKException as exc:
@@ -47,14 +48,14 @@ def test_nodepool_operations(zuul, profile, record, images, tracker, pytestconfi
     group_name = tracker.name("r13-secgroup", zuul)
     group_item = tracker.intent("security_group", group_name, zuul)
     try:
-        group = call(zuul, conn.network.create_security_group, name=group_name, description=group_name)
+        group = zuul.call(conn.network.create_security_group, name=group_name, description=group_name)
         group_item.bind(group)
         for ethertype, protocol, port, prefix in INGRESS:
             ports = {"port_range_min": port, "port_range_max": port} if port else {}
-            call(zuul, conn.network.create_security_group_rule, security_group_id=group.id,
+            zuul.call(conn.network.create_security_group_rule, security_group_id=group.id,
                  direction="ingress", ethertype=ethertype, protocol=protocol, remote_ip_prefix=prefix,
                  **ports)
-        rules = call(zuul, lambda: list(conn.network.security_group_rules(security_group_id=group.id)))
+        rules = zuul.call(lambda: list(conn.network.security_group_rules(security_group_id=group.id)))
         seen = {(r.ether_type, r.protocol, r.port_range_min, r.remote_ip_prefix) for r in rules
                 if r.direction == "ingress"}
         missing = [f"{p}/{port or '*'} from {prefix}" for e, p, port, prefix in INGRESS
@@ -81,7 +82,7 @@ def test_nodepool_operations(zuul, profile, record, images, tracker, pytestconfi
                                       flavor_id=setup.flavor.id, network_id=setup.network.id,
                                       timeout_s=timeout, metadata=metadata,
                                       volume_size_gb=setup.volume_size_gb, **extra)
-        read = call(zuul, conn.compute.fetch_server_metadata, server).metadata or {}
+        read = zuul.call(conn.compute.fetch_server_metadata, server).metadata or {}
         wrong = {k: read.get(k) for k, v in metadata.items() if read.get(k) != v}
         record("R13", "ops.metadata", scope=scope,
                measured=f"{len(metadata) - len(wrong)}/{len(metadata)} keys",

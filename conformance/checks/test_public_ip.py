@@ -13,19 +13,18 @@ import time
 import pytest
 from openstack import exceptions as os_exc
 
-from conformance.dynamic import (
+from conformance.errors import first_line
+from conformance.nodes import (
     BootFailed,
     boot_server,
     boot_timeout,
     external_networks,
-    first_line,
     node_setup,
-    probe_image,
     public_ip_mode,
     server_addresses,
-    ssh_handshake,
 )
-from conformance.resources import Deadline, call
+from conformance.probe import probe_image, ssh_handshake
+from conformance.resources import Waiter
 
 pytestmark = [pytest.mark.requirement("R6"), pytest.mark.dynamic]
 
@@ -126,7 +125,7 @@ def _check_reachable(cloud, profile, record, public: list[dict], node_image, fal
         state["key"], state["why"] = ssh_handshake(target)
         return state["key"] is not None
 
-    Deadline(float(profile.get("probe.wait_s", 900))).poll(answered, 5.0)
+    Waiter(float(profile.get("probe.wait_s", 900))).poll(answered, 5.0)
     seconds = time.monotonic() - started
     data = {"addr": target, "host_key_type": state["key"], "seconds": round(seconds, 1),
             "probe_image": node_image.describe()}
@@ -142,7 +141,7 @@ def _check_reachable(cloud, profile, record, public: list[dict], node_image, fal
 def project_networks(cloud) -> list[str]:
     """The networks Nova would choose from for a node that names none (the project's own and shared ones, with a
     subnet): with more than one, Nova refuses such a boot, and zuul-launcher's label must name one (`networks`)."""
-    networks = call(cloud, lambda: list(cloud.conn.network.networks()))
+    networks = cloud.call(lambda: list(cloud.conn.network.networks()))
     return sorted(n.name or n.id for n in networks
                   if n.subnet_ids and (n.project_id == cloud.project_id or n.is_shared))
 
@@ -150,7 +149,7 @@ def project_networks(cloud) -> list[str]:
 def _attach_floating_ip(cloud, tracker, server, externals, addresses, accept_doc) -> str:
     """Allocate a floating IP on the node's port; adds it to `addresses`; returns a problem or ""."""
     conn = cloud.conn
-    ports = call(cloud, lambda: list(conn.network.ports(device_id=server.id)))
+    ports = cloud.call(lambda: list(conn.network.ports(device_id=server.id)))
     if not ports:
         return "the test node has no port to attach a floating IP to"
     errors = []
@@ -159,7 +158,7 @@ def _attach_floating_ip(cloud, tracker, server, externals, addresses, accept_doc
         item = tracker.intent("floating_ip", name, cloud)
         try:
             # Floating IPs have no name: the run prefix goes in the description (the sweeper matches it).
-            fip = call(cloud, conn.network.create_ip, floating_network_id=network.id, port_id=ports[0].id,
+            fip = cloud.call(conn.network.create_ip, floating_network_id=network.id, port_id=ports[0].id,
                        description=name)
         except os_exc.HttpException as exc:
             if exc.status_code and exc.status_code < 500:

@@ -7,21 +7,16 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.cloud import choose_flavor
-from conformance.dynamic import external_networks, public_ip_mode
+from conformance.flavors import node_choice
+from conformance.nodes import external_networks, public_ip_mode
 
 pytestmark = pytest.mark.requirement("R8")
-
-
-def _node_choice(zuul, profile):
-    spec = profile["flavor"]
-    return choose_flavor(zuul.flavors(), spec, allow_zero_disk=bool(spec.get("allow_boot_from_volume")))
 
 
 def _node_size(zuul, profile) -> tuple[int, int, str]:
     """vCPUs, RAM MB and name of one node: the R4 flavor, or the profile's minimum when R4 found none."""
     spec = profile["flavor"]
-    choice = _node_choice(zuul, profile)
+    choice = node_choice(zuul, profile)  # R4's
     if choice.best is not None:
         return choice.best.vcpus, choice.best.ram_mb, choice.best.name
     return spec["min_vcpus"], spec["min_ram_mb"], "the profile's minimum flavor"
@@ -130,7 +125,7 @@ VOLUME_CHECKS = ("quota.volumes", "quota.volume_gigabytes")
 def _boot_volume_dimensions(zuul, profile, record) -> list[tuple]:
     """Boot-from-volume nodes (a disk-0 R4 flavor) each need a volume of the profile's size in the zuul
     project: the block-storage volumes and gigabytes quotas, as test_compute_quota's dimensions."""
-    if not _node_choice(zuul, profile).boot_from_volume:
+    if not node_choice(zuul, profile).boot_from_volume:
         return []
     instances, size = profile["quota.instances"], int(profile["flavor.min_disk_gb"])
     if zuul.endpoint("block-storage") is None:

@@ -9,6 +9,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from conformance.errors import BadInput
+from conformance.fleet.site import OutError, write_site
+from conformance.fleet.sources import FleetCache, SourceError, local_runs, zuul_runs
+from conformance.profiles import DEFAULT_PROFILE, load_profile
 from conformance.redact import redact
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -52,11 +56,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv) -> int:
-    from conformance.errors import BadInput
-    from conformance.fleet.site import OutError, write_site
-    from conformance.fleet.sources import FleetCache, SourceError, local_runs, zuul_runs
-    from conformance.profiles import DEFAULT_PROFILE, load_profile
-
     try:
         args = parser().parse_args(list(argv))
     except SystemExit as exc:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from conformance.fleet.build import TRENDS, build_fleet, slug
 from conformance.fleet.sources import FleetCache, Run
-from conformance.report.bundle import HTML
 from conformance.report.html import STYLE as REPORT_STYLE
+from conformance.report.layout import HTML
 
 FLEET_JSON = "fleet.json"
 INDEX = "index.html"

@@ -39,8 +39,11 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-from conformance.report.bundle import HTML, MANIFEST, RESULTS, SIGNATURE_FILES, check_files, read_manifest
+from conformance.report.bundle import check_files, read_manifest
 from conformance.report.compare import CompareInputError, load
+from conformance.report.layout import HTML, MANIFEST, RESULTS, SIGNATURE_FILES
+from conformance.report.model import SUITE_NAME, version
+from conformance.report.verify import UsageError, verify_bundle
 
 HTTP_TIMEOUT_S = 30
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a bundle file larger than this is not a bundle file
@@ -105,7 +108,6 @@ def _sha256(data: bytes) -> str:
 @cache
 def _checker() -> str:
     """What a cached schema verdict was made with: a new suite version or schema drops the old verdicts."""
-    from conformance.report.model import SUITE_NAME, version
 
     schema = resources.files("conformance").joinpath("schemas/results.schema.json").read_bytes()
     return f"{CACHE_FORMAT}:{version(SUITE_NAME)}:{_sha256(schema)[:16]}"
@@ -227,7 +229,6 @@ def check_bundle(
 ) -> tuple[Run, Learned]:
     """load_bundle's work, with what it learned for the cache: the signature is verified unless `known` holds a
     verdict for these very manifest, signature and allowed signers bytes; the files are checked every time."""
-    from conformance.report.verify import UsageError, verify_bundle
 
     path = Path(path)
     known = known or Known()

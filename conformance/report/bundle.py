@@ -1,10 +1,7 @@
-"""The report bundle on disk: the single writer (all redaction happens here), manifest, layout, finalisation.
+"""The report bundle on disk: the single writer (all redaction happens here), manifest, finalisation.
 
-Layout of `<report-dir>/<cloud>-<UTC timestamp>/`:
-    report.html  results.json  metrics.prom  junit.xml  onboarding/*.yaml  [comparison.txt comparison.json]
-    MANIFEST.sha256                         sha256sum format over every other file
-    MANIFEST.sha256.sig | MANIFEST.sha256.asc   detached SSH or OpenPGP signature of the manifest
-Order matters: files first, then the manifest, then the signature over the manifest.
+The files' names are conformance.report.layout. Order matters: files first, then the manifest, then the
+signature over the manifest (conformance.report.sign).
 """
 
 from __future__ import annotations
@@ -16,16 +13,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conformance.metrics.prometheus import openmetrics_text
 from conformance.redact import redact, redact_obj
+from conformance.report import onboarding, sign
+from conformance.report.html import signature_html, standalone_page
+from conformance.report.layout import HTML, MANIFEST, METRICS, NOT_HASHED, ONBOARDING, RESULTS, SIGNATURE_FILES
 
-MANIFEST = "MANIFEST.sha256"
-SIGNATURE_FILES = {"ssh": MANIFEST + ".sig", "gpg": MANIFEST + ".asc"}
-NOT_HASHED = frozenset({MANIFEST, *SIGNATURE_FILES.values()})
-RESULTS = "results.json"
-HTML = "report.html"
-JUNIT = "junit.xml"
-METRICS = "metrics.prom"  # conformance.metrics.prometheus: OpenMetrics text of results.json
-ONBOARDING = "onboarding"
 _MANIFEST_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 
 
@@ -143,10 +136,6 @@ def write_bundle(
     report.html and junit.xml written by pytest-html/junitxml are kept but re-written through `write_file`,
     like every other text file already in the directory, so nothing leaves without redaction.
     """
-    from conformance.metrics.prometheus import openmetrics_text
-    from conformance.report import onboarding, sign
-    from conformance.report.html import standalone_page
-
     bundle_dir = Path(bundle_dir)
     bundle_dir.mkdir(parents=True, exist_ok=True)
     for stale in NOT_HASHED:
@@ -185,9 +174,6 @@ def sign_bundle(bundle_dir, key, fmt: str = "ssh", gpg_homedir=None) -> tuple[di
     """Sign an existing bundle: (signature info, problems). A bundle whose files no longer match its manifest
     is not signed (problems say which file). The HTML and results.json are updated to name the signing key
     first, so the new manifest and signature cover them."""
-    from conformance.report import sign
-    from conformance.report.html import signature_html
-
     bundle_dir = Path(bundle_dir)
     if (bundle_dir / MANIFEST).is_file():
         problems = check_files(bundle_dir)

@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 from conformance.redact import redact
+from conformance.report import bundle, compare, sign
+from conformance.report.bundle import read_manifest
+from conformance.report.layout import MANIFEST
+from conformance.report.verify import UsageError, verify_bundle
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -26,8 +30,6 @@ def _parse(parser: argparse.ArgumentParser, argv) -> argparse.Namespace | int:
 
 
 def sign_main(argv) -> int:
-    from conformance.report import bundle, sign
-
     parser = argparse.ArgumentParser(
         prog="python -m conformance sign",
         description="Sign a report bundle: rewrite MANIFEST.sha256 and sign it.",
@@ -63,8 +65,6 @@ def sign_main(argv) -> int:
 
 
 def verify_main(argv) -> int:
-    from conformance.report.verify import UsageError, verify_bundle
-
     parser = argparse.ArgumentParser(
         prog="python -m conformance verify",
         description="Verify a report bundle: the signature over MANIFEST.sha256 and every file's sha256.",
@@ -103,14 +103,10 @@ def verify_main(argv) -> int:
 
 
 def _manifest_entries(bundle_dir: Path) -> dict:
-    from conformance.report.bundle import MANIFEST, read_manifest
-
     return read_manifest(bundle_dir / MANIFEST)[0]
 
 
 def compare_main(argv) -> int:
-    from conformance.report import compare
-
     parser = argparse.ArgumentParser(
         prog="python -m conformance compare",
         description="Compare two runs per requirement and the burst's p95 / failure rate; exit 1 on regression.",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conformance.report.bundle import RESULTS
+from conformance.report.layout import RESULTS
 from conformance.report.model import verdict_text
 
 # Worse to the right. SKIP / NOT_RUN / INCOMPLETE are changes in coverage (a smaller --burst-size, an interrupted

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from conformance.profiles import load_profile
 from conformance.report.model import result_data
 
 ZUUL_VERSION = "14.3.0"  # the zuul-launcher whose schema the draft follows (tests/zuul/prereqs.sh installs it)
@@ -172,8 +173,6 @@ def boot_timeout(doc: dict) -> tuple[int, str]:
 
 @functools.lru_cache(maxsize=8)
 def _profile_data(name: str | None):
-    from conformance.profiles import load_profile
-
     for candidate in (name, None):
         try:
             return load_profile(candidate) if candidate else load_profile()

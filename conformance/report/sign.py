@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conformance.report.bundle import MANIFEST, SIGNATURE_FILES
+from conformance.report.layout import MANIFEST, SIGNATURE_FILES
 
 NAMESPACE = "opendev-cloud-conformance"  # ssh-keygen -Y namespace: a signature for this purpose only
 FORMATS = ("ssh", "gpg")

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance.report import sign
-from conformance.report.bundle import MANIFEST, SIGNATURE_FILES, check_files
+from conformance.report.bundle import check_files
+from conformance.report.layout import MANIFEST, SIGNATURE_FILES
 
 
 class UsageError(Exception):

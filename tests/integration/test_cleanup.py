@@ -14,7 +14,7 @@ import threading
 
 from dynamic_helpers import burst_servers, leftovers, run_prefix, verdicts
 
-from conformance.resources import Deadline, new_run_prefix, prefix_of
+from conformance.resources import Waiter, new_run_prefix, prefix_of
 
 
 def _suite(sandbox, report_dir, *args):
@@ -43,7 +43,7 @@ def _wait_for_burst(sandbox, proc, at_least=2) -> str:
         servers[:] = burst_servers(sandbox)
         return len(servers) >= at_least or proc.poll() is not None
 
-    assert Deadline(240).poll(started, 0.3), "the burst never started"
+    assert Waiter(240).poll(started, 0.3), "the burst never started"
     assert proc.poll() is None, "the run ended before the burst was under way"
     return prefix_of(servers[0].name)
 
@@ -68,7 +68,7 @@ def test_kill9_mid_burst_then_sweeper(sandbox, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    Deadline(5).wait(5)  # creates already accepted by nova-api land in its database
+    Waiter(5).wait(5)  # creates already accepted by nova-api land in its database
     left = leftovers(sandbox, run)
     assert left, "kill -9 should have left the burst's servers (and the image) behind"
     dry = _sweep(sandbox, "--run", run, "--dry-run")

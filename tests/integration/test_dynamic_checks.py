@@ -10,7 +10,7 @@ import threading
 
 from dynamic_helpers import burst_servers, leftovers, run_prefix, verdicts
 
-from conformance.resources import Deadline
+from conformance.resources import Waiter
 
 DYNAMIC = ("image_upload_and_boot or mirror_disk or public_ip or nodepool_operations or boot_burst "
            "or guest_probe")
@@ -95,9 +95,9 @@ def test_compute_stopped_mid_burst(sandbox, tmp_path):
     reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)
     reader.start()
     try:
-        assert Deadline(180).poll(lambda: bool(burst_servers(sandbox)) or proc.poll() is not None, 0.3)
+        assert Waiter(180).poll(lambda: bool(burst_servers(sandbox)) or proc.poll() is not None, 0.3)
         with sandbox.paused("nova-compute"):
-            Deadline(70).wait(70)  # longer than the burst's timeout: the frozen boots must time out
+            Waiter(70).wait(70)  # longer than the burst's timeout: the frozen boots must time out
         proc.wait(timeout=900)
     finally:
         if proc.poll() is None:

@@ -22,7 +22,7 @@ import pytest
 from dynamic_helpers import run_prefix, verdicts
 
 from conformance.report.model import requirement_verdict
-from conformance.resources import Deadline, prefix_of
+from conformance.resources import Waiter, prefix_of
 from tests.faults.proxy import FaultProxy, services_from_catalog
 
 BURST = os.environ.get("CONFORMANCE_TEST_BURST_SIZE", "5")
@@ -183,7 +183,7 @@ def paired(sandbox, proxy, tmp_path_factory) -> Paired:
                 conn.close()
             return len(leases) >= 2 or baseline.proc.poll() is not None or faulted.proc.poll() is not None
 
-        Deadline(900).poll(both_leased, 2.0)
+        Waiter(900).poll(both_leased, 2.0)
         swept = sweep(sandbox, "--older-than", "1s")
         baseline.wait()
         faulted.wait()
@@ -309,7 +309,7 @@ def test_stalled_compute_ends_the_run_at_its_deadline(sandbox, faults, tmp_path)
     run = start(sandbox, tmp_path / "reports", "-k", "boot_burst", "--burst-size", "3", "--deadline", "60",
                 env=faults.client_env())
     try:
-        reached = Deadline(600).poll(lambda: "run deadline reached" in run.text or run.proc.poll() is not None, 1)
+        reached = Waiter(600).poll(lambda: "run deadline reached" in run.text or run.proc.poll() is not None, 1)
         stalled = faults.injected("stall")
     finally:
         faults.clear()  # the stall is lifted: the cleanup after the deadline can reach compute again

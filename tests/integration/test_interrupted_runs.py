@@ -27,7 +27,7 @@ import jsonschema
 import pytest
 from dynamic_helpers import leftovers
 
-from conformance.resources import Deadline
+from conformance.resources import Waiter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = REPO_ROOT / "conformance" / "schemas" / "results.schema.json"
@@ -71,7 +71,7 @@ class LiveRun:
             found["value"] = predicate()
             return bool(found["value"]) or self.proc.poll() is not None
 
-        assert Deadline(LONG).poll(done, POLL), f"never saw {what}:\n{self.tail()}"
+        assert Waiter(LONG).poll(done, POLL), f"never saw {what}:\n{self.tail()}"
         assert found["value"], f"the run ended before {what}:\n{self.tail()}"
         return found["value"]
 

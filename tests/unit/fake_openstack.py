@@ -12,6 +12,8 @@ from types import SimpleNamespace
 import requests
 from openstack import exceptions as os_exc
 
+from conformance import interrupt
+
 
 def http_error(message: str, status: int, cls=os_exc.HttpException) -> os_exc.HttpException:
     """What openstacksdk raises for an HTTP error: the status comes from a response, as in the real thing."""
@@ -284,4 +286,5 @@ class FakeCloud:
                                                   seconds=0.01, service="compute"))
 
     def call(self, fn, *args, **kwargs):
+        interrupt.check()  # a safe point, as Cloud.call is
         return fn(*args, **kwargs)

@@ -9,11 +9,11 @@ from fake_openstack import FakeCloud
 
 from conformance import cleanup
 from conformance.burst import BurstSettings, run_burst
-from conformance.dynamic import boot_server, public_ip_mode
+from conformance.nodes import boot_server, public_ip_mode
 from conformance.resources import (
     RUN_KEY,
-    Deadline,
     Tracker,
+    Waiter,
     boot_volume_mapping,
     delete_volumes_bulk,
     new_run_prefix,
@@ -91,7 +91,7 @@ def test_bulk_volume_delete_waits_for_deleting_and_gives_up_on_errors():
         original(volume_id, ignore_missing)
 
     cloud.block_storage.delete_volume = delete
-    left, why = delete_volumes_bulk(cloud, {available.id, deleting.id, broken.id}, Deadline(5), 0.01)
+    left, why = delete_volumes_bulk(cloud, {available.id, deleting.id, broken.id}, Waiter(5), 0.01)
     assert left == {broken.id} and why == {broken.id: "delete failed: volume error_deleting"}
     assert cloud.counts["DELETE /volumes/{id}"] == 3  # available once; the broken one tried twice
     assert set(cloud.block_storage.vols) == {broken.id}

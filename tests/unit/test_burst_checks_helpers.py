@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from conformance.checks.test_public_ip import classify, families_ok
-from conformance.dynamic import PROBE_KEYS, parse_probe, probe_complete, probe_user_data_b64
+from conformance.probe import PROBE_KEYS, parse_probe, probe_complete, probe_user_data_b64
 
 CONSOLE = """[    0.000000] Linux version 6.8
 conformance-probe: nproc=8

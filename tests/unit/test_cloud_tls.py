@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from conformance.cloud import probe_tls
+from conformance.tls import probe_tls, tls_version_number
 
 x509 = pytest.importorskip("cryptography.x509")
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
@@ -139,3 +139,7 @@ def test_nothing_listening(tmp_path):
         port = s.getsockname()[1]
     info = probe_tls(f"https://127.0.0.1:{port}/v3", timeout=2)
     assert not info.verified and "cannot connect" in info.error
+
+
+def test_tls_version_numbers():
+    assert tls_version_number("TLSv1.3") > tls_version_number("1.2") > tls_version_number("TLSv1.1")

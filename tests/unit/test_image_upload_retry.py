@@ -15,7 +15,7 @@ from openstack import exceptions as os_exc
 from openstack.image.v2.image import Image
 
 from conformance.cloud import Cloud, RetryPolicy
-from conformance.dynamic import ImageData, send_image_data
+from conformance.images import ImageData, send_image_data
 
 URL = "http://127.0.0.1:9292/v2/images/i1/file"
 

@@ -14,7 +14,7 @@ import pytest
 from _pytest._code import ExceptionInfo
 
 from conformance import interrupt
-from conformance.resources import Deadline
+from conformance.resources import Waiter
 
 main_thread_only = pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
                                       reason="signal handlers: main thread only")
@@ -50,10 +50,10 @@ def test_signal_is_recorded_and_raised_at_the_next_wait(handlers):
     os.kill(os.getpid(), signal.SIGTERM)  # the handler returns: nothing is raised where the signal landed
     stop = interrupt.requested()
     assert stop is not None and stop.reason == "SIGTERM" and stop.at.tzinfo is not None
-    deadline = Deadline(60)
+    waiter = Waiter(60)
     with pytest.raises(interrupt.Interrupted) as caught:
-        deadline.wait(60)  # woken at once, not after 60 s
-    assert deadline.elapsed() < 30
+        waiter.wait(60)  # woken at once, not after 60 s
+    assert waiter.elapsed() < 30
     assert caught.value.interruption is stop and "SIGTERM at" in str(caught.value)
     assert exits == []
     text = messages()
@@ -77,7 +77,7 @@ def test_cleanup_is_shielded_from_a_stop_request():
         with interrupt.shielded():
             interrupt.check()  # no raise
             polls = []
-            assert not Deadline(0.2).poll(lambda: polls.append(1) and False, 0.05)
+            assert not Waiter(0.2).poll(lambda: polls.append(1) and False, 0.05)
             assert len(polls) >= 3  # the waits took their time: no busy loop, no early exit
         with pytest.raises(interrupt.Interrupted):
             interrupt.check()
@@ -147,7 +147,7 @@ def test_raised_at_a_safe_point_every_frame_has_a_line_number_and_pytest_renders
     try:
         interrupt.request("SIGINT")
         try:
-            Deadline(5).wait(5)
+            Waiter(5).wait(5)
         except interrupt.Interrupted:
             info = ExceptionInfo.from_current()
         assert "Interrupted" in str(info.getrepr(funcargs=True))  # what pytest_keyboard_interrupt does

@@ -12,7 +12,7 @@ from fake_openstack import FakeCloud
 from test_resources_cleanup import SweepCloud, swept  # noqa: F401 (fixture)
 
 from conformance import cleanup
-from conformance.resources import Deadline, Lease, Tracker, lease_until, new_run_prefix
+from conformance.resources import Lease, Tracker, Waiter, lease_until, new_run_prefix
 
 NOW = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -30,7 +30,7 @@ def test_a_lease_is_taken_at_the_first_create_renewed_and_released_last():
     assert group.name == f"{prefix}-lease"
     assert lease_until(group.name, group.description) == NOW + dt.timedelta(seconds=600)
     clock["now"] = NOW + dt.timedelta(minutes=5)
-    assert Deadline(5).poll(lambda: lease_until(group.name, group.description) > NOW + dt.timedelta(minutes=10),
+    assert Waiter(5).poll(lambda: lease_until(group.name, group.description) > NOW + dt.timedelta(minutes=10),
                             0.01), "the lease is renewed while the run goes on"
     assert lease.release(timeout_s=5) == []
     assert cloud.network.groups == {}

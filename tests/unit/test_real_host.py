@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conformance import dynamic
+from conformance import probe
 from sandbox import configs, real_host, stack
 from sandbox.layout import GUEST_GATEWAY, Layout
 from sandbox.waiting import SandboxError
@@ -138,18 +138,18 @@ def test_binding_is_a_tap_on_the_real_host_and_ovs_elsewhere():
     ({}, "real guest"),
 ])
 def test_guest_kind(facts, kind):
-    assert dynamic.guest_kind(facts) == kind
+    assert probe.guest_kind(facts) == kind
 
 
 def test_only_tcg_has_no_steal_clock():
-    assert "no steal clock" in dynamic.NO_STEAL_CLOCK["qemu"]
-    assert "kvm" not in dynamic.NO_STEAL_CLOCK
+    assert "no steal clock" in probe.NO_STEAL_CLOCK["qemu"]
+    assert "kvm" not in probe.NO_STEAL_CLOCK
 
 
 def test_probe_script_reports_the_hypervisor_and_the_kernel():
-    facts = dynamic.parse_probe("conformance-probe: virt=qemu\r\nconformance-probe: kernel=6.1.0-57-cloud-amd64\n")
+    facts = probe.parse_probe("conformance-probe: virt=qemu\r\nconformance-probe: kernel=6.1.0-57-cloud-amd64\n")
     assert facts == {"virt": "qemu", "kernel": "6.1.0-57-cloud-amd64"}
-    assert 'say "virt=' in dynamic.PROBE_USER_DATA and 'say "kernel=' in dynamic.PROBE_USER_DATA
+    assert 'say "virt=' in probe.PROBE_USER_DATA and 'say "kernel=' in probe.PROBE_USER_DATA
 
 
 def test_a_port_that_accepts_is_not_an_ssh_handshake():
@@ -172,7 +172,7 @@ def test_a_port_that_accepts_is_not_an_ssh_handshake():
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
-        key, why = dynamic.ssh_handshake("127.0.0.1", port, timeout_s=2)
+        key, why = probe.ssh_handshake("127.0.0.1", port, timeout_s=2)
     finally:
         stop.set()
         thread.join()

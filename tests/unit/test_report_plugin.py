@@ -1,7 +1,8 @@
-"""The plugin in a real pytest run (a subprocess, like tox): a fake check module records results the way the
-foundation's `record` fixture does (user_properties), and the run writes, signs and compares its bundle.
+"""The report part in a real pytest run (a subprocess, like tox): a fake check module records results the way the
+main part's `record` fixture does (user_properties), and the run writes, signs and compares its bundle.
 
-The foundation's plugins are disabled here so this needs no cloud; the integration test runs the real suite.
+The fake checks are not conformance.checks, so the main part and the other parts stay inert (nothing needs a
+cloud) and `--report-bundle=yes` has the report part write the bundle; the integration test runs the real suite.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ def test_quota(request):
 """
 
 
+def clean_env(**extra) -> dict:
+    """This process's environment without the suite's own settings (CONFORMANCE_REPORT_DIR...)."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("CONFORMANCE_")}, **extra}
+
+
 def run(tmp_path: Path, *args, env=None) -> subprocess.CompletedProcess:
     (tmp_path / "test_fake_checks.py").write_text(CHECKS)
     command = [
@@ -56,17 +62,12 @@ def run(tmp_path: Path, *args, env=None) -> subprocess.CompletedProcess:
         "pytest",
         "-p",
         "no:cacheprovider",
-        "-p",
-        "no:conformance",
-        "-p",
-        "no:conformance_dynamic",
         "--report-bundle=yes",
         "test_fake_checks.py",
         *map(str, args),
     ]
-    return subprocess.run(
-        command, cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}
-    )
+    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env=clean_env(**(env or {})))
 
 
 def only_bundle(tmp_path: Path) -> Path:
@@ -79,7 +80,7 @@ def test_run_writes_complete_bundle_without_secrets(tmp_path):
     proc = run(tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     path = only_bundle(tmp_path)
-    assert path.name.startswith("cloud-") and path.name.endswith("Z")
+    assert path.name.startswith("openstackzuul-") and path.name.endswith("Z")  # --zuul-cloud's default
     names = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()}
     assert {
         "report.html",
@@ -166,16 +167,13 @@ def test_inactive_without_conformance_checks(tmp_path):
             "pytest",
             "-p",
             "no:cacheprovider",
-            "-p",
-            "no:conformance",
-            "-p",
-            "no:conformance_dynamic",
             "test_plain.py",
         ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
+        env=clean_env(),
     )
     assert proc.returncode == 0
     assert not (tmp_path / "reports").exists()

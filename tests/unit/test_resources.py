@@ -13,8 +13,8 @@ from conformance.resources import (
     KIND_ORDER,
     PREFIX_RE,
     CleanupError,
-    Deadline,
     Tracker,
+    Waiter,
     new_run_prefix,
     prefix_of,
     prefix_time,
@@ -127,12 +127,12 @@ def test_one_kind_failing_does_not_stop_the_others():
     vol.deleted = True
 
 
-def test_deadline_poll():
-    deadline = Deadline(0.2)
+def test_waiter_poll():
+    waiter = Waiter(0.2)
     calls = []
-    assert not deadline.poll(lambda: calls.append(1) and False, 0.05)
-    assert 3 <= len(calls) <= 6 and deadline.expired()
-    assert Deadline(5).poll(lambda: True, 1)
+    assert not waiter.poll(lambda: calls.append(1) and False, 0.05)
+    assert 3 <= len(calls) <= 6 and waiter.expired()
+    assert Waiter(5).poll(lambda: True, 1)
 
 
 def test_delete_ending_in_error_is_retried_once_then_reported_early():
@@ -141,9 +141,9 @@ def test_delete_ending_in_error_is_retried_once_then_reported_early():
     tracker = Tracker(new_run_prefix(), poll_interval_s=0.01)
     item = tracker.intent("server", tracker.name("undeletable"), cloud)
     item.bind(cloud.compute.create_server(item.name))
-    deadline = Deadline(30)
+    waiter = Waiter(30)
     failures = tracker.cleanup(timeout_s=30)
-    assert deadline.elapsed() < 5  # not waited for until the deadline
+    assert waiter.elapsed() < 5  # not waited for until its time limit
     assert len(failures) == 1 and "delete_port is disallowed" in failures[0].error
     assert cloud.compute.servers_by_id[item.id].delete_attempts == 2
     cloud.delete_goes_error = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance import dynamic
+from conformance.parts import dynamic
 from conformance.resources import prefix_of
 
 

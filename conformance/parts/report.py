@@ -1,4 +1,4 @@
-"""pytest plugin (entry point `conformance_report`): writes the signed report bundle at the end of a run.
+"""The plugin's report part: writes the signed report bundle at the end of a run.
 
 Active when the run collects the conformance checks (`--pyargs conformance.checks` or a path under
 conformance/checks), or with `--report-bundle=yes`. In the controller only (never in an xdist worker):
@@ -14,35 +14,17 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
+from conformance import state
 from conformance.redact import redact
-
-DEFAULT_REPORT_DIR = "reports"
-
-
-@dataclass
-class _State:
-    bundle_dir: Path
-    created_report_dir: bool = False  # --report-dir did not exist before this run
-    checks_run: int = 0  # items that reached setup: a run that executes none writes no bundle
-    sign_key: str | None = None
-    sign_format: str = "ssh"
-    signature: dict | None = None
-    baseline: dict | None = None
-    baseline_path: str | None = None
-    doc: dict | None = None
-    results: list = field(default_factory=list)  # fallback when the foundation's SessionResults is absent
-    calls: list = field(default_factory=list)
-    written: bool = False
-    comparison: dict | None = None
-    error: str | None = None
-
-
-STATE = pytest.StashKey[_State]()
+from conformance.report import compare, sign
+from conformance.report.bundle import new_bundle_dir, write_bundle
+from conformance.report.html import summary_fragments
+from conformance.report.layout import HTML, JUNIT
+from conformance.report.model import build_document, verdict_text
+from conformance.state import BundleState
 
 
 def pytest_addoption(parser):
@@ -74,22 +56,6 @@ def pytest_addoption(parser):
     )
 
 
-def _runs_checks(config) -> bool:
-    """The foundation's test of "this run collects the conformance checks", so both plugins agree."""
-    from conformance.plugin import runs_checks
-
-    return runs_checks(config)
-
-
-def _report_dir(config) -> Path:
-    try:
-        from conformance.plugin import report_dir
-
-        return report_dir(config)
-    except (ImportError, ValueError, AttributeError):  # the foundation plugin is disabled (-p no:conformance)
-        return Path(config.invocation_params.dir, DEFAULT_REPORT_DIR)
-
-
 def _option(config, *names, default=None):
     for name in names:
         try:
@@ -103,19 +69,18 @@ def _option(config, *names, default=None):
 
 def _runs_suite(config) -> bool:
     mode = config.getoption("report_bundle", "auto")
-    return mode == "yes" or (mode == "auto" and _runs_checks(config))
-
-
-def _inspect_only(config) -> bool:
-    """--collect-only, --help, --markers, --fixtures...: no check runs, so no bundle, nothing in --report-dir."""
-    from conformance.plugin import inspect_only
-
-    return inspect_only(config)
+    return mode == "yes" or (mode == "auto" and state.of(config).runs_checks)
 
 
 def _active(config) -> bool:
-    """Writes the bundle: the controller only, never an xdist worker, never a run that only inspects."""
-    return not hasattr(config, "workerinput") and _runs_suite(config) and not _inspect_only(config)
+    """Writes the bundle: the controller only, never an xdist worker, never a run that only inspects
+    (--collect-only, --help, --markers, --fixtures...: no check runs, so no bundle, nothing in --report-dir)."""
+    return not hasattr(config, "workerinput") and _runs_suite(config) and not state.inspect_only(config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config) -> None:
+    state.require_main(config, __name__)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -127,9 +92,6 @@ def pytest_configure(config):
         config.pluginmanager.register(RedactReports(), "conformance-report-redaction")
     if not _active(config):
         return
-    from conformance.report import compare, sign
-    from conformance.report.bundle import HTML, JUNIT, new_bundle_dir
-
     sign_key = config.getoption("sign_key", None)
     sign_format = config.getoption("sign_format", "ssh")
     signature = None
@@ -146,7 +108,7 @@ def pytest_configure(config):
         except compare.CompareInputError as exc:
             raise pytest.UsageError(f"--baseline: {exc}") from exc
     cloud = _option(config, "conformance_zuul_cloud", default=os.environ.get("OS_CLOUD") or "cloud")
-    report_dir = _report_dir(config).expanduser()
+    report_dir = state.report_dir(config).expanduser()
     created_report_dir = not report_dir.exists()
     bundle_dir = new_bundle_dir(report_dir, cloud)
     if not getattr(config.option, "htmlpath", None):
@@ -154,18 +116,10 @@ def pytest_configure(config):
         config.option.self_contained_html = True
     if not getattr(config.option, "xmlpath", None):
         config.option.xmlpath = str(bundle_dir / JUNIT)
-    state = _State(bundle_dir, sign_key=sign_key, sign_format=sign_format, signature=signature, baseline=baseline,
-                   baseline_path=baseline_path, created_report_dir=created_report_dir)
-    config.stash[STATE] = state
-    config.pluginmanager.register(BundlePlugin(config, state), "conformance-report-bundle")
-
-
-def _session_results(config):
-    try:
-        from conformance.results import SESSION_RESULTS
-    except ImportError:
-        return None
-    return config.stash.get(SESSION_RESULTS, None)
+    bundle = BundleState(bundle_dir, sign_key=sign_key, sign_format=sign_format, signature=signature,
+                         baseline=baseline, baseline_path=baseline_path, created_report_dir=created_report_dir)
+    state.of(config).bundle = bundle
+    config.pluginmanager.register(BundlePlugin(config, bundle), "conformance-report-bundle")
 
 
 def _redact_repr(obj, depth: int = 0) -> None:
@@ -193,23 +147,23 @@ def _redact_repr(obj, depth: int = 0) -> None:
 def pytest_unconfigure(config):
     """A run stopped before its end (usage error in another plugin's configure, e.g. a wrong cloud name)
     leaves no empty bundle directory behind."""
-    state = config.stash.get(STATE, None)
-    if state is not None and not state.written:
-        _remove_bundle_dir(state, only_empty=True)
+    bundle = state.of(config).bundle
+    if bundle is not None and not bundle.written:
+        _remove_bundle_dir(bundle, only_empty=True)
 
 
-def _remove_bundle_dir(state: _State, only_empty: bool) -> None:
+def _remove_bundle_dir(bundle: BundleState, only_empty: bool) -> None:
     """Remove the run's bundle directory (with `only_empty`, only if nothing but empty folders is there), and
     --report-dir itself when this run created it and it is empty again."""
     try:
-        for leftover in sorted(state.bundle_dir.rglob("*"), reverse=True):
+        for leftover in sorted(bundle.bundle_dir.rglob("*"), reverse=True):
             if leftover.is_dir():
                 leftover.rmdir()
             elif not only_empty:
                 leftover.unlink()
-        state.bundle_dir.rmdir()
-        if state.created_report_dir:
-            state.bundle_dir.parent.rmdir()
+        bundle.bundle_dir.rmdir()
+        if bundle.created_report_dir:
+            bundle.bundle_dir.parent.rmdir()
     except OSError:
         pass  # not empty: keep whatever is there
 
@@ -235,47 +189,43 @@ class RedactReports:
 class BundlePlugin:
     """The hooks of an active run, registered by pytest_configure (controller only)."""
 
-    def __init__(self, config, state: _State):
-        self.config, self.state = config, state
+    def __init__(self, config, bundle: BundleState):
+        self.config, self.bundle = config, bundle
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report):
-        """Gather results/calls in case the foundation's SessionResults is absent."""
+        """Count the checks that ran; gather results/calls in case the main part gathered no SessionResults."""
         if report.when == "setup":
-            self.state.checks_run += 1
+            self.bundle.checks_run += 1
         if report.when == "teardown":
             for name, value in getattr(report, "user_properties", []):
                 try:
                     if name == "conformance.result":
-                        self.state.results.append(json.loads(value) if isinstance(value, str) else value)
+                        self.bundle.results.append(json.loads(value) if isinstance(value, str) else value)
                     elif name == "conformance.calls":
-                        self.state.calls.extend(json.loads(value) if isinstance(value, str) else value)
+                        self.bundle.calls.extend(json.loads(value) if isinstance(value, str) else value)
                 except ValueError:
                     continue
 
     def document(self, session) -> dict:
-        from conformance.report.model import build_document
-
-        state = self.state
-        if state.doc is None:
-            state.doc = build_document(
-                _session_results(self.config),
-                bundle_name=state.bundle_dir.name,
+        bundle = self.bundle
+        if bundle.doc is None:
+            bundle.doc = build_document(
+                state.of(self.config).session,
+                bundle_name=bundle.bundle_dir.name,
                 exit_status=int(session.exitstatus),
-                signature=state.signature,
-                fallback_results=state.results,
-                fallback_calls=state.calls,
+                signature=bundle.signature,
+                fallback_results=bundle.results,
+                fallback_calls=bundle.calls,
             )
-        return state.doc
+        return bundle.doc
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_report_title(self, report):
-        report.title = f"Conformance report {self.state.bundle_dir.name}"
+        report.title = f"Conformance report {self.bundle.bundle_dir.name}"
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(self, prefix, summary, postfix, session):
-        from conformance.report.html import summary_fragments
-
         prefix.extend(summary_fragments(self.document(session)))
 
     @pytest.hookimpl(wrapper=True)
@@ -283,59 +233,53 @@ class BundlePlugin:
         """Wraps the other sessionfinish hooks: pytest-html and junitxml have written their files after yield.
         The terminal reporter's wrapper is registered later, so its summary comes after this."""
         result = yield
-        if not self.state.checks_run:
+        if not self.bundle.checks_run:
             # Nothing was checked (every check deselected, or collection failed): a bundle would only say
             # INCOMPLETE. What pytest-html and junitxml wrote into the bundle directory goes with it.
-            _remove_bundle_dir(self.state, only_empty=False)
+            _remove_bundle_dir(self.bundle, only_empty=False)
             return result
-        if not self.state.written:
-            self.state.written = True
+        if not self.bundle.written:
+            self.bundle.written = True
             try:
                 self.finish(session)
             except Exception as exc:  # noqa: BLE001 - a failed bundle must fail the run, visibly
-                self.state.error = f"{type(exc).__name__}: {exc}"
+                self.bundle.error = f"{type(exc).__name__}: {exc}"
                 if session.exitstatus == 0:
                     session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
         return result
 
     def finish(self, session) -> None:
-        from conformance.report import compare
-        from conformance.report.bundle import write_bundle
-
-        state = self.state
+        bundle = self.bundle
         doc = self.document(session)
         extra = {}
-        if state.baseline is not None:
-            state.comparison = compare.compare(state.baseline, doc)
-            extra = {"comparison.json": state.comparison, "comparison.txt": compare.render(state.comparison)}
-            if state.comparison["regression"] and session.exitstatus == 0:
+        if bundle.baseline is not None:
+            bundle.comparison = compare.compare(bundle.baseline, doc)
+            extra = {"comparison.json": bundle.comparison, "comparison.txt": compare.render(bundle.comparison)}
+            if bundle.comparison["regression"] and session.exitstatus == 0:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        write_bundle(doc, state.bundle_dir, sign_key=state.sign_key, sign_format=state.sign_format, extra_files=extra)
+        write_bundle(doc, bundle.bundle_dir, sign_key=bundle.sign_key, sign_format=bundle.sign_format,
+                     extra_files=extra)
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter):
-        state, tr = self.state, terminalreporter
+        bundle, tr = self.bundle, terminalreporter
         tr.write_sep("-", "conformance report bundle")
-        if not state.checks_run:
+        if not bundle.checks_run:
             tr.write_line("no check ran: no report bundle written")
             return
-        if state.error:
-            tr.write_line(redact(f"bundle NOT complete: {state.error}"), red=True)
-        from conformance.report.model import verdict_text
-
-        doc = state.doc or {}
-        tr.write_line(redact(f"bundle: {state.bundle_dir}   overall verdict: {verdict_text(doc)}"))
-        if state.signature:
+        if bundle.error:
+            tr.write_line(redact(f"bundle NOT complete: {bundle.error}"), red=True)
+        doc = bundle.doc or {}
+        tr.write_line(redact(f"bundle: {bundle.bundle_dir}   overall verdict: {verdict_text(doc)}"))
+        if bundle.signature:
             tr.write_line(
                 redact(
-                    f"signed ({state.signature['format']}) by {state.signature['fingerprint']}; "
-                    f"check: python -m conformance verify {state.bundle_dir} --allowed-signers FILE"
+                    f"signed ({bundle.signature['format']}) by {bundle.signature['fingerprint']}; "
+                    f"check: python -m conformance verify {bundle.bundle_dir} --allowed-signers FILE"
                 )
             )
         else:
-            tr.write_line(redact(f"not signed; sign: python -m conformance sign {state.bundle_dir} --key KEY"))
-        if state.comparison is not None:
-            from conformance.report.compare import render
-
-            for line in render(state.comparison).splitlines():
+            tr.write_line(redact(f"not signed; sign: python -m conformance sign {bundle.bundle_dir} --key KEY"))
+        if bundle.comparison is not None:
+            for line in compare.render(bundle.comparison).splitlines():
                 tr.write_line(redact(line), red="REGRESSION" in line)

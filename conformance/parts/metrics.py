@@ -1,4 +1,4 @@
-"""pytest plugin (entry point `conformance_metrics`): the run's metrics to statsd.
+"""The plugin's metrics part: the run's metrics to statsd.
 
 Inert unless the run collects the conformance checks and a statsd host is given (`--statsd-host` or Zuul's
 STATSD_HOST; port and prefix likewise). Then the burst sends its progress while it runs (from whichever process
@@ -12,12 +12,18 @@ import os
 
 import pytest
 
-from conformance.metrics.statsd_sink import DEFAULT_PORT, StatsdError, StatsdSink, burst_progress, sink_from
+from conformance import state
+from conformance.metrics.model import scope_metrics
+from conformance.metrics.statsd_sink import (
+    DEFAULT_PORT,
+    StatsdError,
+    StatsdSink,
+    burst_progress,
+    end_of_run,
+    sink_from,
+)
 from conformance.redact import redact
-
-SINK = pytest.StashKey["StatsdSink | None"]()
-_SENT = pytest.StashKey[bool]()
-_EXIT = pytest.StashKey[int]()
+from conformance.report.model import build_document
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,30 +52,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def _runs_checks(config: pytest.Config) -> bool:
-    from conformance.plugin import runs_checks
-
-    return runs_checks(config)
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """An unresolvable host is bad input: one line, before anything is created."""
+    state.require_main(config, __name__)
     _open_sink(config)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """xdist workers never see pytest_cmdline_main: the burst may run in one, and sends its progress too."""
-    if SINK not in config.stash:
+    if not state.of(config).statsd_checked:
         _open_sink(config)
 
 
 def _open_sink(config: pytest.Config) -> None:
-    if config.getoption("help", False) or not _runs_checks(config):
-        config.stash[SINK] = None
+    run = state.of(config)
+    run.statsd_checked = True
+    if config.getoption("help", False) or not run.runs_checks:
+        run.statsd = None
         return
     try:
-        config.stash[SINK] = sink_from(
+        run.statsd = sink_from(
             config.getoption("conformance_statsd_host"),
             config.getoption("conformance_statsd_port"),
             config.getoption("conformance_statsd_prefix"),
@@ -79,7 +82,7 @@ def _open_sink(config: pytest.Config) -> None:
 
 
 def sink(config: pytest.Config) -> StatsdSink | None:
-    return config.stash.get(SINK, None)
+    return state.of(config).statsd
 
 
 def burst_reporter(config: pytest.Config, cloud: str, region: str, write=None):
@@ -98,27 +101,20 @@ def burst_reporter(config: pytest.Config, cloud: str, region: str, write=None):
 
 def _document(config: pytest.Config, exitstatus) -> dict | None:
     """The run's results.json document: the bundle's when one was written, else built the same way."""
-    from conformance.report.model import build_document
-    from conformance.report.plugin import STATE
-    from conformance.results import SESSION_RESULTS
-
-    state = config.stash.get(STATE, None)
-    if state is not None and state.doc is not None:
-        return state.doc
-    session = config.stash.get(SESSION_RESULTS, None)
-    if session is None:
+    run = state.of(config)
+    if run.bundle is not None and run.bundle.doc is not None:
+        return run.bundle.doc
+    if run.session is None:
         return None
-    return build_document(session, exit_status=int(exitstatus))
+    return build_document(run.session, exit_status=int(exitstatus))
 
 
 def _send_end_of_run(config: pytest.Config, exitstatus) -> tuple[StatsdSink, int, list[str]] | None:
-    target = sink(config)
-    if target is None or hasattr(config, "workerinput") or config.stash.get(_SENT, False):
+    run = state.of(config)
+    target = run.statsd
+    if target is None or not run.controller or run.metrics_sent:
         return None
-    config.stash[_SENT] = True
-    from conformance.metrics.model import scope_metrics
-    from conformance.metrics.statsd_sink import end_of_run
-
+    run.metrics_sent = True
     doc = _document(config, exitstatus)
     if doc is None:
         return None
@@ -137,12 +133,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
-    session.config.stash[_EXIT] = int(exitstatus)
+    state.of(session.config).exit_status = int(exitstatus)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Without a terminal summary (-p no:terminal) the metrics still go out; then the sink is closed."""
-    _send_end_of_run(config, config.stash.get(_EXIT, 0))
-    target = sink(config)
-    if target is not None:
-        target.close()
+    run = state.of(config)
+    _send_end_of_run(config, run.exit_status)
+    if run.statsd is not None:
+        run.statsd.close()

@@ -1,5 +1,5 @@
-"""The run's deadline (`conformance_deadline` pytest11 entry point): whatever the cloud does (a stalled endpoint,
-a burst stuck in BUILD), the run ends by `--deadline` seconds (default: the profile's `run.deadline_s`).
+"""The plugin's deadline part: whatever the cloud does (a stalled endpoint, a burst stuck in BUILD), the run ends by
+`--deadline` seconds (default: the profile's `run.deadline_s`).
 
 At the deadline the run is asked to stop (conformance.interrupt, reason `deadline`), as Ctrl-C asks it: the
 check under way stops at its next wait or API call and records what it measured (INCOMPLETE), no further check
@@ -19,26 +19,13 @@ import datetime as dt
 import os
 import sys
 import threading
-from dataclasses import dataclass
 
 import pytest
 
-from conformance import interrupt
-from conformance import results as res
+from conformance import interrupt, state
+from conformance.state import DeadlineState
 
 REASON = "deadline"
-
-
-@dataclass
-class _State:
-    seconds: float
-    timer: threading.Timer | None = None
-    reached: bool = False
-    # The real stderr, taken before pytest's capture redirects fd 2 during a check: the line must show at once.
-    stderr: object = None
-
-
-_STATE = pytest.StashKey[_State]()
 
 
 def _seconds(text: str) -> float:
@@ -64,22 +51,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def _active(config: pytest.Config) -> bool:
-    from conformance import plugin
-
-    return plugin._active(config)
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    state.require_main(config, __name__)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    if not _active(config) or hasattr(config, "workerinput"):
+    run = state.of(config)
+    if not run.active or not run.controller:
         return
     seconds = config.getoption("conformance_deadline")
     if seconds is None:
-        profile = config.stash[res.SESSION_RESULTS].profile if res.SESSION_RESULTS in config.stash else None
+        profile = run.session.profile if run.session is not None else None
         seconds = profile.get("run.deadline_s") if profile is not None else None
     if seconds:
-        config.stash[_STATE] = _State(seconds=float(seconds), stderr=_real_stderr())
+        run.deadline = DeadlineState(seconds=float(seconds), stderr=_real_stderr())
 
 
 def _real_stderr():
@@ -90,31 +77,31 @@ def _real_stderr():
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    state = session.config.stash.get(_STATE, None)
-    if state is None:
+    deadline = state.of(session.config).deadline
+    if deadline is None:
         return
     started = dt.datetime.now(dt.timezone.utc)
-    state.timer = threading.Timer(state.seconds, _reached, (state, started))
-    state.timer.daemon = True
-    state.timer.start()
+    deadline.timer = threading.Timer(deadline.seconds, _reached, (deadline, started))
+    deadline.timer.daemon = True
+    deadline.timer.start()
 
 
-def _reached(state: _State, started: dt.datetime) -> None:
-    state.reached = True
-    detail = f"{state.seconds:.0f} s after the start at {started.strftime('%H:%M:%SZ')}"
+def _reached(deadline: DeadlineState, started: dt.datetime) -> None:
+    deadline.reached = True
+    detail = f"{deadline.seconds:.0f} s after the start at {started.strftime('%H:%M:%SZ')}"
     with contextlib.suppress(OSError, ValueError, AttributeError):
-        state.stderr.write(f"\nconformance: run deadline reached: {detail} (--deadline / profile run.deadline_s); "
-                           "the checks stop, cleanup runs, the bundle is written\n")
-        state.stderr.flush()
+        deadline.stderr.write(f"\nconformance: run deadline reached: {detail} (--deadline / profile "
+                              "run.deadline_s); the checks stop, cleanup runs, the bundle is written\n")
+        deadline.stderr.flush()
     interrupt.request(REASON, detail)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    state = config.stash.get(_STATE, None)
-    if state is None:
+    deadline = state.of(config).deadline
+    if deadline is None:
         return
-    if state.timer is not None:
-        state.timer.cancel()
-    if state.stderr is not None and state.stderr is not sys.__stderr__:
+    if deadline.timer is not None:
+        deadline.timer.cancel()
+    if deadline.stderr is not None and deadline.stderr is not sys.__stderr__:
         with contextlib.suppress(OSError):
-            state.stderr.close()
+            deadline.stderr.close()
