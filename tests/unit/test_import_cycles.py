@@ -130,6 +130,19 @@ def test_no_import_cycles():
     assert not cycles, "\n".join(describe(graph, cycle) for cycle in cycles)
 
 
+def test_the_plugins_parts_import_neither_each_other_nor_the_main_part():
+    """The parts share conformance.state instead; below them, only the checks use a part (the burst's statsd
+    progress callback), and nothing imports the main part."""
+    graph = import_graph()
+    parts = {name for name in graph if name.startswith(PACKAGE + ".parts.")}
+    assert parts, "no conformance.parts.* found"
+    for part in sorted(parts):
+        assert not set(graph[part]) & (parts | {PACKAGE + ".plugin"}), f"{part} imports {sorted(graph[part])}"
+    users = {name for name, imported in graph.items() if set(imported) & parts and name not in parts}
+    assert all(name.startswith(PACKAGE + ".checks.") for name in users), sorted(users)
+    assert not [name for name, imported in graph.items() if PACKAGE + ".plugin" in imported]
+
+
 def test_packages_init_import_nothing_of_the_suite():
     """What lets the graph above leave packages out: importing a submodule runs no other suite module."""
     graph = import_graph()
