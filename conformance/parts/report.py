@@ -56,17 +56,6 @@ def pytest_addoption(parser):
     )
 
 
-def _option(config, *names, default=None):
-    for name in names:
-        try:
-            value = config.getoption(name)
-        except ValueError:
-            continue
-        if value:
-            return value
-    return default
-
-
 def _runs_suite(config) -> bool:
     mode = config.getoption("report_bundle", "auto")
     return mode == "yes" or (mode == "auto" and state.of(config).runs_checks)
@@ -107,7 +96,7 @@ def pytest_configure(config):
             baseline = compare.load(baseline_path)
         except compare.CompareInputError as exc:
             raise pytest.UsageError(f"--baseline: {exc}") from exc
-    cloud = _option(config, "conformance_zuul_cloud", default=os.environ.get("OS_CLOUD") or "cloud")
+    cloud = config.getoption("conformance_zuul_cloud") or os.environ.get("OS_CLOUD") or "cloud"
     report_dir = state.report_dir(config).expanduser()
     created_report_dir = not report_dir.exists()
     bundle_dir = new_bundle_dir(report_dir, cloud)
