@@ -2,7 +2,7 @@
 
 `request(reason)` records the run-level interruption (why, when) and wakes every wait; nothing is raised at
 that moment. The run stops at the next *safe point*, where ordinary Python code raises `Interrupted`: a wait
-(`wait`, and `resources.Deadline` built on it), an API call through the cloud layer, or the start of the next
+(`wait`, and `resources.Waiter` built on it), an API call through the cloud layer, or the start of the next
 check. The check that was running records what it measured so far with the verdict INCOMPLETE, the trackers
 delete what the run created (cleanup is `shielded`: no safe point raises inside it), and the report says when
 and why the run stopped.

@@ -50,20 +50,16 @@ class NodeSetup:
 
 
 def node_setup(cloud, profile, images: ImageCache, config: pytest.Config, network=None) -> NodeSetup:
+    """The run's image (skips the check when its upload failed: R2 says why), R4's test-node flavor
+    (conformance.flavors.node_choice, with the volume a disk-0 flavor's nodes boot from; skips the check when no
+    flavor meets the profile: R4 says why) and the network (--network, else the project's)."""
     image_id = require_image(images.get(cloud))
-    flavor, volume_size_gb = node_flavor(cloud, profile)
-    network = network or project_network(cloud, config.getoption("conformance_network"))
-    return NodeSetup(image_id, flavor, network, volume_size_gb)
-
-
-def node_flavor(cloud, profile):
-    """R4's test-node flavor (conformance.flavors.node_choice) and the size of the volume its nodes boot from
-    (None: local disk); skips the check when no flavor meets the profile (R4 says why)."""
     choice = flavors.node_choice(cloud, profile)
     if choice.best is None:
         why = "; ".join(choice.shortfalls) or "the project sees no flavors"
         pytest.skip(f"no flavor meets {flavors.node_spec(profile)} ({why}; see R4)")
-    return choice.best, flavors.boot_volume_gb(choice, profile)
+    network = network or project_network(cloud, config.getoption("conformance_network"))
+    return NodeSetup(image_id, choice.best, network, flavors.boot_volume_gb(choice, profile))
 
 
 def boot_timeout(profile) -> float:

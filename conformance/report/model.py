@@ -35,7 +35,7 @@ RESULT_FIELDS = (
     "data",
     "test",
 )
-# Cloud facts shown and reused for the onboarding snippets; anything else the foundation adds is kept too.
+# Cloud facts shown and reused for the onboarding snippets; anything else the main part adds is kept too.
 FACT_ALIASES = {
     "cloud": ("cloud", "name", "cloud_name"),
     "auth_url": ("auth_url",),
@@ -387,8 +387,9 @@ def build_document(
     fallback_calls=(),
     now=None,
 ) -> dict:
-    """The results.json document. `session_results` may be None (the foundation plugin is absent); then the
-    results and calls gathered from the reports' user_properties are used."""
+    """The results.json document. `session_results` may be None (the main part gathered none: a run
+    that is not the conformance checks, with --report-bundle=yes); then the results and calls gathered from the
+    reports' user_properties are used."""
     sr = session_results
     raw_results = _get(sr, "results", default=None) if sr is not None else None
     raw_calls = _get(sr, "calls", default=None) if sr is not None else None

@@ -1,4 +1,4 @@
-"""A made-up run in the shape of the foundation's SessionResults, for the report's tests and docs.
+"""A made-up run in the shape of the main part's SessionResults, for the report's tests and docs.
 
 No cloud is involved: the numbers are invented but shaped like the real checks' results (R4 flavor, R6 public
 IP, R8 quota, R12 burst with per-server times).
