@@ -57,7 +57,8 @@ NODE_PLAYBOOK = """\
 
 class ServerWatcher(threading.Thread):
     """Every server the launcher creates in the zuul project (its metadata carries `zuul_node_uuid`), as admin
-    sees it, sampled every 2 s while a build runs: the last view of each, with its boot volumes and floating IPs."""
+    sees it, sampled every 2 s while a build runs: the last view of each, with every address and boot volume it
+    ever showed (the launcher detaches a floating IP before it deletes the server)."""
 
     def __init__(self, sandbox, project_id: str):
         super().__init__(daemon=True)
@@ -73,7 +74,13 @@ class ServerWatcher(threading.Thread):
                     "metadata": server.metadata, "key_name": server.key_name,
                     "volumes": [self.conn.block_storage.get_volume(v["id"]).to_dict()
                                 for v in server.attached_volumes or []]}
-            self.seen[server.id] = {**self.seen.get(server.id, {}), **view}
+            before = self.seen.get(server.id, {})
+            for network, addresses in (before.get("addresses") or {}).items():
+                kept = view["addresses"].setdefault(network, [])
+                kept += [a for a in addresses if a not in kept]
+            view["volumes"] += [v for v in before.get("volumes", []) if v["id"] not in
+                                {known["id"] for known in view["volumes"]}]
+            self.seen[server.id] = {**before, **view}
 
     def run(self):
         while not self.stop.wait(2):
@@ -126,9 +133,8 @@ def key_pair(sandbox, zuul_harness):
     """The executor's public key as a key pair of the zuul project: what the draft's `key-name` names."""
     conn = sandbox.connect("sandbox-zuul")
     public_key = (zuul_harness.etc / "id_ed25519.pub").read_text().strip()
-    stale = conn.compute.find_keypair(KEY_PAIR, ignore_missing=True)  # an earlier session's, killed before its teardown
-    if stale:
-        conn.compute.delete_keypair(stale)
+    for stale in [k for k in conn.compute.keypairs() if k.name == KEY_PAIR]:  # an earlier session's, killed
+        conn.compute.delete_keypair(stale)                                    # before its teardown
     pair = conn.compute.create_keypair(name=KEY_PAIR, public_key=public_key)
     yield pair.name
     conn.compute.delete_keypair(pair)
