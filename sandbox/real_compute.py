@@ -1,5 +1,5 @@
-"""nova-compute of the sandbox's real host: Nova's own libvirt driver, plus the two things a DevStack host would
-have from its packaging.
+"""nova-compute of the sandbox's real host: Nova's own libvirt driver, with four adjustments for a 2-core host
+that runs it as root without an agent or a privsep daemon.
 
 - Privileged helpers run in this process. Nova asks oslo.privsep for its root-only steps (creating a tap,
   setting its MTU); privsep would start a helper daemon through sudo and rootwrap. The sandbox runs as root
