@@ -35,7 +35,10 @@ PHASE = re.compile(r"^\[\s*([0-9.]+)s\] (.*)$")
 
 def run_up(tree: Path, state: Path) -> dict:
     """`up` then (after reading CPU) `down`, from `tree`; the wall time, phases and CPU per service."""
-    env = {**os.environ, "SANDBOX_DIR": str(state)}
+    # The services import the sandbox's own modules too (sandbox.wsgi_app, sandbox.nova_compute...) from a state
+    # dir as their working directory: PYTHONPATH makes them `tree`'s, not the installed (editable) tree's.
+    env = {**os.environ, "SANDBOX_DIR": str(state),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))}
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "sandbox", "up"], cwd=tree, env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

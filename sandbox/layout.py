@@ -102,6 +102,13 @@ def cache_root() -> Path:
     )
 
 
+def bytecode_dir() -> Path:
+    """Where the services' Python keeps its compiled bytecode (PYTHONPYCACHEPREFIX): beside the templates, one for
+    every sandbox of this user. Python checks each file against its source's size and time, so new pins just
+    add files."""
+    return cache_root() / "bytecode"
+
+
 def template_key(layout: Layout) -> str:
     """Identity of a database template: what went into it (pins, sandbox code, state path, ports)."""
     digest = hashlib.sha256(TEMPLATE_FORMAT.encode())

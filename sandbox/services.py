@@ -11,10 +11,20 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
-from sandbox.layout import HOST, Layout, venv_bin
+from sandbox.layout import HOST, Layout, bytecode_dir, venv_bin
 
-QUIET = {"PYTHONWARNINGS": "ignore"}
 KEEPALIVE_S = 3600
+
+
+def python_env() -> dict[str, str]:
+    """The environment of every Python process the sandbox starts: no warnings in the logs, and bytecode cached.
+
+    Where PYTHONDONTWRITEBYTECODE is set (containers often set it) and the packages were installed without
+    compiling them (uv's default), Python compiles every module it imports from source, at every start of every
+    service: a third of the CPU that loading an API costs (keystone 2.7 s against 1.7 s, neutron 3.7 s against
+    2.4 s). The services write their bytecode to the sandbox's own cache instead (PYTHONPYCACHEPREFIX), not into
+    the Python environment, and read it back at the next start."""
+    return {"PYTHONWARNINGS": "ignore", "PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(bytecode_dir())}
 
 
 @dataclass
@@ -57,7 +67,7 @@ def _gunicorn(layout: Layout, name: str, port_name: str, module: str, env: dict[
     if tls:
         argv += ["--certfile", str(layout.tls_cert), "--keyfile", str(layout.tls_key)]
     argv.append("sandbox.wsgi_app:application")
-    return Service(name, argv, {**QUIET, **env, "SANDBOX_WSGI_MODULE": module, "SANDBOX_WSGI_ARGS": wsgi_args},
+    return Service(name, argv, {**python_env(), **env, "SANDBOX_WSGI_MODULE": module, "SANDBOX_WSGI_ARGS": wsgi_args},
                    port=layout.ports[port_name],
                    ready_url=layout.url(port_name, "https" if tls else "http", "/"), nice=nice)
 
@@ -77,7 +87,7 @@ def api_services(layout: Layout) -> list[Service]:
                   {"OS_NOVA_CONFIG_DIR": etc, "OS_NOVA_CONFIG_FILES": "nova-api-paste.ini;nova.conf"}, workers=2),
         _gunicorn(layout, "neutron", "neutron", "neutron.wsgi.api",
                   {"OS_NEUTRON_CONFIG_DIR": etc, "OS_NEUTRON_CONFIG_FILES": "neutron.conf"}),
-        _gunicorn(layout, "cinder-api", "cinder-api", "cinder.wsgi.api", QUIET,
+        _gunicorn(layout, "cinder-api", "cinder-api", "cinder.wsgi.api", {},
                   wsgi_args=f"--config-file {layout.etc / 'cinder.conf'}", nice=10),
     ]
 
@@ -86,14 +96,15 @@ def daemon_services(layout: Layout) -> list[Service]:
     nova_conf = ["--config-file", str(layout.etc / "nova.conf")]
     cinder_conf = ["--config-file", str(layout.etc / "cinder.conf")]
     guest = {"SANDBOX_GUEST_FILE": str(layout.guest_file)}
+    quiet = python_env()
     return [
         # Both build a placement client (a Keystone lookup) at start and exit if that fails.
-        Service("nova-conductor", [venv_bin("nova-conductor"), *nova_conf], QUIET, after=("keystone",)),
-        Service("nova-scheduler", [venv_bin("nova-scheduler"), *nova_conf], QUIET, after=("keystone",)),
-        Service("nova-compute", [sys.executable, "-m", "sandbox.nova_compute", *nova_conf], {**QUIET, **guest},
+        Service("nova-conductor", [venv_bin("nova-conductor"), *nova_conf], quiet, after=("keystone",)),
+        Service("nova-scheduler", [venv_bin("nova-scheduler"), *nova_conf], quiet, after=("keystone",)),
+        Service("nova-compute", [sys.executable, "-m", "sandbox.nova_compute", *nova_conf], {**quiet, **guest},
                 after=("keystone", "placement")),
-        Service("cinder-scheduler", [venv_bin("cinder-scheduler"), *cinder_conf], QUIET, nice=10),
-        Service("cinder-volume", [venv_bin("cinder-volume"), *cinder_conf], QUIET, nice=10),
+        Service("cinder-scheduler", [venv_bin("cinder-scheduler"), *cinder_conf], quiet, nice=10),
+        Service("cinder-volume", [venv_bin("cinder-volume"), *cinder_conf], quiet, nice=10),
     ]
 
 
@@ -108,7 +119,7 @@ def real_compute(layout: Layout) -> Service:
     """nova-compute of the real host: Nova's libvirt driver (sandbox/real_compute.py)."""
     conf = ["--config-file", str(layout.etc / "nova.conf"), "--config-file", str(layout.etc / "nova-real.conf")]
     return Service("nova-compute-real", [sys.executable, "-m", "sandbox.real_compute", *conf],
-                   {**QUIET, "SANDBOX_GUEST_BRIDGE": layout.bridge}, after=("keystone", "placement"))
+                   {**python_env(), "SANDBOX_GUEST_BRIDGE": layout.bridge}, after=("keystone", "placement"))
 
 
 def mariadb(layout: Layout) -> Service:

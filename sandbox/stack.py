@@ -25,7 +25,7 @@ import openstack
 import yaml
 
 from sandbox import configs, guest_image, real_host, seed, services
-from sandbox.layout import REGION, Layout, cache_root, template_key, venv_bin
+from sandbox.layout import REGION, Layout, bytecode_dir, cache_root, template_key, venv_bin
 from sandbox.processes import ProcessTable, rss_mb
 from sandbox.tls import make_ca_and_server_cert
 from sandbox.waiting import SandboxError, wait_for
@@ -323,7 +323,8 @@ class Stack:
         (staging / "complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         staging.rename(template)
         # Keep the newest few (one per sandbox dir in use); older ones were made for other pins or code.
-        others = sorted((t for t in template.parent.iterdir() if t.is_dir() and t != template),
+        others = sorted((t for t in template.parent.iterdir()
+                         if t.is_dir() and t != template and t != bytecode_dir()),
                         key=lambda t: t.stat().st_mtime, reverse=True)
         for old in others[2:]:
             shutil.rmtree(old, ignore_errors=True)
@@ -333,7 +334,7 @@ class Stack:
         log = self.layout.log / f"setup-{name.replace(' ', '-')}.log"
         with open(log, "ab") as out:
             result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})},
+                                    env={**os.environ, **services.python_env(), **(env or {})},
                                     cwd=self.layout.root)
         if result.returncode != 0:
             tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-5:])
