@@ -246,6 +246,17 @@ class Sandbox:
             conn.network.update_network(network, is_shared=True)
 
     @contextmanager
+    def http_keystone(self):
+        """Keystone's plain http listener (the `sandbox-zuul-http` clouds.yaml entry) for the duration: started
+        and, once it answers, yielded; stopped on exit unless it was running before."""
+        started = self.stack.start_on_demand("keystone-http")
+        try:
+            yield
+        finally:
+            if started:
+                self.stack.stop_on_demand("keystone-http")
+
+    @contextmanager
     def paused(self, service: str):
         """Freeze a service's processes (SIGSTOP) as if it hung, and let them go on (SIGCONT) on exit."""
         proc = self.stack.table.running().get(service)

@@ -28,6 +28,8 @@ VARIANT_HELP = """variants (for `with`), each applied for the duration of COMMAN
   guest NAME=VALUE...              guest emulation: cpu_mhz=1200 steal_percent=30
   region-two                       a second region (RegionTwo) with the same services; the clouds.yaml
                                    entries sandbox-zuul and sandbox-ci name both regions
+  keystone-http                    Keystone's plain http listener, which the clouds.yaml entry
+                                   sandbox-zuul-http uses (`up` does not start it)
 """
 
 
@@ -64,6 +66,8 @@ def variant_context(sb: Sandbox, words: list[str]):
         return sb.guest(**_pairs(args))
     if name == "region-two" and not args:
         return sb.second_region()
+    if name == "keystone-http" and not args:
+        return sb.http_keystone()
     raise SandboxError(f"unknown variant or wrong arguments: {' '.join(words)}")
 
 

@@ -69,6 +69,7 @@ class Layout:
     credentials = property(lambda self: self.root / "credentials.json")
     processes = property(lambda self: self.root / "processes.json")
     guest_file = property(lambda self: self.root / "guest.json")
+    zygote_socket = property(lambda self: self.root / "zygote.sock")  # sandbox/zygote.py
     # The real compute host: libvirtd's own /etc, /run, /var/lib, /var/log and /var/cache (bind-mounted in its
     # private mount namespace), the guests' disks, and what `up` decided about it.
     libvirt_dir = property(lambda self: self.root / "data" / "libvirt")

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -70,15 +71,23 @@ class ProcessTable:
         tmp.replace(self.path)
 
     def start(self, name: str, argv: list[str], log: Path, env: dict[str, str], cwd: Path | None = None,
-              nice: int = 0) -> Process:
+              nice: int = 0, spawn: Callable[..., int | None] | None = None) -> Process:
+        """Start a process in a session of its own, its output appended to `log`, and record it. `spawn`
+        (sandbox.zygote.spawn's signature without the socket) may start it instead, by fork; when it returns None,
+        the process is started by exec."""
         log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as out:
-            popen = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env={**os.environ, **env}, cwd=cwd, start_new_session=True,
-                preexec_fn=(lambda: os.nice(nice)) if nice else None,
-            )
-        proc = Process(name, popen.pid, _start_ticks(popen.pid) or 0, argv, str(log), env)
+        log.touch()
+        pid = None
+        if spawn is not None:
+            pid = spawn(argv=argv, log=str(log), env={**os.environ, **env}, cwd=str(cwd) if cwd else None, nice=nice)
+        if pid is None:
+            with open(log, "ab") as out:
+                pid = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    env={**os.environ, **env}, cwd=cwd, start_new_session=True,
+                    preexec_fn=(lambda: os.nice(nice)) if nice else None,
+                ).pid
+        proc = Process(name, pid, _start_ticks(pid) or 0, argv, str(log), env)
         with _table_lock:
             table = self.load()
             table[name] = proc
@@ -93,6 +102,13 @@ class ProcessTable:
         proc = self.load().get(name)
         if proc:
             stop_processes([proc], timeout)
+
+    def forget(self, name: str) -> None:
+        """Drop a stopped process's record (a process started only for a while: `status` no longer lists it)."""
+        with _table_lock:
+            table = self.load()
+            if table.pop(name, None) is not None:
+                self._save(table)
 
     def stop_all(self, timeout: float = 10.0) -> list[str]:
         """Stop every recorded process (newest first); return the names that were running."""

@@ -39,6 +39,9 @@ class Service:
     after: tuple[str, ...] = ()
     # Off the critical path of `up`: yields the 2 cores to the services a first boot needs.
     nice: int = 0
+    # Forked by the zygote (sandbox/zygote.py) from its preloaded libraries rather than started by exec: Python
+    # services that never monkey-patch with eventlet.
+    fork: bool = False
 
 
 def _gunicorn(layout: Layout, name: str, port_name: str, module: str, env: dict[str, str],
@@ -69,7 +72,7 @@ def _gunicorn(layout: Layout, name: str, port_name: str, module: str, env: dict[
     argv.append("sandbox.wsgi_app:application")
     return Service(name, argv, {**python_env(), **env, "SANDBOX_WSGI_MODULE": module, "SANDBOX_WSGI_ARGS": wsgi_args},
                    port=layout.ports[port_name],
-                   ready_url=layout.url(port_name, "https" if tls else "http", "/"), nice=nice)
+                   ready_url=layout.url(port_name, "https" if tls else "http", "/"), nice=nice, fork=True)
 
 
 def api_services(layout: Layout) -> list[Service]:
@@ -77,7 +80,6 @@ def api_services(layout: Layout) -> list[Service]:
     keystone_env = {"OS_KEYSTONE_CONFIG_FILES": str(layout.etc / "keystone.conf")}
     return [
         _gunicorn(layout, "keystone", "keystone", "keystone.wsgi.api", keystone_env, tls=True),
-        _gunicorn(layout, "keystone-http", "keystone-http", "keystone.wsgi.api", keystone_env, nice=10),
         _gunicorn(layout, "placement", "placement", "placement.wsgi.api",
                   {"OS_PLACEMENT_CONFIG_DIR": etc, "OS_PLACEMENT_CONFIG_FILES": "placement.conf"}),
         _gunicorn(layout, "glance", "glance", "glance.wsgi.api",
@@ -92,6 +94,18 @@ def api_services(layout: Layout) -> list[Service]:
     ]
 
 
+def keystone_http(layout: Layout) -> Service:
+    """Keystone's plain http listener: only for negative tests (R7 must FAIL on plain http), so not started by
+    `up` (it cost `up` a Keystone's start, 3-4 CPU s) but by `Sandbox.http_keystone()` for as long as it is used."""
+    return _gunicorn(layout, "keystone-http", "keystone-http", "keystone.wsgi.api",
+                     {"OS_KEYSTONE_CONFIG_FILES": str(layout.etc / "keystone.conf")})
+
+
+def on_demand_services(layout: Layout) -> list[Service]:
+    """What `up` does not start; started and stopped around their use."""
+    return [keystone_http(layout)]
+
+
 def daemon_services(layout: Layout) -> list[Service]:
     nova_conf = ["--config-file", str(layout.etc / "nova.conf")]
     cinder_conf = ["--config-file", str(layout.etc / "cinder.conf")]
@@ -99,13 +113,21 @@ def daemon_services(layout: Layout) -> list[Service]:
     quiet = python_env()
     return [
         # Both build a placement client (a Keystone lookup) at start and exit if that fails.
-        Service("nova-conductor", [venv_bin("nova-conductor"), *nova_conf], quiet, after=("keystone",)),
-        Service("nova-scheduler", [venv_bin("nova-scheduler"), *nova_conf], quiet, after=("keystone",)),
+        # Nova's services run on native threads: forked from the zygote. Cinder's monkey-patch with eventlet first
+        # thing: started by exec.
+        Service("nova-conductor", [venv_bin("nova-conductor"), *nova_conf], quiet, after=("keystone",), fork=True),
+        Service("nova-scheduler", [venv_bin("nova-scheduler"), *nova_conf], quiet, after=("keystone",), fork=True),
         Service("nova-compute", [sys.executable, "-m", "sandbox.nova_compute", *nova_conf], {**quiet, **guest},
-                after=("keystone", "placement")),
+                after=("keystone", "placement"), fork=True),
         Service("cinder-scheduler", [venv_bin("cinder-scheduler"), *cinder_conf], quiet, nice=10),
         Service("cinder-volume", [venv_bin("cinder-volume"), *cinder_conf], quiet, nice=10),
     ]
+
+
+def zygote(layout: Layout) -> Service:
+    """The parent that preloads the libraries every service imports and forks the `fork` services
+    (sandbox/zygote.py); ready when its socket exists."""
+    return Service("zygote", [sys.executable, "-m", "sandbox.zygote", str(layout.zygote_socket)], python_env())
 
 
 def real_host_daemons(layout: Layout) -> list[Service]:

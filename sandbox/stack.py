@@ -24,7 +24,7 @@ from pathlib import Path
 import openstack
 import yaml
 
-from sandbox import configs, guest_image, real_host, seed, services
+from sandbox import configs, guest_image, real_host, seed, services, zygote
 from sandbox.layout import REGION, Layout, bytecode_dir, cache_root, template_key, venv_bin
 from sandbox.processes import ProcessTable, rss_mb
 from sandbox.tls import make_ca_and_server_cert
@@ -130,10 +130,14 @@ class Stack:
             guest = image_ready.result()
         plan.save(layout)
         self._restore_template(template)
+        # Its imports (about a second of CPU) overlap with the configs and MariaDB's start.
+        zygote = self._start_zygote()
         passwords = self.credentials()
         configs.render_all(layout, passwords, plan)
         make_ca_and_server_cert(layout.ca_cert, layout.tls_cert, layout.tls_key, "127.0.0.1")
         self._start_infrastructure(plan)
+        if zygote:
+            self._wait_socket("zygote", layout.zygote_socket)
         # Keystone first and alone: every other service authenticates against it at start, and on 2 cores its
         # import is three times slower when all services import at once. Then everything else at once (the
         # daemons reconnect to RabbitMQ by themselves), except what must wait for another service to answer.
@@ -216,7 +220,21 @@ class Stack:
     def _start(self, service: services.Service):
         self._started.add(service.name)
         return self.table.start(service.name, service.argv, self.layout.log / f"{service.name}.out", service.env,
-                                cwd=self.layout.root, nice=service.nice)
+                                cwd=self.layout.root, nice=service.nice, spawn=self._spawn if service.fork else None)
+
+    def _start_zygote(self) -> bool:
+        """Start the zygote (sandbox/zygote.py) unless its socket's path is too long for a Unix socket (then every
+        service starts by exec)."""
+        if len(str(self.layout.zygote_socket).encode()) > 100:
+            return False
+        self._start(services.zygote(self.layout))
+        return True
+
+    def _spawn(self, **request) -> int | None:
+        """A process forked by the running zygote; None when there is none (the caller starts it by exec)."""
+        if not self.layout.zygote_socket.exists() or "zygote" not in self.table.running():
+            return None
+        return zygote.spawn(self.layout.zygote_socket, **request)
 
     def _start_infrastructure(self, plan: real_host.RealHost | None = None) -> None:
         layout = self.layout
@@ -240,7 +258,8 @@ class Stack:
 
     def _wait_ports(self, names: list[str], timeout: float) -> None:
         """Wait until the named services answer: APIs over HTTP, the others on their port."""
-        urls = {s.name: s.ready_url for s in services.api_services(self.layout)}
+        urls = {s.name: s.ready_url for s in services.api_services(self.layout)
+                + services.on_demand_services(self.layout)}
         pending = {name: self.layout.ports[name] for name in names}
 
         def answers(name: str, port: int) -> bool:
@@ -406,7 +425,13 @@ class Stack:
             # A host counts once its service is up and its node reported resources (a hypervisor).
             self._check_alive()
             up = {s.host for s in conn.compute.services(binary="nova-compute") if s.state == "up"}
-            reported = {(h.service_details or {}).get("host") for h in conn.compute.hypervisors(details=True)}
+            # Microversion 2.53, below 2.88: no uptime, which nova-api asks each compute host for over RPC (what
+            # openstacksdk's hypervisors() asks for). Asked before the host consumes its queue (its node records
+            # come first), the message is lost and the listing fails after a minute: `up` failed so when the
+            # services started fast.
+            listing = conn.compute.get("/os-hypervisors/detail", microversion="2.53")
+            listing.raise_for_status()
+            reported = {(h.get("service") or {}).get("host") for h in listing.json()["hypervisors"]}
             return hosts <= up & reported
 
         # The first call to each API is slow while the other services still import (the API validates the token,
@@ -477,7 +502,8 @@ class Stack:
             "sandbox-zuul": entry(zuul_user, "zuul", layout.keystone_url),
             "sandbox-ci": entry(ci_user, "ci", layout.keystone_url),
             "sandbox-admin": entry("admin", "admin", layout.keystone_url),
-            # Plain http Keystone: only for negative tests (R7 must FAIL on it).
+            # Plain http Keystone: only for negative tests (R7 must FAIL on it). It answers only while a
+            # `Sandbox.http_keystone()` (`python -m sandbox with keystone-http -- ...`) runs it.
             "sandbox-zuul-http": entry(zuul_user, "zuul", layout.url("keystone-http", suffix="/v3"),
                                        cacert=False),
         }
@@ -525,13 +551,40 @@ class Stack:
         return once it answers."""
         proc = self._recorded(name)
         self.table.stop(name)
-        spec = next((s for s in services.api_services(self.layout) + services.daemon_services(self.layout)
-                     + [services.real_compute(self.layout)] if s.name == name), None)
+        spec = self._spec(name)
         self._started.add(name)
         self.table.start(name, proc.argv, Path(proc.log), proc.env, cwd=self.layout.root,
-                         nice=spec.nice if spec else 0)
+                         nice=spec.nice if spec else 0, spawn=self._spawn if spec and spec.fork else None)
         if spec and spec.ready_url:
             self._wait_ports([name], timeout=120)
+
+    def _spec(self, name: str) -> services.Service | None:
+        every = (services.api_services(self.layout) + services.daemon_services(self.layout)
+                 + services.on_demand_services(self.layout) + [services.real_compute(self.layout)])
+        return next((s for s in every if s.name == name), None)
+
+    def start_on_demand(self, name: str) -> bool:
+        """Start a service `up` leaves out (services.on_demand_services) and return once it answers; False when it
+        was running already (someone else started it, and will stop it)."""
+        spec = next((s for s in services.on_demand_services(self.layout) if s.name == name), None)
+        if spec is None:
+            raise SandboxError(f"no on-demand sandbox service named {name!r}")
+        if not self.is_running():
+            raise SandboxError(f"the sandbox is not running (state in {self.layout.root})")
+        if name in self.table.running():
+            return False
+        self._start(spec)
+        try:
+            self._wait_ports([name], timeout=120)
+        except BaseException:
+            self.stop_on_demand(name)
+            raise
+        return True
+
+    def stop_on_demand(self, name: str) -> None:
+        """Stop a service started by start_on_demand and drop its record: `status` lists what `up` started."""
+        self.table.stop(name)
+        self.table.forget(name)
 
     def status(self) -> list[tuple[str, int, bool, float]]:
         """(name, pid, running, RSS MB) for every process `up` started."""

@@ -108,7 +108,8 @@ def runs(run_suite, sandbox, tmp_path_factory):
                 quota = run_suite(*WITH_BURST, sign, region, "--burst-size=3", "--burst-timeout=300", "-n", "2",
                                   env=env, report_dir=reports)
             quota_lines = environment.take()
-            http = run_suite(*STATIC, sign, region, zuul="sandbox-zuul-http", report_dir=reports)
+            with sandbox.http_keystone():
+                http = run_suite(*STATIC, sign, region, zuul="sandbox-zuul-http", report_dir=reports)
             silent = options.take() + environment.take() + (default_port.take() if default_port else [])
         finally:
             for listener in (options, environment, default_port):

@@ -311,24 +311,48 @@ def test_service_stop_then_start_brings_an_api_back_as_it_was(sandbox):
     process it starts."""
     env = {"SANDBOX_DIR": str(sandbox.layout.root)}
     before = sandbox.stack.table.load()["nova-api"]
-    for name in ("keystone-http", "nova-api"):
-        stopped = run_cli("service", "stop", name, env=env)
-        assert stopped.returncode == 0, stopped.stderr
-    try:
-        status = run_cli("status", env=env)
-        assert status.returncode == 1, "a stopped process makes `status` fail"
-        assert re.search(r"^nova-api\s+\d+\s+EXITED", status.stdout, re.M), status.stdout
-        started = run_cli("service", "start", "nova-api", env=env)
-    finally:
-        for name in ("nova-api", "keystone-http"):
-            if name not in sandbox.stack.table.running():
-                run_cli("service", "start", name, env=env)
+    with sandbox.http_keystone():
+        for name in ("keystone-http", "nova-api"):
+            stopped = run_cli("service", "stop", name, env=env)
+            assert stopped.returncode == 0, stopped.stderr
+        try:
+            status = run_cli("status", env=env)
+            assert status.returncode == 1, "a stopped process makes `status` fail"
+            assert re.search(r"^nova-api\s+\d+\s+EXITED", status.stdout, re.M), status.stdout
+            started = run_cli("service", "start", "nova-api", env=env)
+        finally:
+            for name in ("nova-api", "keystone-http"):
+                if name not in sandbox.stack.table.running():
+                    run_cli("service", "start", name, env=env)
     assert started.returncode == 0, started.stderr
     assert "Traceback" not in started.stderr + started.stdout
     # `start` returns once the API answers, started as `up` started it.
     assert sandbox.connect("sandbox-admin").compute.get("/").status_code == 200
     assert run_cli("status", env=env).returncode == 0
     assert sandbox.stack.table.load()["nova-api"].argv == before.argv
+
+
+def test_the_http_keystone_answers_only_inside_its_variant(sandbox):
+    """`up` leaves Keystone's plain http listener out; `with keystone-http` runs it for the command, which can
+    authenticate over it with the sandbox-zuul-http entry, and stops it after: `status` lists only what `up`
+    started."""
+    env = {"SANDBOX_DIR": str(sandbox.layout.root)}
+    http_url = sandbox.cloud_config("sandbox-zuul-http")["auth"]["auth_url"]
+    assert "keystone-http" not in sandbox.stack.table.load()
+    code = ("import openstack; c = openstack.connect(cloud='sandbox-zuul-http'); "
+            "print(c.session.auth.auth_url, c.compute.get_limits().absolute.instances)")
+    result = run_cli("with", "keystone-http", "--", sys.executable, "-c", code, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-1] == f"{http_url} {QUOTAS['zuul']['instances']}"
+    assert "keystone-http" not in sandbox.stack.table.load()
+    status = run_cli("status", env=env)
+    assert status.returncode == 0 and "keystone-http" not in status.stdout, status.stdout
+    with sandbox.http_keystone():
+        assert "keystone-http" in sandbox.stack.table.running()
+        with sandbox.http_keystone():  # nested: the inner one leaves it to the outer one
+            pass
+        assert "keystone-http" in sandbox.stack.table.running()
+    assert "keystone-http" not in sandbox.stack.table.load()
 
 
 @pytest.mark.parametrize("action", ["stop", "start"])

@@ -122,8 +122,9 @@ def test_small_ci_volume_quota_fails_r8(sandbox, run_suite):
     assert_only_failure(proc, ("R8", "quota.gigabytes", "ci/RegionOne"), "gigabytes quota is 100", "need 500")
 
 
-def test_http_only_keystone_fails_r7_and_the_rest_still_runs(run_suite):
-    proc = run_static(run_suite, zuul="sandbox-zuul-http")
+def test_http_only_keystone_fails_r7_and_the_rest_still_runs(sandbox, run_suite):
+    with sandbox.http_keystone():
+        proc = run_static(run_suite, zuul="sandbox-zuul-http")
     results = assert_only_failure(
         proc, ("R7", "keystone.https", "zuul/RegionOne"), "is not https", "http://127.0.0.1"
     )
