@@ -87,7 +87,8 @@ def test_without_a_zygote_the_start_falls_back_to_exec(tmp_path):
 
 def test_the_preloaded_libraries_do_not_import_eventlet():
     """Nova's services refuse to start when eventlet was imported before them (native threads)."""
-    code = "import sys; from sandbox import zygote; zygote.preload(); print('eventlet' in sys.modules, len(sys.modules))"
+    code = ("import sys; from sandbox import zygote; zygote.preload(); "
+            "print('eventlet' in sys.modules, len(sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     imported, count = result.stdout.split()
