@@ -111,6 +111,7 @@ def keystone(layout: Layout) -> str:
         # a 2-core machine running a whole cloud and the suite's many sessions can't spare. Loopback only.
         "identity": {"password_hash_rounds": 4},
         "oslo_policy": {"policy_file": layout.etc / "keystone-policy.yaml"},
+        "cache": {"enabled": "true", "backend": "dogpile.cache.memory"},
     })
 
 
@@ -166,7 +167,6 @@ def nova(layout: Layout, passwords: dict[str, str], real_host=None) -> str:
             "initial_disk_allocation_ratio": 1.0,
             "reserved_host_memory_mb": 0,
             "rpc_response_timeout": 120,
-            "osapi_compute_workers": 2,
         },
         "wsgi": {"api_paste_config": layout.etc / "nova-api-paste.ini"},
         "api": {"auth_strategy": "keystone"},

@@ -22,9 +22,12 @@ BASE_PORTS = {
     "neutron": 9696,
     "cinder-api": 8776,
     # Not RabbitMQ's defaults: installing the apt package on a systemd machine starts a system broker there.
-    "rabbitmq": 35672,
-    "rabbitmq-dist": 35673,
-    "epmd": 34369,
+    # Below the kernel's ephemeral range (32768-60999), as every port here: the Erlang node's own connection to
+    # epmd once got 35672 + 2000 as its source port (Linux picks a connection's port near a hash of where it
+    # goes), and RabbitMQ could not listen there ("could_not_start_listener"), twice in a row.
+    "rabbitmq": 5772,
+    "rabbitmq-dist": 5773,
+    "epmd": 4469,
 }
 
 

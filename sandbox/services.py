@@ -39,6 +39,8 @@ class Service:
     after: tuple[str, ...] = ()
     # Off the critical path of `up`: yields the 2 cores to the services a first boot needs.
     nice: int = 0
+    # A daemon is ready when RabbitMQ has this queue (its RPC server declared it): a call to it before that is lost.
+    ready_queue: str | None = None
     # Forked by the zygote (sandbox/zygote.py) from its preloaded libraries rather than started by exec: Python
     # services that never monkey-patch with eventlet.
     fork: bool = False
@@ -84,9 +86,8 @@ def api_services(layout: Layout) -> list[Service]:
                   {"OS_PLACEMENT_CONFIG_DIR": etc, "OS_PLACEMENT_CONFIG_FILES": "placement.conf"}),
         _gunicorn(layout, "glance", "glance", "glance.wsgi.api",
                   {"OS_GLANCE_CONFIG_DIR": etc, "OS_GLANCE_CONFIG_FILES": "glance-api.conf"}),
-        # nova-api is the bottleneck of a burst on two cores: two workers.
         _gunicorn(layout, "nova-api", "nova-api", "nova.wsgi.osapi_compute",
-                  {"OS_NOVA_CONFIG_DIR": etc, "OS_NOVA_CONFIG_FILES": "nova-api-paste.ini;nova.conf"}, workers=2),
+                  {"OS_NOVA_CONFIG_DIR": etc, "OS_NOVA_CONFIG_FILES": "nova-api-paste.ini;nova.conf"}),
         _gunicorn(layout, "neutron", "neutron", "neutron.wsgi.api",
                   {"OS_NEUTRON_CONFIG_DIR": etc, "OS_NEUTRON_CONFIG_FILES": "neutron.conf"}),
         _gunicorn(layout, "cinder-api", "cinder-api", "cinder.wsgi.api", {},
@@ -115,12 +116,18 @@ def daemon_services(layout: Layout) -> list[Service]:
         # Both build a placement client (a Keystone lookup) at start and exit if that fails.
         # Nova's services run on native threads: forked from the zygote. Cinder's monkey-patch with eventlet first
         # thing: started by exec.
-        Service("nova-conductor", [venv_bin("nova-conductor"), *nova_conf], quiet, after=("keystone",), fork=True),
-        Service("nova-scheduler", [venv_bin("nova-scheduler"), *nova_conf], quiet, after=("keystone",), fork=True),
+        # All of them once RabbitMQ accepts connections: one that connects before retries after 1, 3, 5... s.
+        # nova-compute pings nova-conductor first thing and waits 10 s for the answer before it tries again: it
+        # starts once the conductor's queue exists, so that the ping is not lost.
+        Service("nova-conductor", [venv_bin("nova-conductor"), *nova_conf], quiet, after=("keystone", "rabbitmq"),
+                fork=True, ready_queue="conductor"),
+        Service("nova-scheduler", [venv_bin("nova-scheduler"), *nova_conf], quiet, after=("keystone", "rabbitmq"),
+                fork=True),
         Service("nova-compute", [sys.executable, "-m", "sandbox.nova_compute", *nova_conf], {**quiet, **guest},
-                after=("keystone", "placement"), fork=True),
-        Service("cinder-scheduler", [venv_bin("cinder-scheduler"), *cinder_conf], quiet, nice=10),
-        Service("cinder-volume", [venv_bin("cinder-volume"), *cinder_conf], quiet, nice=10),
+                after=("keystone", "placement", "rabbitmq", "nova-conductor"), fork=True),
+        Service("cinder-scheduler", [venv_bin("cinder-scheduler"), *cinder_conf], quiet, nice=10,
+                after=("rabbitmq",)),
+        Service("cinder-volume", [venv_bin("cinder-volume"), *cinder_conf], quiet, nice=10, after=("rabbitmq",)),
     ]
 
 
@@ -213,6 +220,21 @@ def http_answers(url: str, cafile) -> bool:
     except urllib.error.HTTPError:
         return True
     except (OSError, ssl.SSLError):
+        return False
+
+
+def queue_exists(layout: Layout, queue: str) -> bool:
+    """Whether the sandbox's RabbitMQ has this queue (a passive declare: nothing is created)."""
+    import kombu
+    from amqp.exceptions import NotFound
+
+    try:
+        with kombu.Connection(f"amqp://guest:guest@{HOST}:{layout.ports['rabbitmq']}//", connect_timeout=2) as conn:
+            conn.channel().queue_declare(queue, passive=True)
+            return True
+    except NotFound:
+        return False
+    except OSError:  # not accepting connections yet
         return False
 
 

@@ -260,11 +260,14 @@ class Stack:
         """Wait until the named services answer: APIs over HTTP, the others on their port."""
         urls = {s.name: s.ready_url for s in services.api_services(self.layout)
                 + services.on_demand_services(self.layout)}
-        pending = {name: self.layout.ports[name] for name in names}
+        queues = {s.name: s.ready_queue for s in services.daemon_services(self.layout) if s.ready_queue}
+        pending = {name: self.layout.ports.get(name) for name in names}
 
-        def answers(name: str, port: int) -> bool:
+        def answers(name: str, port: int | None) -> bool:
             if urls.get(name):
                 return services.http_answers(urls[name], self.layout.ca_cert)
+            if queues.get(name):
+                return services.queue_exists(self.layout, queues[name])
             return services.port_open(port)
 
         def all_open() -> bool:
