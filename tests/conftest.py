@@ -16,6 +16,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ZUUL_TESTS = Path(__file__).resolve().parent / "zuul"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/helpers/: `from helpers import suite`
+
+from helpers import suite  # noqa: E402
 
 
 def pytest_ignore_collect(collection_path, config):
@@ -69,22 +72,14 @@ def sandbox():
 
 @pytest.fixture
 def run_suite(sandbox, tmp_path):
-    """Run the conformance suite through its real command line against the sandbox.
+    """Run the conformance suite through its real command line against the sandbox (helpers.suite.run).
 
     Returns a function: run_suite(*pytest_args, profile="sandbox", zuul="sandbox-zuul", ci="sandbox-ci",
-    env=None, timeout=1800) -> subprocess.CompletedProcess (text, stdout and stderr captured).
+    env=None, timeout=1800, report_dir=None) -> subprocess.CompletedProcess (text, stdout and stderr captured).
     """
 
-    def run(*args, profile="sandbox", zuul="sandbox-zuul", ci="sandbox-ci", env=None, timeout=1800,
-            report_dir=None):
-        command = [
-            sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider",
-            f"--profile={profile}", f"--zuul-cloud={zuul}", f"--ci-cloud={ci}",
-            f"--report-dir={report_dir or tmp_path / 'reports'}", *args,
-        ]
-        full_env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(sandbox.clouds_yaml), **(env or {})}
-        return subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=timeout,
-                              cwd=REPO_ROOT)
+    def run(*args, report_dir=None, **options):
+        return suite.run(sandbox.clouds_yaml, report_dir or tmp_path / "reports", *args, **options)
 
     return run
 

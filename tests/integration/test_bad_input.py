@@ -7,7 +7,6 @@ at closed or silent ports on 127.0.0.1 and at a `.invalid` host name (which neve
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import suite
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "not-a-real-password-4711"
@@ -53,23 +53,9 @@ def run_cli(
     if clouds_file is None:
         clouds_file = tmp_path / "clouds.yaml"
         clouds_file.write_text(yaml.safe_dump({"clouds": clouds or {}}))
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "--pyargs",
-        "conformance.checks",
-        "-p",
-        "no:cacheprovider",
-        f"--zuul-cloud={zuul}",
-        f"--ci-cloud={ci}",
-        f"--profile={profile}",
-        f"--report-dir={tmp_path / 'reports'}",
-        *args,
-    ]
-    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds_file)}
     started = time.monotonic()
-    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    proc = suite.run(clouds_file, tmp_path / "reports", *args, zuul=zuul, ci=ci, profile=profile, cwd=tmp_path,
+                     timeout=120)
     return proc, time.monotonic() - started
 
 

@@ -12,7 +12,9 @@ import re
 
 import pytest
 import yaml
-from dynamic_helpers import leftovers, run_prefix, suite, verdicts
+from helpers import suite
+from helpers.cloud import leftovers
+from helpers.suite import run_prefix, verdicts
 
 from conformance.profiles import load_profile
 from conformance.resources import run_of_volume
@@ -27,7 +29,7 @@ NODES = PROFILE["quota.instances"]  # R8: quota for this many nodes
 def bfv_run(sandbox, tmp_path_factory):
     report_dir = tmp_path_factory.mktemp("bfv") / "reports"
     with sandbox.test_flavor(disk=0):
-        proc = suite(sandbox, report_dir, "-k", "not mirror_disk", "--burst-size", str(BURST))
+        proc = suite.run(sandbox.clouds_yaml, report_dir, "-k", "not mirror_disk", "--burst-size", str(BURST))
     bundle = next(p for p in report_dir.iterdir() if p.is_dir())
     return proc, verdicts(report_dir), run_prefix(proc.stdout), bundle
 
@@ -115,7 +117,7 @@ def test_no_library_warnings_in_the_output(bfv_run):
 def test_small_zuul_volume_quota_fails_r8_naming_the_quota(sandbox, tmp_path):
     report_dir = tmp_path / "reports"
     with sandbox.test_flavor(disk=0), sandbox.quota("zuul", volumes=20, gigabytes=1000):
-        proc = suite(sandbox, report_dir, "-k", "test_quota")
+        proc = suite.run(sandbox.clouds_yaml, report_dir, "-k", "test_quota")
     results = verdicts(report_dir)
     volumes, gigabytes = results[("R8", "quota.volumes")], results[("R8", "quota.volume_gigabytes")]
     assert proc.returncode == 1

@@ -10,23 +10,11 @@ import secrets
 import signal
 import subprocess
 import sys
-import threading
 
-from dynamic_helpers import burst_servers, leftovers, run_prefix, verdicts
+from helpers.cloud import burst_servers, leftovers
+from helpers.suite import LiveRun, run_prefix, verdicts
 
 from conformance.resources import Waiter, new_run_prefix, prefix_of
-
-
-def _suite(sandbox, report_dir, *args):
-    command = [sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider",
-               "--profile=sandbox", "--zuul-cloud=sandbox-zuul", "--ci-cloud=sandbox-ci",
-               f"--report-dir={report_dir}", *args]
-    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(sandbox.clouds_yaml)}
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            start_new_session=True)
-    output: list[str] = []
-    threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True).start()
-    return proc, output
 
 
 def _sweep(sandbox, *args):
@@ -60,7 +48,8 @@ def test_failing_run_leaves_nothing(sandbox, run_suite, tmp_path):
 
 
 def test_kill9_mid_burst_then_sweeper(sandbox, tmp_path):
-    proc, output = _suite(sandbox, tmp_path / "reports", "-k", "boot_burst", "--burst-size", "8")
+    live = LiveRun(sandbox.clouds_yaml, tmp_path / "reports", "-k", "boot_burst", "--burst-size", "8")
+    proc = live.proc
     try:
         run = _wait_for_burst(sandbox, proc, at_least=3)
         os.killpg(proc.pid, signal.SIGKILL)

@@ -4,11 +4,9 @@ right reason under a non-conforming variant. Every run must leave nothing with i
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import threading
 
-from dynamic_helpers import burst_servers, leftovers, run_prefix, verdicts
+from helpers.cloud import burst_servers, leftovers
+from helpers.suite import LiveRun, run_prefix, verdicts
 
 from conformance.resources import Waiter
 
@@ -86,24 +84,12 @@ def test_compute_stopped_mid_burst(sandbox, tmp_path):
     report_dir = tmp_path / "reports"
     profile = tmp_path / "hung-boots.yaml"
     profile.write_text("extends: sandbox\nname: sandbox-45s-boots\nburst:\n  timeout_s: 45\n")
-    command = [sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider",
-               f"--profile={profile}", "--zuul-cloud=sandbox-zuul", "--ci-cloud=sandbox-ci",
-               f"--report-dir={report_dir}", "-k", "boot_burst", "--burst-size", "6"]
-    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(sandbox.clouds_yaml)}
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    output = []
-    reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)
-    reader.start()
-    try:
-        assert Waiter(180).poll(lambda: bool(burst_servers(sandbox)) or proc.poll() is not None, 0.3)
-        with sandbox.paused("nova-compute"):
-            Waiter(70).wait(70)  # longer than the burst's timeout: the frozen boots must time out
-        proc.wait(timeout=900)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    reader.join(10)
-    text = "".join(output)
+    live = LiveRun(sandbox.clouds_yaml, report_dir, "-k", "boot_burst", "--burst-size", "6", profile=profile)
+    live.wait_for(lambda: burst_servers(sandbox), "the burst's first server", timeout=180)
+    with sandbox.paused("nova-compute"):
+        Waiter(70).wait(70)  # longer than the burst's timeout: the frozen boots must time out
+    live.finish(timeout=900)
+    text = live.output
     results = verdicts(report_dir)
     failure = results[("R12", "burst.failure_rate")]
     assert failure["verdict"] == "FAIL", text[-3000:]

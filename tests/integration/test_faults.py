@@ -9,17 +9,15 @@ at the same time, with a sweep between them) run once and are shared by the test
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import threading
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from dynamic_helpers import run_prefix, verdicts
+from helpers.suite import LiveRun
 
 from conformance.report.model import requirement_verdict
 from conformance.resources import Waiter, prefix_of
@@ -39,49 +37,13 @@ RETRYABLE = [
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-@dataclass
-class Run:
-    """One run of the suite's real command line, its output read as it comes."""
-
-    proc: subprocess.Popen
-    report_dir: Path
-    output: list[str] = field(default_factory=list)
-    reader: threading.Thread | None = None
-
-    @property
-    def text(self) -> str:
-        return "".join(self.output)
-
-    @property
-    def prefix(self) -> str | None:
-        return run_prefix(self.text)
-
-    def wait(self, timeout: float = 1800) -> Run:
-        try:
-            self.proc.wait(timeout=timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-        self.reader.join(10)
-        return self
-
-    def results(self) -> dict:
-        return verdicts(self.report_dir)
-
-    def document(self) -> dict:
-        return json.loads(next(self.report_dir.glob("*/results.json")).read_text())
+def start(sandbox, report_dir: Path, *args, env: dict | None = None) -> LiveRun:
+    return LiveRun(sandbox.clouds_yaml, report_dir, *args, env=env)
 
 
-def start(sandbox, report_dir: Path, *args, env: dict | None = None) -> Run:
-    command = [sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider",
-               "--profile=sandbox", "--zuul-cloud=sandbox-zuul", "--ci-cloud=sandbox-ci",
-               f"--report-dir={report_dir}", *args]
-    full_env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(sandbox.clouds_yaml), **(env or {})}
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env,
-                            start_new_session=True)
-    run = Run(proc, report_dir)
-    run.reader = threading.Thread(target=lambda: run.output.extend(proc.stdout), daemon=True)
-    run.reader.start()
+def run_to_end(sandbox, report_dir: Path, *args, env: dict | None = None) -> LiveRun:
+    run = start(sandbox, report_dir, *args, env=env)
+    run.finish()
     return run
 
 
@@ -155,8 +117,8 @@ def faults(proxy):
 # ----------------------------------------------------------------- two full runs at once, one under faults
 @dataclass
 class Paired:
-    baseline: Run
-    faulted: Run
+    baseline: LiveRun
+    faulted: LiveRun
     swept: subprocess.CompletedProcess
     injected: dict[str, int]
     leases_seen: set[str]
@@ -185,8 +147,8 @@ def paired(sandbox, proxy, tmp_path_factory) -> Paired:
 
         Waiter(900).poll(both_leased, 2.0)
         swept = sweep(sandbox, "--older-than", "1s")
-        baseline.wait()
-        faulted.wait()
+        baseline.finish()
+        faulted.finish()
         injected = {rule: proxy.injected(rule) for rule in (r["name"] for r in RETRYABLE)}
         fired_on = {name: rule.get("recent") for name, rule in proxy.stats().get("rules", {}).items()}
     finally:
@@ -199,8 +161,8 @@ def test_retryable_faults_keep_every_verdict(paired):
     region, has the verdict it has without faults."""
     baseline, faulted = paired.baseline, paired.faulted
     assert paired.injected["compute-503"] and paired.injected["compute-429"], paired.injected
-    assert faulted.proc.returncode == baseline.proc.returncode == 0, faulted.text[-4000:] + baseline.text[-3000:]
-    expected, got = by_requirement_and_scope(baseline.results()), by_requirement_and_scope(faulted.results())
+    assert faulted.proc.returncode == baseline.proc.returncode == 0, faulted.output[-4000:] + baseline.output[-3000:]
+    expected, got = by_requirement_and_scope(baseline.verdicts()), by_requirement_and_scope(faulted.verdicts())
     assert {requirement for requirement, _ in expected} == {f"R{n}" for n in range(1, 14)}, expected
     assert got == expected
 
@@ -220,7 +182,7 @@ def test_the_report_counts_the_retried_calls(paired):
             assert count == injected[f"{service}-{status}"], (service, status, retries, injected)
     html = next(paired.faulted.report_dir.glob("*/report.html")).read_text()
     assert 'id="conformance-api-retries"' in html and f"{retries['total']} retries of" in html
-    assert f"API retries: {retries['total']} (" in paired.faulted.text
+    assert f"API retries: {retries['total']} (" in paired.faulted.output
     assert paired.baseline.document()["api_retries"]["total"] == 0
 
 
@@ -235,7 +197,7 @@ def test_two_runs_at_once_leave_each_other_and_nothing_else(sandbox, paired):
         assert run not in "".join(line for line in paired.swept.stdout.splitlines(keepends=True)
                                   if line.startswith("deleting:"))
     for run in (paired.baseline, paired.faulted):
-        assert f"run {run.prefix}: every resource the run created was deleted" in run.text
+        assert f"run {run.prefix}: every resource the run created was deleted" in run.output
     assert leaked(sandbox, *runs) == []
 
 
@@ -243,10 +205,10 @@ def test_two_runs_at_once_leave_each_other_and_nothing_else(sandbox, paired):
 def test_volume_create_500_fails_r3_quoting_the_api_error(sandbox, faults, tmp_path):
     faults.set_rules([{"name": "volume-500", "service": "block-storage", "method": "POST", "path": "/volumes$",
                        "action": "status", "status": 500}])
-    run = start(sandbox, tmp_path / "reports", "-k", "mirror_disk or quota or services",
-                env=faults.client_env()).wait()
+    run = run_to_end(sandbox, tmp_path / "reports", "-k", "mirror_disk or quota or services",
+                env=faults.client_env())
     assert faults.injected("volume-500") == 1
-    results = run.results()
+    results = run.verdicts()
     mirror = results[("R3", "mirror.disk")]
     assert mirror["verdict"] == "FAIL", mirror
     assert "HTTP 500" in mirror["reason"] and "injected HTTP 500 (rule volume-500)" in mirror["reason"], mirror
@@ -260,8 +222,8 @@ def test_a_check_the_api_never_answers_says_so(sandbox, faults, tmp_path):
     with a made-up shortfall; the report counts the retries and the call that gave up."""
     faults.set_rules([{"name": "flavors-503", "service": "compute", "method": "GET", "path": "/flavors/detail$",
                        "action": "status", "status": 503}])
-    run = start(sandbox, tmp_path / "reports", "-k", "test_node_flavor", env=faults.client_env()).wait()
-    flavor = run.results()[("R4", "node_flavor")]  # a check that errored is named after its test
+    run = run_to_end(sandbox, tmp_path / "reports", "-k", "test_node_flavor", env=faults.client_env())
+    flavor = run.verdicts()[("R4", "node_flavor")]  # a check that errored is named after its test
     assert flavor["verdict"] == "FAIL", flavor
     assert flavor["reason"].startswith("no answer from the cloud's API: GET /v2.1/flavors/detail: HTTP 503 "
                                        "(gave up after 6 attempts): "), flavor
@@ -274,10 +236,10 @@ def test_two_seconds_on_every_compute_call(sandbox, faults, tmp_path):
     """The burst finishes within the profile's timeout, or fails cleanly (a verdict with its reason, never a
     crashed check); its servers are deleted either way."""
     faults.set_rules([{"name": "slow-compute", "service": "compute", "action": "latency", "delay_s": 2}])
-    run = start(sandbox, tmp_path / "reports", "-k", "boot_burst", "--burst-size", BURST,
-                env=faults.client_env()).wait()
+    run = run_to_end(sandbox, tmp_path / "reports", "-k", "boot_burst", "--burst-size", BURST,
+                env=faults.client_env())
     assert faults.injected("slow-compute") > 0
-    results = run.results()
+    results = run.verdicts()
     for check in ("burst.p95", "burst.failure_rate"):
         result = results[("R12", check)]
         assert result["verdict"] == "PASS" or (result["verdict"] == "FAIL" and result["reason"]
@@ -291,9 +253,9 @@ def test_connection_reset_mid_image_upload(sandbox, faults, tmp_path):
     verified (size, hashes), or R2 fails quoting the error; either way no image of the run is left."""
     faults.set_rules([{"name": "upload-reset", "service": "image", "method": "PUT", "path": "/file$",
                        "action": "reset", "after_bytes": 1024 * 1024, "max_count": 1}])
-    run = start(sandbox, tmp_path / "reports", "-k", "image_upload_and_boot", env=faults.client_env()).wait()
+    run = run_to_end(sandbox, tmp_path / "reports", "-k", "image_upload_and_boot", env=faults.client_env())
     assert faults.injected("upload-reset") == 1
-    upload = run.results()[("R2", "image.upload")]
+    upload = run.verdicts()[("R2", "image.upload")]
     retried = {(r["service"], r["reason"]): r["retries"] for r in run.document()["api_retries"]["per_service"]}
     assert (upload["verdict"] == "PASS" and retried.get(("image", "connection reset")) == 1) or (
         upload["verdict"] == "FAIL" and "connection" in upload["reason"]), (upload, retried)
@@ -309,16 +271,16 @@ def test_stalled_compute_ends_the_run_at_its_deadline(sandbox, faults, tmp_path)
     run = start(sandbox, tmp_path / "reports", "-k", "boot_burst", "--burst-size", "3", "--deadline", "60",
                 env=faults.client_env())
     try:
-        reached = Waiter(600).poll(lambda: "run deadline reached" in run.text or run.proc.poll() is not None, 1)
+        reached = Waiter(600).poll(lambda: "run deadline reached" in run.output or run.proc.poll() is not None, 1)
         stalled = faults.injected("stall")
     finally:
         faults.clear()  # the stall is lifted: the cleanup after the deadline can reach compute again
-    run.wait()
-    assert reached and stalled >= 1, run.text[-3000:]
-    assert run.proc.returncode == pytest.ExitCode.INTERRUPTED, run.text[-3000:]
-    assert "conformance: run deadline reached: 60 s after the start" in run.text
+    run.finish()
+    assert reached and stalled >= 1, run.output[-3000:]
+    assert run.proc.returncode == pytest.ExitCode.INTERRUPTED, run.output[-3000:]
+    assert "conformance: run deadline reached: 60 s after the start" in run.output
     document = run.document()
     assert document["interrupted"]["reason"] == "deadline", document["interrupted"]
     assert document["verdict"] == "INCOMPLETE"
-    assert f"run {run.prefix}: every resource the run created was deleted" in run.text, run.text[-3000:]
+    assert f"run {run.prefix}: every resource the run created was deleted" in run.output, run.output[-3000:]
     assert leaked(sandbox, run.prefix) == []

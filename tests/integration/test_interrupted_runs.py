@@ -12,102 +12,21 @@ has created something (past its start-up, whose Keystone reachability probe is b
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
 import signal
 import subprocess
 import sys
-import threading
 from contextlib import ExitStack
 from pathlib import Path
 
-import jsonschema
 import pytest
-from dynamic_helpers import leftovers
-
-from conformance.resources import Waiter
+from helpers.cloud import leftovers
+from helpers.suite import LONG, LiveRun
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = REPO_ROOT / "conformance" / "schemas" / "results.schema.json"
 SIZE = 6
-LONG = 900.0  # a bound on every wait: the sandbox on a loaded machine is slow, never this slow
-POLL = 0.3
-
-
-class LiveRun:
-    """The suite as a subprocess with stdout+stderr on a pipe, read line by line while it runs."""
-
-    def __init__(self, sandbox, report_dir: Path, *args: str, select: str = "boot_burst"):
-        self.report_dir = report_dir
-        command = [sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider",
-                   "--profile=sandbox", "--zuul-cloud=sandbox-zuul", "--ci-cloud=sandbox-ci",
-                   f"--report-dir={report_dir}", "-k", select, "--burst-size", str(SIZE), *args]
-        env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(sandbox.clouds_yaml)}
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env=env, cwd=REPO_ROOT, start_new_session=True)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.prefix = self.wait_for_line(r"conformance run prefix: (conformance-\S+)").group(1)
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def tail(self) -> str:
-        return "\n".join(self.lines[-60:])
-
-    def wait_for(self, predicate, what: str):
-        """Poll `predicate` until it returns something truthy; fail if the run ends first."""
-        found = {}
-
-        def done() -> bool:
-            found["value"] = predicate()
-            return bool(found["value"]) or self.proc.poll() is not None
-
-        assert Waiter(LONG).poll(done, POLL), f"never saw {what}:\n{self.tail()}"
-        assert found["value"], f"the run ended before {what}:\n{self.tail()}"
-        return found["value"]
-
-    def wait_for_line(self, pattern: str, start: int = 0) -> re.Match:
-        regex = re.compile(pattern)
-
-        def seen():
-            for line in self.lines[start:]:
-                match = regex.search(line)
-                if match:
-                    return match
-            return None
-
-        return self.wait_for(seen, f"a line matching {pattern!r}")
-
-    def send(self, sig: int) -> int:
-        """Send `sig`; returns the line count at that moment (to look for what follows it)."""
-        mark = len(self.lines)
-        self.proc.send_signal(sig)
-        return mark
-
-    def finish(self, timeout: float = LONG) -> int:
-        try:
-            code = self.proc.wait(timeout=timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-        self._reader.join(30)
-        return code
-
-    def document(self) -> dict:
-        files = sorted(self.report_dir.glob("*/results.json"))
-        assert files, f"no results.json under {self.report_dir}:\n{self.tail()}"
-        doc = json.loads(files[-1].read_text())
-        jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
-        return doc
 
 
 class AdminView:
@@ -158,9 +77,11 @@ def start(sandbox, tmp_path):
     """start(name, *pytest_args, select=...) -> LiveRun; whatever still runs at the end is killed."""
     runs: list[LiveRun] = []
 
-    def start_run(name: str, *args: str, **kwargs) -> LiveRun:
-        runs.append(LiveRun(sandbox, tmp_path / name, *args, **kwargs))
-        return runs[-1]
+    def start_run(name: str, *args: str, select: str = "boot_burst") -> LiveRun:
+        run = LiveRun(sandbox.clouds_yaml, tmp_path / name, "-k", select, "--burst-size", str(SIZE), *args)
+        runs.append(run)
+        run.wait_for_line(r"conformance run prefix: (conformance-\S+)", timeout=LONG)  # past its start-up
+        return run
 
     yield start_run
     for run in runs:

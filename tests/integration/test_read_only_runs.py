@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dynamic_helpers import resource_counts, results, suite, verdicts
+from helpers import suite
+from helpers.cloud import resource_counts
+from helpers.suite import results, verdicts
 
 from conformance.profiles import profiles_dir
 
@@ -29,7 +31,7 @@ def _collected(proc) -> set[str]:
 def test_not_dynamic_creates_nothing(sandbox, tmp_path):
     before = resource_counts(sandbox)
     started = time.monotonic()
-    proc = suite(sandbox, tmp_path / "reports", "-m", "not dynamic")
+    proc = suite.run(sandbox.clouds_yaml, tmp_path / "reports", "-m", "not dynamic")
     seconds = time.monotonic() - started
     after = resource_counts(sandbox)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
@@ -43,8 +45,8 @@ def test_not_dynamic_creates_nothing(sandbox, tmp_path):
 
 
 def test_dynamic_marker_selects_exactly_the_checks_that_create(sandbox, tmp_path):
-    static = suite(sandbox, tmp_path / "reports", "--collect-only", "-q", "-m", "not dynamic")
-    dynamic = suite(sandbox, tmp_path / "reports", "--collect-only", "-q", "-m", "dynamic")
+    static = suite.run(sandbox.clouds_yaml, tmp_path / "reports", "--collect-only", "-q", "-m", "not dynamic")
+    dynamic = suite.run(sandbox.clouds_yaml, tmp_path / "reports", "--collect-only", "-q", "-m", "dynamic")
     assert _collected(static) == STATIC_CHECKS, static.stdout
     assert _collected(dynamic) == DYNAMIC_CHECKS, dynamic.stdout
 
@@ -60,7 +62,7 @@ def test_a_run_that_checks_nothing_writes_no_bundle(sandbox, tmp_path, args):
     # (the second costs another run: only where the run gets as far as making a bundle directory).
     report_dirs = [tmp_path / "reports" / "new"] + ([tmp_path / "reports"] if "-k" in args else [])
     for report_dir in report_dirs:
-        proc = suite(sandbox, report_dir, *args, timeout=300)
+        proc = suite.run(sandbox.clouds_yaml, report_dir, *args, timeout=300)
         assert proc.returncode in (0, 5), proc.stdout[-3000:] + proc.stderr[-2000:]
         assert f"bundle: {report_dir}" not in proc.stdout
         assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == [
@@ -76,7 +78,7 @@ def test_r7_names_the_cacert_fix_for_a_private_ca(sandbox, tmp_path):
     del clouds["clouds"]["sandbox-zuul"]["cacert"]  # the donor forgot it: the system store knows no sandbox CA
     without_ca = tmp_path / "clouds.yaml"
     without_ca.write_text(yaml.safe_dump(clouds))
-    proc = suite(sandbox, tmp_path / "reports", "-k", "test_keystone_tls",
+    proc = suite.run(sandbox.clouds_yaml, tmp_path / "reports", "-k", "test_keystone_tls",
                  env={"OS_CLIENT_CONFIG_FILE": str(without_ca)}, timeout=600)
     found = {(r["check"], r["project"]): r for r in results(tmp_path / "reports")}
     certificate = found[("keystone.certificate", "zuul")]
@@ -93,7 +95,8 @@ def test_floating_ip_quota_is_checked_when_auto_mode_gives_floating_ips(sandbox,
     profile = tmp_path / "auto.yaml"
     profile.write_text(f"extends: {profiles_dir() / 'sandbox.yaml'}\nname: auto-ip\npublic_ip: {{mode: auto}}\n")
     with sandbox.unshared_external_network():
-        proc = suite(sandbox, tmp_path / "reports", "-k", "test_network_quota", f"--profile={profile}", timeout=600)
+        proc = suite.run(sandbox.clouds_yaml, tmp_path / "reports", "-k", "test_network_quota", profile=profile,
+                         timeout=600)
     fips = verdicts(tmp_path / "reports").get(("R8", "quota.floating_ips"))
     assert fips is not None, proc.stdout[-3000:]
     assert fips["verdict"] == "PASS" and fips["threshold"] == ">= 100", fips

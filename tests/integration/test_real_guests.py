@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from dynamic_helpers import leftovers, run_prefix, suite, verdicts
+from helpers import suite
+from helpers.cloud import leftovers
+from helpers.suite import run_prefix, verdicts
 
 from sandbox import real_host
 from sandbox.configs import COMPUTE_HOST, REAL_COMPUTE_HOST, SMALL_FLAVOR, TEST_NODE_FLAVOR
@@ -26,8 +28,8 @@ PROVIDER_PROFILE = REPO_ROOT / "tests" / "profiles" / "sandbox-provider.yaml"
 @pytest.fixture(scope="module")
 def real_run(sandbox, tmp_path_factory):
     report_dir = tmp_path_factory.mktemp("real-guests")
-    proc = suite(sandbox, report_dir, f"--profile={PROVIDER_PROFILE}", f"--probe-image={real_host.GLANCE_NAME}",
-                 "--probe-reachability", "-k", "test_guest_probe or test_public_ip", timeout=1800)
+    proc = suite.run(sandbox.clouds_yaml, report_dir, f"--probe-image={real_host.GLANCE_NAME}", "--probe-reachability",
+                     "-k", "test_guest_probe or test_public_ip", profile=PROVIDER_PROFILE, timeout=1800)
     return proc, verdicts(report_dir)
 
 

@@ -9,15 +9,15 @@ R13's keypair and security group), with a small burst; R3, R5/R11 and R6 are lef
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from collections import defaultdict
 
 import pytest
 import yaml
-from dynamic_helpers import REPO_ROOT, leftovers, results, run_prefix
+from helpers import suite
+from helpers.cloud import leftovers
+from helpers.suite import results, run_prefix
 
 from sandbox.api import SECOND_REGION
 from sandbox.layout import REGION
@@ -28,12 +28,10 @@ REGIONS = {REGION, SECOND_REGION}
 @pytest.fixture(scope="module")
 def two_regions(sandbox, tmp_path_factory):
     report_dir = tmp_path_factory.mktemp("regions") / "reports"
-    suite = [sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider",
-             "--profile=sandbox", "--zuul-cloud=sandbox-zuul", "--ci-cloud=sandbox-ci", f"--report-dir={report_dir}",
-             "--burst-size", "2", "-k", "not (mirror_disk or guest_probe or public_ip)"]
-    env = {**os.environ, "SANDBOX_DIR": str(sandbox.layout.root)}
-    proc = subprocess.run([sys.executable, "-m", "sandbox", "with", "region-two", "--", *suite], capture_output=True,
-                          text=True, env=env, cwd=REPO_ROOT, timeout=3600)
+    # The suite under `python -m sandbox with region-two --`, as a user tries it.
+    proc = suite.run(sandbox.clouds_yaml, report_dir, "--burst-size", "2", "-k",
+                     "not (mirror_disk or guest_probe or public_ip)", env={"SANDBOX_DIR": str(sandbox.layout.root)},
+                     wrap=(sys.executable, "-m", "sandbox", "with", "region-two", "--"), timeout=3600)
     bundle = next(p for p in report_dir.iterdir() if p.is_dir())
     return proc, results(report_dir), run_prefix(proc.stdout), bundle
 

@@ -10,15 +10,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from harness import NODE_HOME, PROJECT, REPO_ROOT, TENANT, ZuulHarness, tox_for_node
-
-# The integration tests' helpers (what a run left in the sandbox) are shared with these tests, not copied.
-sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
 
 # The sandbox, registered like any donated cloud: job cloud-conformance-<CLOUD> from docs/zuul-cloud-example.yaml.
 CLOUD = "loopback"

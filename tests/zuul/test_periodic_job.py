@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from dynamic_helpers import leftovers
 from harness import NODE_HOME, REPO_ROOT, TENANT, fetch_text
+from helpers.cloud import leftovers
 
 JOB = "cloud-conformance-loopback"  # conftest.py registers the sandbox as the donated cloud `loopback`
 

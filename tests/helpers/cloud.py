@@ -1,44 +1,11 @@
-"""Helpers of the dynamic checks' integration tests: results of a run, and what a run left in the sandbox."""
+"""What a run left in the sandbox, read through the sandbox's own API: the leftover lister every test uses, and
+counts of every kind of resource."""
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
-
 from conformance.resources import prefix_of, run_of_volume
 
-RUN_RE = re.compile(r"\b(conformance-\d{8}T\d{6}Z-[0-9a-f]{6})\b")
 PROJECT_CLOUDS = ("sandbox-zuul", "sandbox-ci")
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def suite(sandbox, report_dir: Path, *args: str, env: dict | None = None, timeout: float = 1800):
-    """One run of the suite's real command line against the sandbox (for module-scoped fixtures, which cannot
-    use the function-scoped `run_suite`); text output captured."""
-    command = [sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider",
-               "--profile=sandbox", "--zuul-cloud=sandbox-zuul", "--ci-cloud=sandbox-ci",
-               f"--report-dir={report_dir}", *args]
-    full_env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(sandbox.clouds_yaml), **(env or {})}
-    return subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=REPO_ROOT)
-
-
-def results(report_dir: Path) -> list[dict]:
-    files = sorted(Path(report_dir).glob("*/results.json"))
-    assert files, f"no results.json under {report_dir}"
-    return json.loads(files[-1].read_text())["results"]
-
-
-def verdicts(report_dir: Path) -> dict[tuple[str, str], dict]:
-    return {(r["requirement"], r["check"]): r for r in results(report_dir)}
-
-
-def run_prefix(proc_output: str) -> str | None:
-    match = RUN_RE.search(proc_output or "")
-    return match.group(1) if match else None
 
 
 def leftovers(sandbox, run: str | None = None) -> list[str]:
