@@ -111,7 +111,7 @@ def keystone(layout: Layout) -> str:
         # a 2-core machine running a whole cloud and the suite's many sessions can't spare. Loopback only.
         "identity": {"password_hash_rounds": 4},
         "oslo_policy": {"policy_file": layout.etc / "keystone-policy.yaml"},
-        "cache": {"enabled": "true", "backend": "dogpile.cache.memory"},
+        "cache": {"enabled": "true", "backend": "dogpile.cache.memory_pickle"},
     })
 
 

@@ -147,6 +147,7 @@ class Stack:
         keystone = every.pop(0)
         self._start(keystone)
         self._wait_ports([keystone.name], timeout=60)
+        self._load_keystone_policy(passwords)
         for service in every:
             if not service.after:
                 self._start(service)
@@ -159,6 +160,20 @@ class Stack:
         self.say("all APIs answer (first answers: " + ", ".join(f"{name} {at:.1f}s" for name, at in order) + ")")
         self.write_clouds_yaml(passwords)
         self._wait_usable(passwords, plan, guest)
+
+    def _load_keystone_policy(self, passwords: dict[str, str]) -> None:
+        """One request that Keystone checks against its policy, before any other service asks it anything.
+
+        Keystone makes its policy enforcer on the first request that needs it, and other threads see the enforcer
+        before its rules are registered (keystone.common.rbac_enforcer.enforcer: the attribute is set, then the
+        rules registered): a token validation arriving meanwhile was refused (403 on identity:validate_token), and
+        the service that asked answered 503 "The Keystone service is temporarily unavailable". With every service
+        starting at once, `up` failed so about one time in four."""
+        conn = seed.admin_connection(self.layout, passwords["admin"])
+        try:
+            conn.identity.get("/auth/tokens", headers={"X-Subject-Token": conn.auth_token}).raise_for_status()
+        finally:
+            conn.close()
 
     # ---- the real host (sandbox/real_host.py) --------------------------------------------------------------
     def _plan_real_host(self) -> real_host.RealHost:
