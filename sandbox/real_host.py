@@ -17,6 +17,7 @@ image and the burst go to the fake nodes, the guest image only here.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -182,6 +183,9 @@ def bridge_exists(name: str) -> bool:
     return Path(f"/sys/class/net/{name}").exists()
 
 
+BRIDGE_LOCK = Path("/run/lock/opendev-sandbox-guest-net.lock")  # one per machine, like GUEST_NET
+
+
 def _sysctl(path: str, value: str) -> None:
     Path("/proc/sys", path).write_text(value)
 
@@ -190,18 +194,23 @@ def create_bridge(layout: Layout) -> None:
     """The guests' L2: a bridge holding the gateway address of GUEST_NET, IPv4 forwarding off for what arrives on
     it, IPv6 off, no route beyond its own subnet."""
     name = layout.bridge
-    clash = [line for line in _ip("-o", "-4", "addr", "show").stdout.splitlines()
-             if f" {GUEST_GATEWAY}/" in line and f": {name} " not in line]
-    if clash:
-        raise SandboxError(f"{GUEST_NET} is already on another interface ({clash[0].split()[1]}): the real host's "
-                           "bridge needs it (another sandbox with real guests?); or SANDBOX_REAL_GUESTS=0")
-    if not bridge_exists(name):
-        _ip("link", "add", "name", name, "type", "bridge")
-    _sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "1")
-    _sysctl(f"net/ipv4/conf/{name}/forwarding", "0")
-    prefix = GUEST_NET.split("/")[1]
-    _ip("addr", "replace", f"{GUEST_GATEWAY}/{prefix}", "dev", name)
-    _ip("link", "set", name, "up")
+    # Checked and claimed under one machine-wide lock: two sandboxes starting at once (other port offsets) each
+    # saw the address free, both bridges got it, and the host's route to the guests went to the other one (SSH
+    # to a guest then timed out while its console log was fine).
+    with open(BRIDGE_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        clash = [line for line in _ip("-o", "-4", "addr", "show").stdout.splitlines()
+                 if f" {GUEST_GATEWAY}/" in line and f": {name} " not in line]
+        if clash:
+            raise SandboxError(f"{GUEST_NET} is already on another interface ({clash[0].split()[1]}): the real "
+                               "host's bridge needs it (another sandbox with real guests?); or SANDBOX_REAL_GUESTS=0")
+        if not bridge_exists(name):
+            _ip("link", "add", "name", name, "type", "bridge")
+        _sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "1")
+        _sysctl(f"net/ipv4/conf/{name}/forwarding", "0")
+        prefix = GUEST_NET.split("/")[1]
+        _ip("addr", "replace", f"{GUEST_GATEWAY}/{prefix}", "dev", name)
+        _ip("link", "set", name, "up")
 
 
 def bridge_ports(name: str) -> list[str]:

@@ -177,7 +177,12 @@ def test_statsd_from_zuuls_environment_variables_and_nothing_without_a_host(runs
     assert doc["verdict"] == "FAIL" and last["verdict|g"] == VERDICT_CODES["FAIL"]
     assert last["requirement.R8|g"] == VERDICT_CODES["FAIL"] and last["quota.instances_headroom|g"] == 2
     assert last["burst.failure_rate|g"] == round(1 - doc["burst"]["summary"]["success_rate"], 4) > 0
-    assert last["burst.progress.size|g"] == 3 and last["burst.progress.error|g"] == 1  # one refused by quota
+    # At least the third is refused by quota; Nova's quota recheck after the three creates raced can refuse a
+    # second one too (CI saw 2 of 3): the suite reports what Nova did, and never more ACTIVE than the quota.
+    progress = gauges(runs["quota_lines"], "zuul.env.conformance.cloud.sandbox-zuul.region.RegionOne.burst.progress")
+    assert last["burst.progress.size|g"] == 3 and 1 <= last["burst.progress.error|g"] <= 3
+    assert max(progress["active|g"], default=0) <= 2 and last["burst.progress.error|g"] + max(
+        progress["active|g"], default=0) <= 3
     http_proc = runs["bundles"]["http"][0]
     assert runs["silent"] == [] and "statsd:" not in http_proc.stdout
 

@@ -116,6 +116,24 @@ def test_the_bridge_holds_the_gateway_and_is_no_uplink():
     assert GUEST_GATEWAY.startswith("198.51.100.")  # RFC 5737, not this machine kind's 192.0.2.0/24 uplink
 
 
+def test_a_bridge_of_another_sandbox_holding_the_guest_net_is_refused(monkeypatch, layout, tmp_path):
+    """Another sandbox (another port offset) already has the gateway address: `up` stops with one line, creating
+    nothing; the check and the claim share a machine-wide lock."""
+    calls = []
+
+    def ip(*args, check=True):
+        calls.append(args)
+        out = f"7: sbxbr1000    inet {GUEST_GATEWAY}/24 scope global sbxbr1000\n" if args[:2] == ("-o", "-4") else ""
+        return SimpleNamespace(stdout=out, returncode=0)
+
+    monkeypatch.setattr(real_host, "_ip", ip)
+    monkeypatch.setattr(real_host, "BRIDGE_LOCK", tmp_path / "guest-net.lock")
+    with pytest.raises(SandboxError, match="already on another interface \\(sbxbr1000:?\\)"):
+        real_host.create_bridge(layout)
+    assert calls == [("-o", "-4", "addr", "show")]  # nothing created
+    assert (tmp_path / "guest-net.lock").exists()
+
+
 def test_binding_is_a_tap_on_the_real_host_and_ovs_elsewhere():
     pytest.importorskip("neutron_lib")
     from neutron_lib.api.definitions import portbindings
