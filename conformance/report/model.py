@@ -294,7 +294,8 @@ def verdict_text(doc: dict) -> str:
     rows = [r for r in doc.get("requirements") or [] if r.get("id") in requirements.CATALOGUE
             or r.get("verdict") in ("ERROR", "INCOMPLETE")]
     parts = []
-    for word, said in UNDECIDED.items():
+    # ERROR names only what the suite could not decide: the requirements not run follow from it.
+    for word, said in UNDECIDED.items() if verdict == "INCOMPLETE" else [("ERROR", "")]:
         ids = [str(r["id"]) for r in rows if r.get("verdict") == word]
         if not ids:
             continue
