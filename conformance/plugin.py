@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from _pytest import junitxml
+from keystoneauth1 import exceptions as ksa_exc
 
 from conformance import cloud as cloudlayer
 from conformance import interrupt, state
@@ -559,9 +560,19 @@ def _report_line(report: pytest.TestReport) -> str:
 
 
 # What escapes a check or its fixtures and is still a finding about the cloud (FAIL): the suite's word for a cloud
-# fault, and an assertion or pytest.fail about what the cloud answered. The cloud's API failing after the cloud
-# layer's retries is FAIL too (cloudlayer.api_error_text). Anything else is the suite's own crash (ERROR).
-CLOUD_FINDINGS = (CloudFault, AssertionError, pytest.fail.Exception)
+# fault, an assertion or pytest.fail about what the cloud answered, a service missing from the catalog or without
+# a usable version document, a resource that went to ERROR or never got ready in openstacksdk's own waits. The
+# cloud's API failing after the cloud layer's retries is FAIL too (cloudlayer.api_error_text). Anything else is
+# the suite's own crash (ERROR).
+CLOUD_FINDINGS = (CloudFault, AssertionError, pytest.fail.Exception, ksa_exc.EndpointNotFound,
+                  ksa_exc.DiscoveryFailure)
+
+
+def _cloud_finding(exc: BaseException | None) -> bool:
+    from openstack import exceptions as sdk_exc  # here: every pytest run loads this module, few need openstack
+
+    return isinstance(exc, (*CLOUD_FINDINGS, sdk_exc.EndpointNotFound, sdk_exc.ResourceFailure,
+                            sdk_exc.ResourceTimeout))
 PHASE_CRASHED = {"setup": "setup crashed", "call": "check crashed", "teardown": "teardown crashed"}
 
 
@@ -572,7 +583,7 @@ def _unexplained_failure(report: pytest.TestReport, call) -> dict[str, Any]:
     api_error = cloudlayer.api_error_text(exc) if exc is not None else None
     if api_error:  # said with the API's own words
         return {"verdict": "FAIL", "reason": f"no answer from the cloud's API: {api_error}"}
-    if isinstance(exc, CLOUD_FINDINGS):
+    if _cloud_finding(exc):
         what = "check could not run" if report.when == "setup" else f"{report.when} failed"
         return {"verdict": "FAIL", "reason": f"{what}: {_report_line(report)}"}
     line = redact(f"{type(exc).__name__}: {first_line(exc)}") if exc is not None else _report_line(report)

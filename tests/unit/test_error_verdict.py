@@ -17,17 +17,22 @@ from pathlib import Path
 from types import SimpleNamespace
 from xml.etree import ElementTree
 
+import fake_openstack
 import jsonschema
 import pytest
 import yaml
+from keystoneauth1 import exceptions as ksa_exc
+from openstack import exceptions as sdk_exc
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from conformance import plugin, requirements
 from conformance import results as res
 from conformance.__main__ import main
+from conformance.errors import CloudFault
 from conformance.metrics import model as metrics
 from conformance.metrics.prometheus import openmetrics_text
 from conformance.metrics.statsd_sink import end_of_run
+from conformance.nodes import BootFailed
 from conformance.report import bundle, model
 from conformance.report.html import summary_fragments
 from conformance.report.sample import sample_session_results
@@ -263,3 +268,34 @@ def test_the_fleet_shows_an_error_bundle(tmp_path, capsys):
     assert scope["latest"]["verdict"] == "ERROR" and scope["latest"]["failing"] == []
     index = (out / "index.html").read_text()
     assert 'data-verdict="ERROR"' in index and '<td class="v-ERROR verdict-cell"' in index
+
+
+def _classified(exc: BaseException, when: str = "call") -> dict:
+    report = SimpleNamespace(when=when, longrepr=f"{type(exc).__name__}: {exc}")
+    return plugin._unexplained_failure(report, SimpleNamespace(excinfo=SimpleNamespace(value=exc)))
+
+
+@pytest.mark.parametrize(("exc", "verdict"), [
+    (TypeError("x"), "ERROR"),
+    (KeyError("flavor"), "ERROR"),
+    (AttributeError("'NoneType' object has no attribute 'id'"), "ERROR"),
+    (RuntimeError("x"), "ERROR"),
+    (AssertionError("the cloud answered 2 servers"), "FAIL"),
+    (CloudFault("volume went error"), "FAIL"),
+    (BootFailed("server x went ERROR: No valid host"), "FAIL"),
+    (sdk_exc.ResourceTimeout("timed out waiting"), "FAIL"),
+    (ksa_exc.EndpointNotFound("no compute endpoint"), "FAIL"),
+    (fake_openstack.http_error("boom", 500), "FAIL"),
+])
+def test_what_escapes_a_check_is_error_only_when_it_is_the_suites(exc, verdict):
+    outcome = _classified(exc)
+    assert outcome["verdict"] == verdict, outcome
+    if verdict == "ERROR":
+        assert outcome["why"].startswith(f"check crashed: {type(exc).__name__}: ")
+    if isinstance(exc, sdk_exc.HttpException):
+        assert outcome["reason"].startswith("no answer from the cloud's API: ")
+
+
+def test_a_fixture_crash_says_setup():
+    assert _classified(TypeError("x"), when="setup") == {"verdict": "ERROR", "why": "setup crashed: TypeError: x"}
+    assert _classified(CloudFault("gone"), when="setup")["reason"] == "check could not run: CloudFault: gone"
