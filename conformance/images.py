@@ -27,7 +27,7 @@ from openstack import exceptions as os_exc
 from openstack.image.v2.image import Image
 
 from conformance.cloud import Busy, api_error_text
-from conformance.errors import first_line
+from conformance.errors import CloudFault, first_line
 from conformance.resources import RUN_KEY, Tracker, Waiter
 
 CLUSTER_BITS = 16
@@ -177,7 +177,7 @@ def upload_image(cloud, tracker: Tracker, image_file, timeout_s: float) -> Uploa
         def active() -> bool:
             state["image"] = cloud.call(conn.image.get_image, image.id)
             if state["image"].status in ("killed", "deleted", "deactivated"):
-                raise RuntimeError(f"image went {state['image'].status}")
+                raise CloudFault(f"image went {state['image'].status}")
             return state["image"].status == "active"
 
         ok = waiter.poll(active, 1.0)
@@ -196,7 +196,7 @@ def upload_image(cloud, tracker: Tracker, image_file, timeout_s: float) -> Uploa
             result.problems.append("os_hash_value (sha512) differs from the uploaded data")
         if not (result.checksum or result.os_hash_value):
             result.problems.append("Glance reported neither checksum nor os_hash_value")
-    except (os_exc.SDKException, ksa_exc.ClientException, requests.RequestException) as exc:
+    except (CloudFault, os_exc.SDKException, ksa_exc.ClientException, requests.RequestException) as exc:
         # Quoted as the API said it (after the cloud layer's retries); the image, if created, stays tracked.
         result.error = api_error_text(exc) or first_line(exc)
         result.status = result.status or "failed"

@@ -18,6 +18,7 @@ import pytest
 
 from conformance import flavors
 from conformance.burst import fault_text
+from conformance.errors import CloudFault
 from conformance.images import ImageCache, require_image
 from conformance.resources import (
     DELETERS,
@@ -110,8 +111,8 @@ def server_addresses(server) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------ boot, delete
-class BootFailed(Exception):
-    pass
+class BootFailed(CloudFault):
+    """The server went ERROR or was not ACTIVE in time."""
 
 
 def boot_server(cloud, tracker: Tracker, suffix: str, *, image_id: str, flavor_id: str,

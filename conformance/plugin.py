@@ -19,13 +19,15 @@ from typing import Any
 
 import pytest
 from _pytest import junitxml
+from keystoneauth1 import exceptions as ksa_exc
 
 from conformance import cloud as cloudlayer
 from conformance import interrupt, state
 from conformance import results as res
-from conformance.errors import BadInput
+from conformance.errors import BadInput, CloudFault, first_line
 from conformance.profiles import DEFAULT_PROFILE, Profile, load_profile
 from conformance.redact import redact
+from conformance.report.model import overall_verdict, requirement_rows
 from conformance.state import SuiteState, inspect_only, report_dir, runs_checks
 
 # The plugin's other parts, registered with this module in this order (their hooks run in the reverse order,
@@ -38,6 +40,10 @@ pytest_plugins = (
 )
 
 ROLES = cloudlayer.ROLES
+# The exit status of a run whose overall verdict is ERROR (a check crashed on a bug of the suite, nothing failed):
+# apart from pytest's 0-5 (1: a requirement failed, 2: interrupted) and 128 + signal, so CI can tell "fix the
+# suite" from "the cloud failed".
+EXIT_ERROR = 6
 ROLE_OPTIONS = {"zuul": "--zuul-cloud", "ci": "--ci-cloud"}
 TARGET = "conformance_target"
 
@@ -500,11 +506,13 @@ def pytest_runtest_call(item: pytest.Item):
     recorded = item.stash.get(_ITEM_RESULTS, [])
     failed = [r for r in recorded if r["verdict"] == "FAIL"]
     incomplete = [r for r in recorded if r["verdict"] == "INCOMPLETE"]
+    errors = [r for r in recorded if r["verdict"] == "ERROR"]
     stop = interrupt.requested()
     if stop is not None and state.of(item.config).active:
         item.session.shouldstop = stop.describe()
-    if failed or incomplete:
-        lines = [_describe(r) for r in failed] + [f"INCOMPLETE {_describe(r)}" for r in incomplete]
+    if failed or incomplete or errors:
+        lines = ([_describe(r) for r in failed] + [f"INCOMPLETE {_describe(r)}" for r in incomplete]
+                 + [f"ERROR {_describe(r)}" for r in errors])
         pytest.fail("\n".join(lines), pytrace=False)
     if recorded and all(r["verdict"] == "SKIP" for r in recorded):
         pytest.skip("; ".join(_describe(r) for r in recorded))
@@ -551,6 +559,37 @@ def _report_line(report: pytest.TestReport) -> str:
     return redact(text.strip().splitlines()[0] if text.strip() else "")
 
 
+# What escapes a check or its fixtures and is still a finding about the cloud (FAIL): the suite's word for a cloud
+# fault, an assertion or pytest.fail about what the cloud answered, a service missing from the catalog or without
+# a usable version document, a resource that went to ERROR or never got ready in openstacksdk's own waits. The
+# cloud's API failing after the cloud layer's retries is FAIL too (cloudlayer.api_error_text). Anything else is
+# the suite's own crash (ERROR).
+CLOUD_FINDINGS = (CloudFault, AssertionError, pytest.fail.Exception, ksa_exc.EndpointNotFound,
+                  ksa_exc.DiscoveryFailure)
+
+
+def _cloud_finding(exc: BaseException | None) -> bool:
+    from openstack import exceptions as sdk_exc  # here: every pytest run loads this module, few need openstack
+
+    return isinstance(exc, (*CLOUD_FINDINGS, sdk_exc.EndpointNotFound, sdk_exc.ResourceFailure,
+                            sdk_exc.ResourceTimeout))
+PHASE_CRASHED = {"setup": "setup crashed", "call": "check crashed", "teardown": "teardown crashed"}
+
+
+def _unexplained_failure(report: pytest.TestReport, call) -> dict[str, Any]:
+    """The verdict and reason of a phase that failed without recording a verdict: FAIL naming the API or the
+    cloud's fault, else ERROR (a bug of the suite: its exception's first line)."""
+    exc = call.excinfo.value if call.excinfo is not None else None
+    api_error = cloudlayer.api_error_text(exc) if exc is not None else None
+    if api_error:  # said with the API's own words
+        return {"verdict": "FAIL", "reason": f"no answer from the cloud's API: {api_error}"}
+    if _cloud_finding(exc):
+        what = "check could not run" if report.when == "setup" else f"{report.when} failed"
+        return {"verdict": "FAIL", "reason": f"{what}: {_report_line(report)}"}
+    line = redact(f"{type(exc).__name__}: {first_line(exc)}") if exc is not None else _report_line(report)
+    return {"verdict": "ERROR", "why": f"{PHASE_CRASHED.get(report.when, 'crashed')}: {line}"}
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call):
     report = yield
@@ -558,22 +597,21 @@ def pytest_runtest_makereport(item: pytest.Item, call):
         return report
     recorded = item.stash.get(_ITEM_RESULTS, [])
     # A check that crashed or was skipped before recording still gets a line per requirement in the summary.
-    unexplained_failure = report.failed and not any(r["verdict"] in ("FAIL", "INCOMPLETE") for r in recorded)
+    unexplained_failure = report.failed and not any(r["verdict"] in ("FAIL", "INCOMPLETE", "ERROR")
+                                                    for r in recorded)
     unexplained_skip = report.skipped and not recorded and call.when != "teardown"
     if unexplained_failure or unexplained_skip:
-        what = "check could not run" if report.when == "setup" else "check errored"
-        # The cloud's API failing (after the cloud layer's retries) is said as such, with its own words.
-        api_error = cloudlayer.api_error_text(call.excinfo.value) if call.excinfo is not None else None
-        failure = f"no answer from the cloud's API: {api_error}" if api_error else f"{what}: {_report_line(report)}"
+        check, scope = item.originalname.removeprefix("test_"), _scope_of_item(item)
+        outcome = _unexplained_failure(report, call) if unexplained_failure else None
         for requirement in _requirement_ids(item):
-            result = res.make_result(
-                requirement,
-                item.originalname.removeprefix("test_"),
-                scope=_scope_of_item(item),
-                verdict="SKIP" if unexplained_skip else "FAIL",
-                reason=_report_line(report) if unexplained_skip else failure,
-                test=item.nodeid,
-            )
+            if outcome is None:
+                result = res.make_result(requirement, check, scope=scope, verdict="SKIP",
+                                         reason=_report_line(report), test=item.nodeid)
+            elif outcome["verdict"] == "ERROR":
+                result = res.error_result(requirement, check, scope=scope, why=outcome["why"], test=item.nodeid)
+            else:
+                result = res.make_result(requirement, check, scope=scope, verdict="FAIL", reason=outcome["reason"],
+                                         test=item.nodeid)
             _attach_result(item, result)
             report.user_properties.append((res.RESULT_KEY, res.dumps(result)))
     if report.when == "teardown":
@@ -584,6 +622,45 @@ def pytest_runtest_makereport(item: pytest.Item, call):
         if retries:
             report.user_properties.append((res.RETRIES_KEY, res.dumps([r.to_dict() for r in retries])))
     return report
+
+
+def suite_error(report: pytest.TestReport) -> bool:
+    """A failed report whose results are ERROR and none FAIL: the suite could not decide, the cloud did not fail.
+    Read from user_properties, so it holds for reports an xdist worker sent too."""
+    if not report.failed:
+        return False
+    verdicts = {json.loads(value).get("verdict") for name, value in report.user_properties if name == res.RESULT_KEY}
+    return "ERROR" in verdicts and "FAIL" not in verdicts
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    """The terminal counts a check that crashed on the suite's bug as an error (E), not a failed check (F)."""
+    if report.when == "call" and state.of(config).active and suite_error(report):
+        return "error", "E", "ERROR"
+    return None
+
+
+class JunitErrors:
+    """junit.xml: a check that crashed on the suite's bug is an <error>, not a <failure> of the cloud (pytest's
+    junitxml writes <error> for setup and teardown only). Registered in the controller when junitxml writes."""
+
+    def __init__(self, xml):
+        self.xml = xml
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call" or not suite_error(report):
+            return
+        reporter = self.xml.node_reporter(report)  # the same object junitxml's own hook then uses
+        reasons = [json.loads(value)["reason"] for name, value in report.user_properties if name == res.RESULT_KEY
+                   and json.loads(value).get("verdict") == "ERROR"]
+        message = junitxml.bin_xml_escape(redact(reasons[0] if reasons else _report_line(report)))
+
+        def append_error(rep: pytest.TestReport) -> None:
+            reporter._add_simple("error", message, str(rep.longrepr))
+
+        reporter.append_failure = append_error
 
 
 class Gatherer:
@@ -613,6 +690,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     run = state.of(session.config)
     if run.active and run.controller and run.session is not None:
         session.config.pluginmanager.register(Gatherer(run), "conformance-results")
+        xml = session.config.stash.get(junitxml.xml_key, None)
+        if xml is not None:
+            session.config.pluginmanager.register(JunitErrors(xml), "conformance-junit-errors")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -636,6 +716,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             results.interrupted = _interruption_record(stop, results, run, session)
             if session.exitstatus == pytest.ExitCode.OK:  # stopped after the last check: still interrupted
                 session.exitstatus = pytest.ExitCode.INTERRUPTED
+        session.exitstatus = exit_status(session.exitstatus, results)
+
+
+def exit_status(pytest_status: int, results: res.SessionResults) -> int:
+    """EXIT_ERROR when the overall verdict is ERROR and pytest says only that checks failed (or nothing):
+    an interruption (2), pytest's own trouble (3, 4) and no checks (5) keep their status."""
+    if pytest_status not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        return pytest_status
+    verdict = overall_verdict(requirement_rows(results.results), int(pytest_status), results.interrupted)
+    return EXIT_ERROR if verdict == "ERROR" else pytest_status
 
 
 def _interruption_record(stop: interrupt.Interruption, results: res.SessionResults, run: SuiteState,
@@ -673,6 +763,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         "WARN": {"yellow": True},
         "SKIP": {"yellow": True},
         "INCOMPLETE": {"yellow": True, "bold": True},
+        "ERROR": {"purple": True, "bold": True},
     }
     for verdict, line in lines:
         tr.write_line(line, **colours.get(verdict, {}))

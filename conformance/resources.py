@@ -27,6 +27,7 @@ from openstack.compute.v2.server import Server
 
 from conformance import interrupt
 from conformance.cloud import is_retryable
+from conformance.errors import CloudFault
 
 PREFIX_ROOT = "conformance"
 # Anchored at the start: the sweeper and every bulk filter match this and nothing else.
@@ -155,7 +156,7 @@ class CleanupFailure:
         return {"kind": self.kind, "name": self.name, "id": self.id, "scope": self.scope, "error": self.error}
 
 
-class CleanupError(Exception):
+class CleanupError(CloudFault):
     def __init__(self, failures: list[CleanupFailure]):
         self.failures = failures
         super().__init__(

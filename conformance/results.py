@@ -20,8 +20,11 @@ RESULT_KEY = "conformance.result"
 CALLS_KEY = "conformance.calls"
 RETRIES_KEY = "conformance.retries"
 # INCOMPLETE: the check was cut short (interrupted, or its time ran out) before it could decide; it records
-# what it measured until then. Readers must not assume these are the only words.
-VERDICTS = ("PASS", "FAIL", "WARN", "SKIP", "INCOMPLETE")
+# what it measured until then. ERROR: the check could not decide for a reason that is not the cloud's (a bug of
+# the suite: error_result). Readers must not assume these are the only words.
+VERDICTS = ("PASS", "FAIL", "WARN", "SKIP", "INCOMPLETE", "ERROR")
+# What an ERROR result of the suite's own crash says after the exception's first line.
+SUITE_BUG = "a bug of the suite, not a finding about the cloud"
 
 # A path segment that is an id, not a name: a UUID (with or without dashes), 16 or more hex digits, a number, a
 # request id. Call records keep paths with ids replaced, so calls group by what they do, not per resource.
@@ -94,7 +97,7 @@ def make_result(
     requirements.get(requirement)  # unknown IDs are a bug in the check: fail loudly
     if verdict is None:
         if ok is None:
-            raise ValueError("record() needs ok=True/False or verdict='SKIP'|'WARN'|'INCOMPLETE'")
+            raise ValueError("record() needs ok=True/False or verdict='SKIP'|'WARN'|'INCOMPLETE'|'ERROR'")
         verdict = "PASS" if ok else "FAIL"
     verdict = verdict.upper()
     if verdict not in VERDICTS:
@@ -112,6 +115,26 @@ def make_result(
         "data": redact_obj(data or {}),
         "test": test,
     }
+
+
+def error_result(
+    requirement: str,
+    check: str,
+    *,
+    scope: str,
+    why: str,
+    kind: str = "suite",
+    measured: Any = "",
+    threshold: Any = "",
+    data: dict[str, Any] | None = None,
+    test: str = "",
+) -> dict[str, Any]:
+    """An ERROR result: the requirement is undecided for a reason that is not the cloud's fault. `kind` says
+    which ("suite": a bug of the suite, whose reason ends with SUITE_BUG; other kinds name their own), kept in
+    `data.error_kind` so the report can say it without parsing reasons."""
+    reason = f"{why}: {SUITE_BUG}" if kind == "suite" else why
+    return make_result(requirement, check, scope=scope, measured=measured, threshold=threshold, verdict="ERROR",
+                       reason=reason, data={**(data or {}), "error_kind": kind}, test=test)
 
 
 def scope_of(result: dict[str, Any]) -> str:

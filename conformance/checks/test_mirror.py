@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from openstack import exceptions as os_exc
 
-from conformance.errors import first_line
+from conformance.errors import CloudFault, first_line
 from conformance.flavors import mirror_choice, mirror_spec
 from conformance.images import require_image
 from conformance.nodes import BootFailed, boot_server, boot_timeout, delete_and_wait, project_network
@@ -50,7 +50,7 @@ def _volume_path(ci, profile, images, tracker, size_gb, network) -> tuple[bool, 
         def check():
             state["volume"] = ci.call(conn.block_storage.get_volume, volume.id)
             if state["volume"].status.startswith("error"):
-                raise RuntimeError(f"volume went {state['volume'].status}")
+                raise CloudFault(f"volume went {state['volume'].status}")
             return state["volume"].status in wanted
         return check
 
@@ -69,7 +69,7 @@ def _volume_path(ci, profile, images, tracker, size_gb, network) -> tuple[bool, 
         detach_s = delete_and_wait(tracker, "attachment", timeout)
     except CleanupError as exc:
         return False, "detach failed: " + "; ".join(f.error for f in exc.failures), {}
-    except (BootFailed, RuntimeError, os_exc.SDKException) as exc:
+    except (BootFailed, CloudFault, os_exc.SDKException) as exc:
         return False, first_line(exc), {}
     return True, "", {"flavor": flavor.name, "volume_id": volume.id, "detach_s": round(detach_s, 3)}
 

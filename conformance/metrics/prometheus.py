@@ -15,7 +15,7 @@ from conformance.metrics.model import ScopeMetrics, scope_metrics
 FILENAME = "metrics.prom"
 SCOPE = ("cloud", "region")
 RUN_VERDICTS = ("PASS", "FAIL", "INCOMPLETE", "ERROR")
-REQUIREMENT_VERDICTS = ("PASS", "FAIL", "WARN", "SKIP", "NOT_RUN")
+REQUIREMENT_VERDICTS = ("PASS", "FAIL", "WARN", "SKIP", "INCOMPLETE", "ERROR", "NOT_RUN")
 
 
 def registry_for(scopes: list[ScopeMetrics]):

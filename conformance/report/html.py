@@ -22,7 +22,8 @@ STYLE = """
 .conformance .v-PASS { background: #d4edda; } .conformance .v-FAIL { background: #f8d7da; font-weight: bold; }
 .conformance .v-WARN { background: #fff3cd; }
 .conformance .v-SKIP, .conformance .v-NOT_RUN { background: #e2e3e5; }
-.conformance .v-INCOMPLETE, .conformance .v-ERROR { background: #fff3cd; font-weight: bold; }
+.conformance .v-INCOMPLETE { background: #fff3cd; font-weight: bold; }
+.conformance .v-ERROR { background: #e2d9f3; font-weight: bold; border-left: 3px solid #6f42c1; }
 .conformance .verdict { font-size: 20px; padding: 8px 14px; display: inline-block; border: 1px solid #999; }
 .conformance .num { text-align: right; font-variant-numeric: tabular-nums; }
 """.strip()
@@ -36,23 +37,35 @@ def _e(value) -> str:
     return escape(str(value))
 
 
+# Hover text of a verdict that is not about the cloud: ERROR must not read as a FAIL.
+VERDICT_TITLES = {"ERROR": "the suite could not decide (a bug of the suite, not a finding about the cloud)"}
+
+
 def _v(verdict: str) -> str:
-    return f'<td class="v-{_e(verdict)} verdict-cell">{_e(verdict.replace("_", " "))}</td>'
+    title = f' title="{_e(VERDICT_TITLES[verdict])}"' if verdict in VERDICT_TITLES else ""
+    return f'<td class="v-{_e(verdict)} verdict-cell"{title}>{_e(verdict.replace("_", " "))}</td>'
 
 
 def verdict_html(doc: dict) -> str:
     verdict = doc.get("verdict", "")
     counts = {
         v: sum(1 for r in doc.get("requirements", []) if r["verdict"] == v)
-        for v in ("PASS", "FAIL", "WARN", "INCOMPLETE", "SKIP", "NOT_RUN")
+        for v in ("PASS", "FAIL", "ERROR", "WARN", "INCOMPLETE", "SKIP", "NOT_RUN")
     }
     detail = ", ".join(f"{n} {v.replace('_', ' ')}" for v, n in counts.items() if n)
     profile = doc.get("profile") or {}
     html = (
         f'<p><span id="conformance-verdict" class="verdict v-{_e(verdict)}">Overall verdict: '
-        f"<b>{_e(verdict)}</b></span> &nbsp; requirements: {_e(detail)}; profile "
+        f"<b>{_e(verdict_text(doc))}</b></span> &nbsp; requirements: {_e(detail)}; profile "
         f"<b>{_e(profile.get('name'))}</b>; bundle <code>{_e(doc.get('bundle'))}</code></p>"
     )
+    errors = [r["id"] for r in doc.get("requirements", []) if r["verdict"] == "ERROR"]
+    if errors:
+        html += (
+            f'<p id="conformance-error" class="v-ERROR">ERROR: {_e(", ".join(errors))} could not be decided, '
+            "for a reason that is not the cloud's fault (each result's reason says which; a crash of the suite "
+            "is a bug of the suite, not a finding about the cloud). Not a FAIL: decide it with another run.</p>"
+        )
     stop = doc.get("interrupted")
     if isinstance(stop, dict):
         cut = {

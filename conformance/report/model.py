@@ -19,7 +19,8 @@ from conformance import requirements
 from conformance.results import VERDICTS
 
 # 1.1: the INCOMPLETE verdict (results, requirements, burst) and the run-level `interrupted` record.
-SCHEMA_VERSION = "1.1"
+# 1.2: the ERROR verdict of results and requirements (a check crashed on a bug of the suite).
+SCHEMA_VERSION = "1.2"
 SUITE_NAME = "opendev-cloud-conformance"
 # Per-requirement verdicts add NOT_RUN: the catalogue entry has no result in this run.
 REQUIREMENT_VERDICTS = (*VERDICTS, "NOT_RUN")
@@ -218,10 +219,16 @@ def normalize_result(raw) -> dict:
     return result
 
 
+# A requirement's verdict is the first of these among its results: a FAIL of the cloud stands whatever else
+# happened; an ERROR (the suite crashed) and an INCOMPLETE (cut short) leave it undecided, ERROR first because
+# it needs a fix of the suite, not just another run.
+REQUIREMENT_PRECEDENCE = ("FAIL", "ERROR", "INCOMPLETE", "WARN", "PASS", "SKIP")
+
+
 def requirement_verdict(verdicts) -> str:
-    """The worst of a requirement's results: one FAIL fails it; one INCOMPLETE leaves it undecided."""
+    """The worst of a requirement's results (REQUIREMENT_PRECEDENCE); NOT_RUN without any."""
     verdicts = set(verdicts)
-    for verdict in ("FAIL", "INCOMPLETE", "WARN", "PASS", "SKIP"):
+    for verdict in REQUIREMENT_PRECEDENCE:
         if verdict in verdicts:
             return verdict
     return "NOT_RUN"
@@ -249,12 +256,15 @@ def requirement_rows(results) -> list[dict]:
 
 
 def overall_verdict(rows, exit_status, interrupted=None) -> str:
-    """FAIL on any failed requirement; INCOMPLETE when one was cut short (interrupted, time ran out); ERROR
-    when pytest failed without either (a check crashed; an interrupted run's exit status is not a crash);
-    INCOMPLETE when a catalogue requirement has no PASS/WARN result (skipped or not run); else PASS. An
-    interruption shows in `interrupted`, next to the verdict its results give."""
+    """FAIL on any failed requirement (the cloud's fault shows whatever else happened); ERROR when one is
+    undecided because the suite crashed; INCOMPLETE when one was cut short (interrupted, time ran out); ERROR
+    when pytest failed without any of these (a crash outside a requirement; an interrupted run's exit status is
+    not a crash); INCOMPLETE when a catalogue requirement has no PASS/WARN result (skipped or not run); else
+    PASS. An interruption shows in `interrupted`, next to the verdict its results give (docs/report.md)."""
     if any(r["verdict"] == "FAIL" for r in rows):
         return "FAIL"
+    if any(r["verdict"] == "ERROR" for r in rows):
+        return "ERROR"
     if any(r["verdict"] == "INCOMPLETE" for r in rows):
         return "INCOMPLETE"
     if exit_status not in (None, 0, 5) and not interrupted:
@@ -264,16 +274,41 @@ def overall_verdict(rows, exit_status, interrupted=None) -> str:
     return "PASS"
 
 
+# How verdict_text says why a requirement is undecided, in this order.
+UNDECIDED = {"ERROR": "", "INCOMPLETE": "cut short", "SKIP": "not measured", "NOT_RUN": "not run"}
+MAX_NAMED = 4  # requirement ids named per reason; the rest are counted
+
+
 def verdict_text(doc: dict) -> str:
     """The overall verdict as the terminal, the HTML and `compare` show it: `INCOMPLETE (run interrupted by
-    SIGINT at 2026-11-29T04:37:44Z, 25 s in)`."""
+    SIGINT at 2026-11-29T04:37:44Z, 25 s in)`, `INCOMPLETE (R11 not measured)`, `ERROR (R4: a bug of the
+    suite)`: an undecided run names what left it undecided."""
     verdict = str(doc.get("verdict") or "?")
     stop = doc.get("interrupted")
-    if not isinstance(stop, dict):
+    if isinstance(stop, dict):
+        after = f", {stop['after_s']:.0f} s in" if isinstance(stop.get("after_s"), (int, float)) else ""
+        detail = f" ({stop['detail']})" if stop.get("detail") else ""
+        return f"{verdict} (run interrupted by {stop.get('reason')} at {stop.get('at')}{detail}{after})"
+    if verdict not in ("ERROR", "INCOMPLETE"):
         return verdict
-    after = f", {stop['after_s']:.0f} s in" if isinstance(stop.get("after_s"), (int, float)) else ""
-    detail = f" ({stop['detail']})" if stop.get("detail") else ""
-    return f"{verdict} (run interrupted by {stop.get('reason')} at {stop.get('at')}{detail}{after})"
+    rows = [r for r in doc.get("requirements") or [] if r.get("id") in requirements.CATALOGUE
+            or r.get("verdict") in ("ERROR", "INCOMPLETE")]
+    parts = []
+    # ERROR names only what the suite could not decide: the requirements not run follow from it.
+    for word, said in UNDECIDED.items() if verdict == "INCOMPLETE" else [("ERROR", "")]:
+        ids = [str(r["id"]) for r in rows if r.get("verdict") == word]
+        if not ids:
+            continue
+        named = ", ".join(ids[:MAX_NAMED]) + (f" and {len(ids) - MAX_NAMED} more" if len(ids) > MAX_NAMED else "")
+        parts.append(f"{named}: {_error_words(doc, ids)}" if word == "ERROR" else f"{named} {said}")
+    return f"{verdict} ({'; '.join(parts)})" if parts else verdict
+
+
+def _error_words(doc: dict, ids: list[str]) -> str:
+    """What left these requirements ERROR: `a bug of the suite` when the suite crashed, else the kinds recorded."""
+    kinds = sorted({str((r.get("data") or {}).get("error_kind") or "suite") for r in doc.get("results") or []
+                    if r.get("verdict") == "ERROR" and r.get("requirement") in ids})
+    return ", ".join("a bug of the suite" if kind == "suite" else kind for kind in kinds or ["suite"])
 
 
 def burst_of(results) -> dict | None:
