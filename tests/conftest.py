@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ZUUL_TESTS = Path(__file__).resolve().parent / "zuul"
+TESTS_DIR = Path(__file__).resolve().parent
+ZUUL_TESTS = TESTS_DIR / "zuul"
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/helpers/: `from helpers import suite`
 
 from helpers import suite  # noqa: E402
@@ -30,7 +31,19 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
+def runs_these_tests(config) -> bool:
+    """Whether the session collects the project's tests. pytest also loads this file in the suite's own runs from
+    a checkout (`pytest --pyargs conformance.checks`, `tox -e conformance`, the demo): an argument that is not a
+    path makes pytest read the conftest files of the current directory's test* folders. There it must change
+    nothing (it once set CONFORMANCE_PROBE_IMAGE=none, which the demo's xdist workers inherited: R5 on the
+    suite's own image instead of the profile's)."""
+    named = [Path(config.invocation_params.dir, str(arg).split("::")[0]).resolve() for arg in config.args]
+    return any(path == TESTS_DIR or TESTS_DIR in path.parents for path in named)
+
+
 def pytest_configure(config):
+    if not runs_these_tests(config):
+        return
     # Every run of the suite these tests start (they inherit this environment) probes R5/R11 on the suite's own
     # image, which the sandbox's fake nodes answer for in seconds, not on the sandbox's real guest image (minutes
     # under QEMU TCG). tests/integration/test_real_guests.py boots the real guest, and so does any test that
@@ -94,7 +107,7 @@ def pytest_runtest_logreport(report):
 def pytest_terminal_summary(terminalreporter):
     """Where a run's time went, per test module (a session fixture's start, e.g. the sandbox's, counts for the
     module of the first test that needs it): .ci/run is watched against its time budget."""
-    if not _GROUP_SECONDS:
+    if not _GROUP_SECONDS or not runs_these_tests(terminalreporter.config):
         return
     total = sum(_GROUP_SECONDS.values())
     terminalreporter.write_sep("-", f"time per test group ({total / 60:.1f} min in tests)")
