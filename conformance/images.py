@@ -136,13 +136,18 @@ class UploadedImage:
 class ImageCache:
     """One upload per project and region per run, shared by every check that boots (R2 measures it)."""
 
-    def __init__(self, tracker: Tracker, image_file, timeout_s: float):
+    def __init__(self, tracker: Tracker, image_file, timeout_s: float, worker: str | None = None):
         self.tracker, self.file, self.timeout_s = tracker, image_file, timeout_s
+        # Under xdist each worker uploads its own, named apart: a cleanup also deletes what shares a tracked
+        # resource's name (a create retried after a timeout may have been carried out twice), so a worker that
+        # finished first deleted the image another worker was about to boot ("Can not find requested image").
+        self.suffix = f"-{worker}" if worker else ""
         self._images: dict[str, UploadedImage] = {}
 
     def get(self, cloud) -> UploadedImage:
         if cloud.scope not in self._images:
-            self._images[cloud.scope] = upload_image(cloud, self.tracker, self.file, self.timeout_s)
+            self._images[cloud.scope] = upload_image(cloud, self.tracker, self.file, self.timeout_s,
+                                                     suffix=self.suffix)
         return self._images[cloud.scope]
 
 
@@ -153,10 +158,10 @@ def require_image(image: UploadedImage) -> str:
     return image.id
 
 
-def upload_image(cloud, tracker: Tracker, image_file, timeout_s: float) -> UploadedImage:
+def upload_image(cloud, tracker: Tracker, image_file, timeout_s: float, suffix: str = "") -> UploadedImage:
     """Create, upload and wait for `active`; verify size and hashes against the local file."""
     conn = cloud.conn
-    name = tracker.name(f"image-{cloud.role}", cloud)
+    name = tracker.name(f"image-{cloud.role}{suffix}", cloud)
     result = UploadedImage(scope=cloud.scope, name=name)
     item = tracker.intent("image", name, cloud)
     start = time.monotonic()

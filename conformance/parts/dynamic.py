@@ -166,8 +166,9 @@ def image_file(tmp_path_factory, profile):
 
 
 @pytest.fixture(scope="session")
-def images(session_tracker, image_file, profile) -> ImageCache:
-    return ImageCache(session_tracker, image_file, float(profile["image.max_upload_s"]) * 2)
+def images(session_tracker, image_file, profile, pytestconfig) -> ImageCache:
+    worker = (getattr(pytestconfig, "workerinput", None) or {}).get("workerid")
+    return ImageCache(session_tracker, image_file, float(profile["image.max_upload_s"]) * 2, worker=worker)
 
 
 @pytest.fixture(scope="session")

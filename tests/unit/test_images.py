@@ -49,3 +49,25 @@ def test_raw_is_raw_and_deterministic(tmp_path):
 def test_qemu_img_check(tmp_path):
     image = make_image(tmp_path, 3)
     subprocess.run(["qemu-img", "check", str(image.path)], check=True, capture_output=True)
+
+
+def test_each_xdist_worker_uploads_an_image_of_its_own_name(monkeypatch):
+    """A cleanup also deletes what shares a tracked resource's name: two workers' images of one name meant the
+    first worker to finish deleted the other's (the demo with -n 2: R2 "Can not find requested image")."""
+    from types import SimpleNamespace
+
+    from conformance import images as images_module
+    from conformance.resources import Tracker
+
+    names = []
+
+    def fake_upload(cloud, tracker, image_file, timeout_s, suffix=""):
+        names.append(tracker.name(f"image-{cloud.role}{suffix}", cloud))
+        return SimpleNamespace(scope=cloud.scope)
+
+    monkeypatch.setattr(images_module, "upload_image", fake_upload)
+    cloud = SimpleNamespace(role="zuul", scope="zuul/RegionOne", region=None)
+    tracker = Tracker("conformance-20261207T000000Z-abcdef")
+    for worker in ("gw0", "gw1", None):
+        images_module.ImageCache(tracker, image_file=None, timeout_s=1, worker=worker).get(cloud)
+    assert len(set(names)) == 3 and names[0].endswith("image-zuul-gw0") and names[2].endswith("image-zuul")
