@@ -16,6 +16,7 @@ import email.utils
 import logging
 import os
 import re
+import socket
 import ssl
 import threading
 import time
@@ -29,8 +30,10 @@ from urllib.parse import urlsplit
 
 import requests
 import tenacity
+import urllib3
 import yaml
 from keystoneauth1 import exceptions as ksa_exc
+from keystoneauth1.session import TCPKeepAliveAdapter
 
 from conformance import interrupt
 from conformance.errors import BadInput
@@ -212,6 +215,195 @@ def api_error_text(exc: BaseException) -> str | None:
     tries = f" (gave up after {attempts} attempts)" if attempts > 1 else ""
     message = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)[:300]
     return f"{where}: {failure_reason(exc)}{tries}: {message}"
+
+
+# ------------------------------------------------------------------------------------------- endpoint outages
+@dataclass(frozen=True)
+class Outage:
+    """An endpoint the run cannot use: `text` says which and why, naming the endpoint (and the timeout, or the
+    fix). `from_start`: found before any check ran (Keystone's certificate not trusted), so nothing of the run
+    ever went through it, not even its cleanup."""
+
+    service: str  # catalog type ("compute"); "identity" for Keystone
+    url: str  # the endpoint: its catalog URL, or Keystone's root
+    text: str
+    from_start: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"service": self.service, "url": self.url, "text": self.text, "from_start": self.from_start}
+
+
+class EndpointDown(Exception):
+    """A call to an endpoint marked as an Outage: raised at once, before anything is sent (or when the call
+    itself found it stopped answering). The check is recorded as not measured, not failed."""
+
+    def __init__(self, outage: Outage):
+        super().__init__(outage.text)
+        self.outage = outage
+
+
+class Outages:
+    """The endpoints found unusable in this run, each marked once (the first mark wins): every later call to
+    one fails at once with EndpointDown instead of waiting out its own timeouts and retries. One per run and
+    process (the plugin keeps it in the run's state; an xdist worker marks what it finds itself)."""
+
+    def __init__(self, found: list[Outage] | None = None):
+        self._lock = threading.Lock()
+        self._found: dict[str, Outage] = {}
+        for outage in found or []:
+            self.mark(outage)
+
+    def mark(self, outage: Outage) -> Outage:
+        with self._lock:
+            return self._found.setdefault(outage.url.rstrip("/"), outage)
+
+    def find(self, url: str) -> Outage | None:
+        with self._lock:
+            found = list(self._found.items())
+        for prefix, outage in found:
+            if url == prefix or url.startswith(prefix + "/") or url.startswith(prefix + "?"):
+                return outage
+        return None
+
+    def all(self) -> list[Outage]:
+        with self._lock:
+            return list(self._found.values())
+
+
+# ------------------------------------------------------------------------------------ abortable HTTP calls
+class _InFlight:
+    """The connections requests are waiting on, by thread. A stop request (SIGINT, SIGTERM, the deadline) shuts
+    their sockets, so a call the cloud never answers ends at once instead of after api.timeout_s (its retry
+    then meets the stop request's safe point)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._busy: dict[Any, int] = {}  # connection -> thread id
+
+    def add(self, conn) -> None:
+        with self._lock:
+            self._busy[conn] = threading.get_ident()
+
+    def release_thread(self) -> None:
+        me = threading.get_ident()
+        with self._lock:
+            for conn in [c for c, thread in self._busy.items() if thread == me]:
+                del self._busy[conn]
+
+    def abort(self) -> int:
+        with self._lock:
+            conns = list(self._busy)
+        aborted = 0
+        for conn in conns:
+            sock = getattr(conn, "sock", None)
+            if sock is None:
+                continue
+            with contextlib.suppress(OSError):
+                # socket.socket's own shutdown: SSLSocket.shutdown would also drop its SSL object under the
+                # thread reading it. The blocked read returns at once (EOF).
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                aborted += 1
+        return aborted
+
+
+IN_FLIGHT = _InFlight()
+
+
+class _Abortable:
+    """A urllib3 connection that says when a request starts waiting on it (connect, send, then the answer)."""
+
+    def connect(self):
+        IN_FLIGHT.add(self)
+        return super().connect()
+
+    def request(self, *args, **kwargs):
+        IN_FLIGHT.add(self)
+        return super().request(*args, **kwargs)
+
+
+class _HTTPConnection(_Abortable, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Abortable, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class GuardedAdapter(TCPKeepAliveAdapter):
+    """keystoneauth's adapter (keep-alive, no Nagle) with the run's outages checked before anything is sent, and
+    its connections abortable by a stop request. Mounted on every connection's session by open_cloud."""
+
+    def __init__(self, outages: Outages):
+        super().__init__()
+        self.outages = outages
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy, **kwargs):
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if isinstance(manager, urllib3.ProxyManager):  # an http(s) proxy; SOCKS keeps its own pools
+            manager.pool_classes_by_scheme = _POOLS
+        return manager
+
+    def send(self, request, *args, **kwargs):
+        outage = self.outages.find(request.url or "")
+        # A cleanup still tries an endpoint that stopped answering (what it created may be deleted after all),
+        # not one that was never usable.
+        if outage is not None and (outage.from_start or not interrupt.is_shielded()):
+            raise EndpointDown(outage)
+        try:
+            response = super().send(request, *args, **kwargs)
+            if not kwargs.get("stream"):
+                response.content  # noqa: B018 - the body is read while a stop request can still abort it
+            return response
+        finally:
+            IN_FLIGHT.release_thread()
+
+
+_abort_listener: list = []
+
+
+def _abort_on_stop(_stop) -> None:
+    if not interrupt.is_shielded():  # a cleanup under way keeps its calls
+        IN_FLIGHT.abort()
+
+
+def _listen_for_stop() -> None:
+    """Once per process: a stop request aborts the calls in flight."""
+    with _LISTEN_LOCK:
+        if not _abort_listener:
+            _abort_listener.append(interrupt.add_listener(_abort_on_stop))
+
+
+_LISTEN_LOCK = threading.Lock()
+
+
+def untrusted_keystone(url: str, names: list[str], cacert: str | None, detail: str) -> Outage:
+    """The one line for Keystone's certificate failing verification, naming the fix in clouds.yaml."""
+    parts = urlsplit(url)
+    root = f"{parts.scheme}://{parts.netloc}/"
+    which = f"cloud {names[0]}" if len(names) == 1 else f"clouds {' and '.join(names)}"
+    why = f" ({detail})" if detail else ""
+    if cacert:
+        fix = (f"the CA file {cacert} that {which} names as `cacert` in clouds.yaml does not verify it: name the "
+               f"CA that signed it there (or fix the certificate)")
+    else:
+        fix = f"add `cacert: /path/to/ca.pem` to {which} in clouds.yaml (or fix the CA)"
+    return Outage("identity", root.rstrip("/"), f"Keystone's certificate at {root} is not trusted{why}: {fix}",
+                  from_start=True)
 
 
 # ------------------------------------------------------------------------------------------- call records
@@ -405,6 +597,9 @@ class Cloud:
     # Injectable for tests; a retry's back-off ends at once when the run is asked to stop.
     sleep: Callable[[float], None] = field(default=interrupt.wait, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    # The run's endpoints found unusable (shared by every connection of the run in this process).
+    outages: Outages = field(default_factory=Outages, repr=False)
+    timeout: float | None = None  # each call's connect and read timeout (the profile's api.timeout_s)
     _endpoints: list[tuple[str, str]] = field(default_factory=list, repr=False)
     _flavors: list[FlavorInfo] | None = field(default=None, repr=False)
 
@@ -438,15 +633,46 @@ class Cloud:
         point (conformance.interrupt): no call starts once the run was asked to stop."""
         interrupt.check()
         retryer = retrying(self.policy, sleep=self.sleep, clock=self.clock, before_sleep=self._note_retry)
+
+        def attempt():
+            try:
+                return fn(*args, **kwargs)
+            except Exception:
+                # Asked to stop while this call was under way (the stop closed its connection): stop, not retry.
+                interrupt.check()
+                raise
+
         try:
-            return retryer(fn, *args, **kwargs)
+            return retryer(attempt)
         except Exception as exc:
             if is_retryable(exc):
                 attempts = int(retryer.statistics.get("attempt_number", 1))
                 with contextlib.suppress(AttributeError):  # the report quotes how hard the suite tried
                     exc.conformance_attempts = attempts
                 self._note(exc, attempt=attempts, wait_s=0.0, gave_up=True)
+                outage = self._outage_of(exc, attempts)
+                if outage is not None:
+                    raise EndpointDown(outage) from exc
             raise
+
+    def _outage_of(self, exc: BaseException, attempts: int) -> Outage | None:
+        """The endpoint behind a call that got no answer even after its retries, marked for the rest of the run
+        (once: a later mark of the same endpoint returns the first). None when the cloud did answer (an HTTP
+        status: that is a finding, not an outage) or the URL is unknown."""
+        why = failure_reason(exc)
+        _method, url = failed_request(exc)
+        if why.startswith("HTTP") or not url:
+            return None
+        service = self._service_of(url) or "the"
+        endpoint = next((prefix for prefix, _type in self._endpoints if url.startswith(prefix)), "")
+        if not endpoint:
+            parts = urlsplit(url)
+            endpoint = f"{parts.scheme}://{parts.netloc}"
+        if why == "timeout" and self.timeout:
+            why = f"no answer in {self.timeout:.0f} s"
+        tries = f"{attempts} {'try' if attempts == 1 else 'tries'}"
+        text = f"{service} endpoint {endpoint} stopped answering ({why}, {tries})"
+        return self.outages.mark(Outage(service, endpoint, text))
 
     def _note_retry(self, state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -638,8 +864,10 @@ def open_cloud(
     *,
     policy: RetryPolicy = DEFAULT_POLICY,
     timeout: float | None = None,
+    outages: Outages | None = None,
 ) -> Cloud:
-    """Open (without network traffic yet) a connection to clouds.yaml entry `name` in `region`."""
+    """Open (without network traffic yet) a connection to clouds.yaml entry `name` in `region`. `outages`: the
+    run's endpoints found unusable, shared by its connections (a new, empty set when not given)."""
     with _quiet_sdk():
         import openstack.connection
 
@@ -653,14 +881,22 @@ def open_cloud(
         conn=conn,
         config=cloud_region,
         policy=policy,
+        outages=outages if outages is not None else Outages(),
+        timeout=timeout,
     )
-    conn.session.session.hooks["response"].append(cloud._on_response)
+    session = conn.session.session
+    session.hooks["response"].append(cloud._on_response)
+    adapter = GuardedAdapter(cloud.outages)
+    for scheme in ("https://", "http://"):
+        session.mount(scheme, adapter)
+    _listen_for_stop()
     return cloud
 
 
 def check_access(cloud: Cloud, where: str | None = None, reach_timeout: float = 3.0) -> None:
-    """Authenticate now; anything that stops the run becomes a one-line BadInput (TLS trouble does not:
-    that is R7's finding, reported by the checks).
+    """Authenticate now; anything that stops the run becomes a one-line BadInput. Keystone's certificate not
+    verifying is no bad input but the cloud failing R7: EndpointDown with the outage (`from_start`, its text
+    naming the fix), which the run marks so that every other check is recorded as not measured at once.
 
     One unauthenticated GET of the auth_url first, bounded by `reach_timeout` and not retried, so an
     unreachable Keystone is reported within seconds (authentication would otherwise wait out discovery and
@@ -670,15 +906,9 @@ def check_access(cloud: Cloud, where: str | None = None, reach_timeout: float = 
     if not url:
         raise BadInput(f"{where}: clouds.yaml gives no auth_url")
     try:
-        cloud.conn.session.get(url, authenticated=False, raise_exc=False, timeout=reach_timeout)
-        cloud.authenticate()
-    except ksa_exc.Unauthorized:
-        raise BadInput(
-            f"{where}: authentication failed (401 from {url}): check username, password, "
-            f"project and domains in clouds.yaml"
-        ) from None
-    except (ksa_exc.SSLError, requests.exceptions.SSLError):
-        return
+        _access_now(cloud, url, where, reach_timeout)
+    except (ksa_exc.SSLError, requests.exceptions.SSLError) as exc:
+        raise _untrusted(cloud, exc, reach_timeout) from None
     except (
         ksa_exc.ConnectFailure,
         ksa_exc.ConnectTimeout,
@@ -687,9 +917,37 @@ def check_access(cloud: Cloud, where: str | None = None, reach_timeout: float = 
         requests.exceptions.Timeout,
     ) as exc:
         if "SSL" in str(exc) or "CERTIFICATE" in str(exc):
-            return
+            raise _untrusted(cloud, exc, reach_timeout) from None
         why = _explain_connection_error(exc, url)
         raise BadInput(f"{where}: cannot reach Keystone at {url}: {why}") from None
+
+
+def _untrusted(cloud: Cloud, exc: BaseException, timeout: float) -> EndpointDown:
+    """Keystone's certificate did not verify: the handshake of R7 says why in a few words. `fix` (cacert,
+    detail) lets a caller say it once for several clouds.yaml entries (untrusted_keystone)."""
+    info = cloud.probe_keystone_tls(timeout=timeout)
+    detail = info.error.removeprefix("certificate verification failed: ") if info.error else ""
+    if not detail:
+        detail = redact(str(exc).splitlines()[0])[:160] if str(exc) else type(exc).__name__
+    down = EndpointDown(untrusted_keystone(cloud.auth_url, [cloud.name], cloud.cacert, detail))
+    down.fix = (cloud.cacert, detail)
+    return down
+
+
+def _access_now(cloud: Cloud, url: str, where: str, reach_timeout: float) -> None:
+    """Reach and authenticate; connection trouble (TLS included) is left to check_access."""
+    try:
+        cloud.conn.session.get(url, authenticated=False, raise_exc=False, timeout=reach_timeout)
+        cloud.authenticate()
+    except (ksa_exc.SSLError, requests.exceptions.SSLError, ksa_exc.ConnectFailure, ksa_exc.ConnectTimeout,
+            ksa_exc.ConnectionError, requests.exceptions.ConnectionError, requests.exceptions.Timeout):
+        interrupt.check()  # a stop request closed the connection: that, not Keystone, ended the call
+        raise
+    except ksa_exc.Unauthorized:
+        raise BadInput(
+            f"{where}: authentication failed (401 from {url}): check username, password, "
+            f"project and domains in clouds.yaml"
+        ) from None
     except ksa_exc.DiscoveryFailure as exc:
         raise BadInput(
             f"{where}: Keystone at {url} did not answer a usable version document: "

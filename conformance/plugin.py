@@ -179,8 +179,11 @@ def _prepare(config: pytest.Config) -> SuiteState:
         },
     )
     run.session = session
+    run.outages = cloudlayer.Outages()
     if not run.controller:
         session.clouds = json.loads(config.workerinput.get("conformance_clouds", "{}"))
+        for outage in json.loads(config.workerinput.get("conformance_outages", "[]")):
+            run.outages.mark(cloudlayer.Outage(**outage))
         return run
     if not inspect_only(config):
         try:
@@ -259,8 +262,11 @@ def _ignore_process_wide(spec: str) -> None:
 
 
 def _check_clouds(run: SuiteState, session: res.SessionResults) -> dict[str, dict[str, Any]]:
-    """Authenticate each role once, in the controller, before any check runs or anything is created."""
+    """Authenticate each role once, in the controller, before any check runs or anything is created. Keystone's
+    certificate not verifying is said once, in one line naming the fix, and marked as an outage: R7 still
+    measures it (FAIL), every other check is recorded as not measured at once."""
     facts = {}
+    untrusted: dict[tuple, list[str]] = {}  # (url, cacert, detail) -> the clouds.yaml entries concerned
     for role in ROLES:
         name, regions = run.clouds[role], run.regions[role]
         prefix = f"{ROLE_OPTIONS[role]} {name}"
@@ -271,7 +277,14 @@ def _check_clouds(run: SuiteState, session: res.SessionResults) -> dict[str, dic
         except BadInput as exc:
             raise BadInput(f"{prefix}: {exc}") from None
         try:
-            cloudlayer.check_access(cloud, where=prefix)
+            try:
+                cloudlayer.check_access(cloud, where=prefix)
+            except cloudlayer.EndpointDown as exc:
+                names = untrusted.setdefault((exc.outage.url, *getattr(exc, "fix", (None, ""))), [])
+                names += [name] if name not in names else []
+                facts[role] = {"cloud": name, "auth_url": cloud.auth_url, "regions": regions,
+                               "error": exc.outage.text}
+                continue
             try:
                 facts[role] = cloud.facts(regions)
                 known = cloud.catalog_regions()
@@ -295,15 +308,21 @@ def _check_clouds(run: SuiteState, session: res.SessionResults) -> dict[str, dic
             cloudlayer.CALL_LOG.drain()
             cloudlayer.RETRY_LOG.drain()
             cloud.close()
+    for (url, cacert, detail), names in untrusted.items():
+        outage = run.outages.mark(cloudlayer.untrusted_keystone(url, names, cacert, detail))
+        sys.stderr.write(f"conformance: {outage.text}. Only R7 can be measured: the other checks are recorded "
+                         f"as not measured\n")
     return facts
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:
     """xdist: hand the controller's public cloud facts to each worker (they are not re-probed there)."""
-    session = state.of(node.config).session
-    if session is not None:
-        node.workerinput["conformance_clouds"] = json.dumps(session.clouds, default=str)
+    run = state.of(node.config)
+    if run.session is not None:
+        node.workerinput["conformance_clouds"] = json.dumps(run.session.clouds, default=str)
+    if run.outages is not None:  # found before any check ran: the workers need not find them again
+        node.workerinput["conformance_outages"] = json.dumps([o.to_dict() for o in run.outages.all()])
 
 
 # ------------------------------------------------------------------------------------------ parametrizing
@@ -360,7 +379,8 @@ class CloudCache:
             profile = self._state.profile
             timeout = float(profile.get("api.timeout_s", 0)) if profile is not None else 0.0
             self._clouds[key] = cloudlayer.open_cloud(
-                self._state.clouds[role], region or None, role, timeout=timeout or cloudlayer.DEFAULT_API_TIMEOUT_S
+                self._state.clouds[role], region or None, role, timeout=timeout or cloudlayer.DEFAULT_API_TIMEOUT_S,
+                outages=self._state.outages,
             )
         return self._clouds[key]
 
@@ -495,6 +515,8 @@ def pytest_runtest_setup(item: pytest.Item):
         return (yield)
     except interrupt.Interrupted as exc:
         _cut_short(item, exc.interruption)
+    except cloudlayer.EndpointDown as exc:
+        _not_measured(item, exc.outage)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -503,6 +525,8 @@ def pytest_runtest_call(item: pytest.Item):
         outcome = yield
     except interrupt.Interrupted as exc:
         _cut_short(item, exc.interruption)
+    except cloudlayer.EndpointDown as exc:
+        _not_measured(item, exc.outage)
     recorded = item.stash.get(_ITEM_RESULTS, [])
     failed = [r for r in recorded if r["verdict"] == "FAIL"]
     incomplete = [r for r in recorded if r["verdict"] == "INCOMPLETE"]
@@ -534,6 +558,21 @@ def _cut_short(item: pytest.Item, stop: interrupt.Interruption):
     if state.of(item.config).active:
         item.session.shouldstop = stop.describe()
     pytest.fail(f"INCOMPLETE: interrupted by {stop.describe()}", pytrace=False)
+
+
+def _not_measured(item: pytest.Item, outage: cloudlayer.Outage):
+    """The check needs an endpoint the run cannot use (marked once, when found): each requirement it proves is
+    recorded as not measured, naming the endpoint and why, and the check's report says so (no traceback: the
+    cloud's endpoint, not the suite, stood in the way)."""
+    recorded = item.stash.get(_ITEM_RESULTS, [])
+    for requirement in _requirement_ids(item):
+        reason = outage.text
+        if any(r["requirement"] == requirement for r in recorded):
+            reason += " (its results above were recorded before)"
+        _attach_result(item, res.not_measured(requirement, item.originalname.removeprefix("test_"),
+                                              _scope_of_item(item), reason, data={"outage": outage.to_dict()},
+                                              test=item.nodeid))
+    pytest.fail(f"not measured: {outage.text}", pytrace=False)
 
 
 def _requirement_ids(item: pytest.Item) -> list[str]:
@@ -597,12 +636,19 @@ def pytest_runtest_makereport(item: pytest.Item, call):
         return report
     recorded = item.stash.get(_ITEM_RESULTS, [])
     # A check that crashed or was skipped before recording still gets a line per requirement in the summary.
-    unexplained_failure = report.failed and not any(r["verdict"] in ("FAIL", "INCOMPLETE", "ERROR")
-                                                    for r in recorded)
+    explained = any(r["verdict"] in ("FAIL", "ERROR", "INCOMPLETE") for r in recorded)
+    unexplained_failure = report.failed and not explained
     unexplained_skip = report.skipped and not recorded and call.when != "teardown"
+    outcome = _unexplained_failure(report, call) if unexplained_failure else None
+    said = explained and call.excinfo is not None and not getattr(call.excinfo.value, "pytrace", True)
+    finding = said or (outcome is not None and outcome["verdict"] == "FAIL")
+    if report.failed and report.when != "teardown" and finding and not _tb_given(item.config):
+        # A finding about the cloud (or what it kept the suite from measuring): its summary line and the bundle
+        # carry it, the terminal no traceback (pytest leaves reports marked so out of its FAILURES and ERRORS
+        # sections). A crash of the suite keeps its traceback; an explicit --tb shows them all.
+        report._pdbshown = True
     if unexplained_failure or unexplained_skip:
         check, scope = item.originalname.removeprefix("test_"), _scope_of_item(item)
-        outcome = _unexplained_failure(report, call) if unexplained_failure else None
         for requirement in _requirement_ids(item):
             if outcome is None:
                 result = res.make_result(requirement, check, scope=scope, verdict="SKIP",
@@ -661,6 +707,11 @@ class JunitErrors:
             reporter._add_simple("error", message, str(rep.longrepr))
 
         reporter.append_failure = append_error
+
+
+def _tb_given(config: pytest.Config) -> bool:
+    """The user chose a traceback style (--tb other than pytest's default `auto`): to debug the suite."""
+    return config.getoption("tbstyle", "auto") != "auto"
 
 
 class Gatherer:

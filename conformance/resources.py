@@ -26,7 +26,7 @@ from openstack import exceptions as os_exc
 from openstack.compute.v2.server import Server
 
 from conformance import interrupt
-from conformance.cloud import is_retryable
+from conformance.cloud import EndpointDown, is_retryable
 from conformance.errors import CloudFault
 
 PREFIX_ROOT = "conformance"
@@ -243,6 +243,12 @@ def delete_in_order(items: list[Tracked], waiter: Waiter, interval: float, prefi
             for group in by_cloud.values():
                 try:
                     failures += DELETERS[kind](group, waiter, interval, prefix)
+                except EndpointDown as exc:
+                    if not exc.outage.from_start:
+                        failures += [_failure(i, exc) for i in group if not i.deleted]
+                        continue
+                    for item in group:  # never usable (Keystone untrusted): no create of the run went through
+                        item.deleted = True
                 except Exception as exc:  # one kind failing must not stop the kinds after it
                     failures += [_failure(i, exc) for i in group if not i.deleted]
     return failures

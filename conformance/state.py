@@ -23,6 +23,7 @@ import pytest
 if TYPE_CHECKING:
     import threading
 
+    from conformance.cloud import Outages
     from conformance.metrics.statsd_sink import StatsdSink
     from conformance.profiles import Profile
     from conformance.resources import CleanupFailure, Lease
@@ -111,6 +112,9 @@ class SuiteState:
     seen: set = field(default_factory=set)  # (nodeid, result json) already gathered
     checks_started: bool = False  # a check's report reached the controller
     checks_ended: bool = False  # the test loop ran to its end (a later stop request cut nothing short)
+    # Endpoints found unusable, each marked once in this process (the controller's, from before any check ran,
+    # reach the workers): a call to one fails at once and its check is recorded as not measured.
+    outages: Outages | None = None
     # dynamic part (conformance.parts.dynamic)
     run_prefix: str = ""  # conformance-<UTC timestamp>-<6 hex>: every resource of the run is named with it
     lease: Lease | None = None
