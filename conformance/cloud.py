@@ -373,16 +373,25 @@ class GuardedAdapter(TCPKeepAliveAdapter):
             IN_FLIGHT.release_thread()
 
 
+# A call under way when the run is asked to stop gets this long to end on its own (an answer on its way, a server
+# create the burst must not count as never sent); one still waiting then is aborted.
+STOP_GRACE_S = 1.5
 _abort_listener: list = []
 
 
-def _abort_on_stop(_stop) -> None:
+def _abort_unless_shielded() -> None:
     if not interrupt.is_shielded():  # a cleanup under way keeps its calls
         IN_FLIGHT.abort()
 
 
+def _abort_on_stop(_stop) -> None:
+    timer = threading.Timer(STOP_GRACE_S, _abort_unless_shielded)
+    timer.daemon = True
+    timer.start()
+
+
 def _listen_for_stop() -> None:
-    """Once per process: a stop request aborts the calls in flight."""
+    """Once per process: a stop request aborts the calls still in flight after STOP_GRACE_S."""
     with _LISTEN_LOCK:
         if not _abort_listener:
             _abort_listener.append(interrupt.add_listener(_abort_on_stop))
