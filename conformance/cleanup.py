@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                 cloud = cloudlayer.open_cloud(name, region or None, role, timeout=cloudlayer.DEFAULT_API_TIMEOUT_S)
                 cloudlayer.check_access(cloud)
                 clouds.append(cloud)
-    except BadInput as exc:
+    except (BadInput, cloudlayer.EndpointDown) as exc:  # EndpointDown: Keystone untrusted, the line names the fix
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
 
