@@ -273,26 +273,27 @@ class Outages:
 # ------------------------------------------------------------------------------------ abortable HTTP calls
 class _InFlight:
     """The connections requests are waiting on, by thread. A stop request (SIGINT, SIGTERM, the deadline) shuts
-    their sockets, so a call the cloud never answers ends at once instead of after api.timeout_s (its retry
-    then meets the stop request's safe point)."""
+    the sockets of the calls that began before it, so a call the cloud never answers ends at once instead of
+    after api.timeout_s (the stop request's safe point then ends it without a retry; a cleanup's call, shielded,
+    is retried). The calls a cleanup makes after the stop request are left alone."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._busy: dict[Any, int] = {}  # connection -> thread id
+        self._busy: dict[Any, tuple[int, float]] = {}  # connection -> (thread id, when its request began)
 
     def add(self, conn) -> None:
         with self._lock:
-            self._busy[conn] = threading.get_ident()
+            self._busy[conn] = (threading.get_ident(), time.monotonic())
 
     def release_thread(self) -> None:
         me = threading.get_ident()
         with self._lock:
-            for conn in [c for c, thread in self._busy.items() if thread == me]:
+            for conn in [c for c, (thread, _began) in self._busy.items() if thread == me]:
                 del self._busy[conn]
 
-    def abort(self) -> int:
+    def abort(self, began_before: float = float("inf")) -> int:
         with self._lock:
-            conns = list(self._busy)
+            conns = [conn for conn, (_thread, began) in self._busy.items() if began < began_before]
         aborted = 0
         for conn in conns:
             sock = getattr(conn, "sock", None)
@@ -379,13 +380,8 @@ STOP_GRACE_S = 1.5
 _abort_listener: list = []
 
 
-def _abort_unless_shielded() -> None:
-    if not interrupt.is_shielded():  # a cleanup under way keeps its calls
-        IN_FLIGHT.abort()
-
-
 def _abort_on_stop(_stop) -> None:
-    timer = threading.Timer(STOP_GRACE_S, _abort_unless_shielded)
+    timer = threading.Timer(STOP_GRACE_S, IN_FLIGHT.abort, args=(time.monotonic(),))
     timer.daemon = True
     timer.start()
 

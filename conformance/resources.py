@@ -367,8 +367,9 @@ def _gone(fn, *args) -> bool:
 
 def _unanswered(exc: BaseException) -> bool:
     """A stalled or overloaded API (timeouts, 503s, broken connections) rather than an answer: a cleanup keeps
-    waiting for it until its own time limit instead of giving up at the first unanswered poll."""
-    return is_retryable(exc)
+    waiting for it until its own time limit instead of giving up at the first unanswered poll. An endpoint marked
+    as stopped answering is still tried by a cleanup, so that too is a poll to repeat (not one never usable)."""
+    return is_retryable(exc) or (isinstance(exc, EndpointDown) and not exc.outage.from_start)
 
 
 def _resolve_by_name(items: list[Tracked], lister: Callable[[], Iterable]) -> None:

@@ -171,3 +171,14 @@ def test_a_stop_request_ends_a_call_that_hangs(clouds_yaml, silent):
     assert time.monotonic() - started < 5  # not the call's 60 s timeout
     assert len(silent.accepted) == 1  # no retry once asked to stop
     assert cloud.retries == [] and cloud.outages.all() == []  # a stop is neither a fault nor an outage
+
+
+def test_a_cleanup_call_after_the_stop_request_is_left_alone(clouds_yaml, silent):
+    """The cleanup runs after the stop request: its calls take their own time (here: time out), never aborted."""
+    clouds_yaml("http://127.0.0.1:1/v3")
+    cloud = quick_cloud("one", silent, cl.Outages(), timeout=1.0)
+    interrupt.request("SIGINT")
+    started = time.monotonic()
+    with interrupt.shielded(), pytest.raises(cl.EndpointDown, match=r"no answer in 1 s, 2 tries"):
+        cloud.request("DELETE", compute_of(silent) + "/servers/x", authenticated=False)
+    assert time.monotonic() - started >= 2 * 0.9 and len(silent.accepted) == 2
