@@ -275,25 +275,32 @@ class _InFlight:
     """The connections requests are waiting on, by thread. A stop request (SIGINT, SIGTERM, the deadline) shuts
     the sockets of the calls that began before it, so a call the cloud never answers ends at once instead of
     after api.timeout_s (the stop request's safe point then ends it without a retry; a cleanup's call, shielded,
-    is retried). The calls a cleanup makes after the stop request are left alone."""
+    is retried). The calls a cleanup makes after the stop request are left alone, and so is a create (POST,
+    PATCH) once sent: the cloud may carry it out anyway, and its answer is what lets the run delete it."""
+
+    KEEP = frozenset({"POST", "PATCH"})
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._busy: dict[Any, tuple[int, float]] = {}  # connection -> (thread id, when its request began)
+        # connection -> (thread id, when its request began, its method: None while connecting)
+        self._busy: dict[Any, tuple[int, float, str | None]] = {}
 
-    def add(self, conn) -> None:
+    def add(self, conn, method: str | None = None) -> None:
         with self._lock:
-            self._busy[conn] = (threading.get_ident(), time.monotonic())
+            _thread, began, known = self._busy.get(conn, (0, time.monotonic(), None))
+            # http connects inside request(): the method said first stays
+            self._busy[conn] = (threading.get_ident(), began, method or known)
 
     def release_thread(self) -> None:
         me = threading.get_ident()
         with self._lock:
-            for conn in [c for c, (thread, _began) in self._busy.items() if thread == me]:
+            for conn in [c for c, (thread, _began, _method) in self._busy.items() if thread == me]:
                 del self._busy[conn]
 
     def abort(self, began_before: float = float("inf")) -> int:
         with self._lock:
-            conns = [conn for conn, (_thread, began) in self._busy.items() if began < began_before]
+            conns = [conn for conn, (_thread, began, method) in self._busy.items()
+                     if began < began_before and (method or "").upper() not in self.KEEP]
         aborted = 0
         for conn in conns:
             sock = getattr(conn, "sock", None)
@@ -317,9 +324,9 @@ class _Abortable:
         IN_FLIGHT.add(self)
         return super().connect()
 
-    def request(self, *args, **kwargs):
-        IN_FLIGHT.add(self)
-        return super().request(*args, **kwargs)
+    def request(self, method, *args, **kwargs):
+        IN_FLIGHT.add(self, method)
+        return super().request(method, *args, **kwargs)
 
 
 class _HTTPConnection(_Abortable, urllib3.connection.HTTPConnection):

@@ -182,3 +182,19 @@ def test_a_cleanup_call_after_the_stop_request_is_left_alone(clouds_yaml, silent
     with interrupt.shielded(), pytest.raises(cl.EndpointDown, match=r"no answer in 1 s, 2 tries"):
         cloud.request("DELETE", compute_of(silent) + "/servers/x", authenticated=False)
     assert time.monotonic() - started >= 2 * 0.9 and len(silent.accepted) == 2
+
+
+def test_a_create_under_way_is_not_cut(clouds_yaml, silent):
+    """A POST already sent may be carried out anyway: it is left to its answer (or its timeout), which is what
+    lets the run know what to delete; only then does the stop request end the call."""
+    clouds_yaml("http://127.0.0.1:1/v3")
+    cloud = quick_cloud("one", silent, cl.Outages(), timeout=3.0)
+    timer = threading.Timer(0.2, interrupt.request, args=("SIGINT",))
+    timer.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(interrupt.Interrupted):
+            cloud.request("POST", compute_of(silent) + "/servers", authenticated=False, json={})
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started >= 2.8 and len(silent.accepted) == 1
