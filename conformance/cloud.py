@@ -352,8 +352,8 @@ class GuardedAdapter(TCPKeepAliveAdapter):
     """keystoneauth's adapter (keep-alive, no Nagle) with the run's outages checked before anything is sent, and
     its connections abortable by a stop request. Mounted on every connection's session by open_cloud."""
 
-    def __init__(self, outages: Outages):
-        super().__init__()
+    def __init__(self, outages: Outages, **tls):
+        super().__init__(**tls)
         self.outages = outages
 
     def init_poolmanager(self, *args, **kwargs) -> None:
@@ -898,7 +898,9 @@ def open_cloud(
     )
     session = conn.session.session
     session.hooks["response"].append(cloud._on_response)
-    adapter = GuardedAdapter(cloud.outages)
+    replaced = session.get_adapter("https://")  # keystoneauth's: its TLS settings (clouds.yaml) carry over
+    adapter = GuardedAdapter(cloud.outages, **{key: getattr(replaced, key) for key in ("tls_ciphers", "tls_min_version")
+                                               if getattr(replaced, key, None) is not None})
     for scheme in ("https://", "http://"):
         session.mount(scheme, adapter)
     _listen_for_stop()
