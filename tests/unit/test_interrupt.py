@@ -200,9 +200,11 @@ def test_run_level_line_says_what_was_cut_short():
                                               "(nothing was cut short)")
 
 
+# The handler writes with os.write: a print() would re-enter stdout's buffer when the signal lands while the
+# "ready" print is still flushing (RuntimeError: reentrant call), which happened on a busy machine.
 CHILD = """
-import signal, sys, time
-signal.signal(signal.SIGINT, lambda *a: (print("child: cleaning up", flush=True), sys.exit(7)))
+import os, signal, sys, time
+signal.signal(signal.SIGINT, lambda *a: (os.write(1, b"child: cleaning up\\n"), sys.exit(7)))
 print("child: ready", flush=True)
 time.sleep(60)
 """
