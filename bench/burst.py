@@ -30,10 +30,12 @@ from conformance.resources import Tracker, new_run_prefix
 
 def _line(label: str, n: int, result) -> str:
     summary = result.summary()
-    return (f"  {label:<9} wall {result.wall_s:7.1f} s  boot {result.boot_wall_s:6.1f} s  "
-            f"delete {summary['delete_s'] or 0:6.1f} s  {summary['active']}/{n} ACTIVE  "
-            f"p95 {summary['p95'] or 0:6.1f} s  calls {result.api_calls:5d}  "
-            f"calls/server {result.api_calls / n:6.2f}  polls {result.polls}")
+    return (
+        f"  {label:<9} wall {result.wall_s:7.1f} s  boot {result.boot_wall_s:6.1f} s  "
+        f"delete {summary['delete_s'] or 0:6.1f} s  {summary['active']}/{n} ACTIVE  "
+        f"p95 {summary['p95'] or 0:6.1f} s  calls {result.api_calls:5d}  "
+        f"calls/server {result.api_calls / n:6.2f}  polls {result.polls}"
+    )
 
 
 def _by_endpoint(result) -> str:
@@ -57,9 +59,12 @@ def main(argv=None) -> int:
     flavor = test_node_flavor(cloud, profile)
     network = test_node_network(cloud)
     tracker = Tracker(new_run_prefix(), poll_interval_s=2.0)
-    print(f"bench/burst.py: cloud {args.cloud} ({cloud.scope}), flavor {flavor.describe()}, network "
-          f"{network.name}, concurrency {profile['burst.create_concurrency']}, bulk poll "
-          f"{profile['burst.poll_interval_s']} s, baseline poll 2 s, run prefix {tracker.prefix}", flush=True)
+    print(
+        f"bench/burst.py: cloud {args.cloud} ({cloud.scope}), flavor {flavor.describe()}, network "
+        f"{network.name}, concurrency {profile['burst.create_concurrency']}, bulk poll "
+        f"{profile['burst.poll_interval_s']} s, baseline poll 2 s, run prefix {tracker.prefix}",
+        flush=True,
+    )
     last = {}
     try:
         image_id = uploaded_image(cloud, tracker, profile)
@@ -69,15 +74,25 @@ def main(argv=None) -> int:
             for label, baseline in (("bulk", False), ("baseline", True)):
                 if args.only and args.only != label:
                     continue
-                settings = BurstSettings(size=n, concurrency=int(profile["burst.create_concurrency"]),
-                                         poll_interval_s=float(profile["burst.poll_interval_s"]),
-                                         timeout_s=args.timeout or float(profile["burst.timeout_s"]),
-                                         per_server_baseline=baseline)
+                settings = BurstSettings(
+                    size=n,
+                    concurrency=int(profile["burst.create_concurrency"]),
+                    poll_interval_s=float(profile["burst.poll_interval_s"]),
+                    timeout_s=args.timeout or float(profile["burst.timeout_s"]),
+                    per_server_baseline=baseline,
+                )
                 run_tracker = Tracker(new_run_prefix(), poll_interval_s=2.0)
                 progress = _throttled(f"  {label}")
                 try:
-                    result = run_burst(cloud, run_tracker, image_id=image_id, flavor_id=flavor.id,
-                                       network_id=network.id, settings=settings, progress=progress)
+                    result = run_burst(
+                        cloud,
+                        run_tracker,
+                        image_id=image_id,
+                        flavor_id=flavor.id,
+                        network_id=network.id,
+                        settings=settings,
+                        progress=progress,
+                    )
                 finally:
                     leftovers = run_tracker.cleanup(timeout_s=600)
                     for failure in leftovers:
@@ -86,26 +101,35 @@ def main(argv=None) -> int:
                 print(_line(label, n, result), flush=True)
                 print(f"    calls: {_by_endpoint(result)}", flush=True)
                 if result.interrupted:
-                    print(f"  interrupted by {result.interrupted.describe()}: the figures above are partial",
-                          flush=True)
+                    print(
+                        f"  interrupted by {result.interrupted.describe()}: the figures above are partial", flush=True
+                    )
                     return 2
             if len(results) == 2:
                 bulk, base = results["bulk"], results["baseline"]
                 ratio = base.api_calls / bulk.api_calls if bulk.api_calls else float("inf")
-                print(f"  ratio    baseline/bulk calls {ratio:.1f}x, wall {bulk.wall_s:.1f} s vs "
-                      f"{base.wall_s:.1f} s", flush=True)
-                last = {"calls_per_server": bulk.api_calls / n,
-                        "baseline_calls_per_server": base.api_calls / n, "ratio": ratio,
-                        "wall_s": bulk.wall_s, "baseline_wall_s": base.wall_s}
+                print(
+                    f"  ratio    baseline/bulk calls {ratio:.1f}x, wall {bulk.wall_s:.1f} s vs {base.wall_s:.1f} s",
+                    flush=True,
+                )
+                last = {
+                    "calls_per_server": bulk.api_calls / n,
+                    "baseline_calls_per_server": base.api_calls / n,
+                    "ratio": ratio,
+                    "wall_s": bulk.wall_s,
+                    "baseline_wall_s": base.wall_s,
+                }
     finally:
         failures = tracker.cleanup(timeout_s=600)
         for failure in failures:
             print(f"LEFT: {failure}", flush=True)
         cloud.close()
     if last:
-        print(f"calls_per_server={last['calls_per_server']:.2f} "
-              f"baseline_calls_per_server={last['baseline_calls_per_server']:.2f} ratio={last['ratio']:.2f} "
-              f"wall_s={last['wall_s']:.1f} baseline_wall_s={last['baseline_wall_s']:.1f}")
+        print(
+            f"calls_per_server={last['calls_per_server']:.2f} "
+            f"baseline_calls_per_server={last['baseline_calls_per_server']:.2f} ratio={last['ratio']:.2f} "
+            f"wall_s={last['wall_s']:.1f} baseline_wall_s={last['baseline_wall_s']:.1f}"
+        )
     return 0
 
 

@@ -107,8 +107,19 @@ def timed(argv: list[str]) -> tuple[float, float, str]:
 
 
 def fleet(folder: Path, out: Path, allowed: Path) -> tuple[float, float, str]:
-    return timed([sys.executable, "-m", "conformance", "fleet", str(folder), "--out", str(out),
-                  "--allowed-signers", str(allowed)])
+    return timed(
+        [
+            sys.executable,
+            "-m",
+            "conformance",
+            "fleet",
+            str(folder),
+            "--out",
+            str(out),
+            "--allowed-signers",
+            str(allowed),
+        ]
+    )
 
 
 def report(label: str, out: Path, elapsed: float, cpu: float, summary: str) -> tuple[int, int]:
@@ -129,8 +140,9 @@ def run(count: int, baseline: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         tmp = Path(tmp)
         key = tmp / "id_ed25519"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bench@example.org", "-f", str(key)],
-                       check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bench@example.org", "-f", str(key)], check=True
+        )
         allowed = tmp / "allowed_signers"
         allowed.write_text(f"bench@example.org {Path(f'{key}.pub').read_text()}")
         folder, out = tmp / "bundles", tmp / "site"
@@ -145,8 +157,10 @@ def run(count: int, baseline: bool) -> None:
         make_bundles(folder, range(count, count + 1), key)  # the next periodic build's bundle
         warm = fleet(folder, out, allowed)
         report(f"warm, {count + 1} bundles (1 new)", out, *warm)
-        line = (f"bundles={count} cold_s={cold[0]:.2f} cold_cpu_s={cold[1]:.2f} warm_s={warm[0]:.2f} "
-                f"warm_cpu_s={warm[1]:.2f} site_bytes={total} pages_bytes={pages}")
+        line = (
+            f"bundles={count} cold_s={cold[0]:.2f} cold_cpu_s={cold[1]:.2f} warm_s={warm[0]:.2f} "
+            f"warm_cpu_s={warm[1]:.2f} site_bytes={total} pages_bytes={pages}"
+        )
         if baseline:
             line += f" baseline_s={old[0]:.2f} baseline_cpu_s={old[1]:.2f} ratio_cold={old[0] / cold[0]:.1f}"
         print(line)
@@ -155,8 +169,11 @@ def run(count: int, baseline: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundles", type=int, default=1000)
-    parser.add_argument("--baseline", action="store_true",
-                        help="also build with the previous way of checking (ssh-keygen per bundle, no cache)")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also build with the previous way of checking (ssh-keygen per bundle, no cache)",
+    )
     args = parser.parse_args()
     run(args.bundles, args.baseline)
     sys.exit(0)

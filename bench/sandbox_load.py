@@ -131,8 +131,18 @@ class PollOutcome:
 class PollingClient:
     """One Rally-style user: its own connection, one server, one GET per server every 2 s."""
 
-    def __init__(self, cloud_name: str, index: int, tracker: Tracker, owner_cloud, *, image_id: str,
-                 flavor_id: str, network_id: str, timeout_s: float):
+    def __init__(
+        self,
+        cloud_name: str,
+        index: int,
+        tracker: Tracker,
+        owner_cloud,
+        *,
+        image_id: str,
+        flavor_id: str,
+        network_id: str,
+        timeout_s: float,
+    ):
         self.index, self.tracker, self.owner_cloud = index, tracker, owner_cloud
         self.image_id, self.flavor_id, self.network_id, self.timeout_s = image_id, flavor_id, network_id, timeout_s
         # connect_retries=0: a reset must show, as it does to Rally's and Tempest's clients.
@@ -159,8 +169,13 @@ class PollingClient:
     def run(self) -> PollOutcome:
         name = self.tracker.name(f"poll-{self.index:03d}")
         item = self.tracker.intent("server", name, self.owner_cloud)
-        ok, server = self._call(self.conn.compute.create_server, name=name, image_id=self.image_id,
-                                flavor_id=self.flavor_id, networks=[{"uuid": self.network_id}])
+        ok, server = self._call(
+            self.conn.compute.create_server,
+            name=name,
+            image_id=self.image_id,
+            flavor_id=self.flavor_id,
+            networks=[{"uuid": self.network_id}],
+        )
         if not ok or server is None:
             self.outcome.status = "CREATE_FAILED"
             return self.outcome
@@ -214,8 +229,18 @@ class CreateOutcome:
 class SimultaneousCreator:
     """One client of a peer load tool: its own connection and token, one `POST /servers` when all are ready."""
 
-    def __init__(self, cloud_name: str, index: int, tracker: Tracker, owner_cloud, *, image_id: str,
-                 flavor_id: str, network_id: str, timeout_s: float):
+    def __init__(
+        self,
+        cloud_name: str,
+        index: int,
+        tracker: Tracker,
+        owner_cloud,
+        *,
+        image_id: str,
+        flavor_id: str,
+        network_id: str,
+        timeout_s: float,
+    ):
         self.index, self.tracker, self.owner_cloud = index, tracker, owner_cloud
         self.body = {"imageRef": image_id, "flavorRef": flavor_id, "networks": [{"uuid": network_id}]}
         self.timeout_s = timeout_s
@@ -231,8 +256,9 @@ class SimultaneousCreator:
         start.wait()
         began = time.monotonic()
         try:
-            response = self.conn.compute.post("/servers", json={"server": {"name": name, **self.body}},
-                                              timeout=self.timeout_s, raise_exc=False)
+            response = self.conn.compute.post(
+                "/servers", json={"server": {"name": name, **self.body}}, timeout=self.timeout_s, raise_exc=False
+            )
             outcome.status = response.status_code
             if response.ok:
                 outcome.server_id = response.json()["server"]["id"]
@@ -248,15 +274,20 @@ class SimultaneousCreator:
         self.conn.close()
 
 
-def run_simultaneous_creates(cloud_name: str, owner_cloud, tracker: Tracker, count: int, *, timeout_s: float,
-                             wait_s: float, **boot) -> tuple[list[CreateOutcome], dict[str, int]]:
+def run_simultaneous_creates(
+    cloud_name: str, owner_cloud, tracker: Tracker, count: int, *, timeout_s: float, wait_s: float, **boot
+) -> tuple[list[CreateOutcome], dict[str, int]]:
     """`count` creates sent at the same moment; their outcomes, then the servers' statuses after waiting for them
     (one listing per 5 s, as the suite waits)."""
     clients = []
     try:
         with ThreadPoolExecutor(min(count, 20), thread_name_prefix="simul-auth") as pool:
-            clients = list(pool.map(lambda i: SimultaneousCreator(cloud_name, i, tracker, owner_cloud,
-                                                                  timeout_s=timeout_s, **boot), range(count)))
+            clients = list(
+                pool.map(
+                    lambda i: SimultaneousCreator(cloud_name, i, tracker, owner_cloud, timeout_s=timeout_s, **boot),
+                    range(count),
+                )
+            )
         start = threading.Barrier(count)
         with ThreadPoolExecutor(count, thread_name_prefix="simul-create") as pool:
             outcomes = list(pool.map(lambda client: client.run(start), clients))
@@ -267,8 +298,7 @@ def run_simultaneous_creates(cloud_name: str, owner_cloud, tracker: Tracker, cou
     statuses: dict[str, int] = {}
     waiter = Waiter(wait_s)
     while ids:
-        found = {s.id: s.status for s in owner_cloud.conn.compute.servers(name=f"^{tracker.prefix}-")
-                 if s.id in ids}
+        found = {s.id: s.status for s in owner_cloud.conn.compute.servers(name=f"^{tracker.prefix}-") if s.id in ids}
         statuses = dict(Counter(found.values()))
         if all(status in ("ACTIVE", "ERROR") for status in found.values()) or not waiter.wait(5.0):
             break
@@ -296,10 +326,19 @@ def main(argv=None) -> int:
     parser.add_argument("--bursts", type=int, default=5, help="consecutive bursts, K (%(default)s)")
     parser.add_argument("--size", type=int, default=100, help="servers per burst, N (%(default)s)")
     parser.add_argument("--poll-clients", type=int, default=100, help="polling clients, C (%(default)s)")
-    parser.add_argument("--simultaneous-creates", type=int, default=0, metavar="S",
-                        help="clients that each send one POST /servers at the same moment (%(default)s: none)")
-    parser.add_argument("--create-timeout", type=float, default=180.0,
-                        help="each simultaneous create's read timeout in s (%(default)s, a peer tool's)")
+    parser.add_argument(
+        "--simultaneous-creates",
+        type=int,
+        default=0,
+        metavar="S",
+        help="clients that each send one POST /servers at the same moment (%(default)s: none)",
+    )
+    parser.add_argument(
+        "--create-timeout",
+        type=float,
+        default=180.0,
+        help="each simultaneous create's read timeout in s (%(default)s, a peer tool's)",
+    )
     parser.add_argument("--cloud", default="sandbox-zuul", help="clouds.yaml entry (default %(default)s)")
     parser.add_argument("--profile", default="sandbox", help="profile: flavor, burst concurrency and timeouts")
     args = parser.parse_args(argv)
@@ -311,9 +350,12 @@ def main(argv=None) -> int:
     flavor, network = test_node_flavor(cloud, profile), test_node_network(cloud)
     timeout_s = float(profile["burst.timeout_s"])
     shared = Tracker(new_run_prefix(), poll_interval_s=2.0)
-    print(f"bench/sandbox_load.py: cloud {args.cloud}, flavor {flavor.describe()}, network {network.name}, "
-          f"{args.bursts} burst(s) of {args.size}, {args.poll_clients} polling client(s), "
-          f"{args.simultaneous_creates} simultaneous create(s), run prefix {shared.prefix}", flush=True)
+    print(
+        f"bench/sandbox_load.py: cloud {args.cloud}, flavor {flavor.describe()}, network {network.name}, "
+        f"{args.bursts} burst(s) of {args.size}, {args.poll_clients} polling client(s), "
+        f"{args.simultaneous_creates} simultaneous create(s), run prefix {shared.prefix}",
+        flush=True,
+    )
     active = errors = 0
     outcomes: list[PollOutcome] = []
     creates: dict | None = None
@@ -323,13 +365,17 @@ def main(argv=None) -> int:
             image_id = uploaded_image(cloud, shared, profile)
             for k in range(1, args.bursts + 1):
                 tracker = Tracker(new_run_prefix(), poll_interval_s=2.0)
-                settings = BurstSettings(size=args.size, concurrency=int(profile["burst.create_concurrency"]),
-                                         poll_interval_s=float(profile["burst.poll_interval_s"]),
-                                         timeout_s=timeout_s)
+                settings = BurstSettings(
+                    size=args.size,
+                    concurrency=int(profile["burst.create_concurrency"]),
+                    poll_interval_s=float(profile["burst.poll_interval_s"]),
+                    timeout_s=timeout_s,
+                )
                 cpu_before = rss.cpu()
                 try:
-                    result = run_burst(cloud, tracker, image_id=image_id, flavor_id=flavor.id,
-                                       network_id=network.id, settings=settings)
+                    result = run_burst(
+                        cloud, tracker, image_id=image_id, flavor_id=flavor.id, network_id=network.id, settings=settings
+                    )
                     cpu_boot = _cpu_spent(cpu_before, rss.cpu(), result.boot_wall_s)
                 finally:
                     _report_left(tracker.cleanup(timeout_s=600))
@@ -337,45 +383,75 @@ def main(argv=None) -> int:
                 summary = result.summary()
                 active, errors = active + summary["active"], errors + summary["error"]
                 faults = Counter(s.fault for s in result.servers if s.status != "ACTIVE")
-                print(f"burst {k}/{args.bursts}: {summary['active']}/{args.size} ACTIVE, p50 {summary['p50']} s, "
-                      f"p95 {summary['p95']} s, {summary['boots_per_minute']} boots/min, deleted in "
-                      f"{summary['delete_s']} s, RSS {_mb(rss.sample())}"
-                      + "".join(f"\n  {n} x {fault}" for fault, n in faults.items())
-                      + (f"\n  CPU while booting (cores): {cpu_boot}" if cpu_boot else ""), flush=True)
+                print(
+                    f"burst {k}/{args.bursts}: {summary['active']}/{args.size} ACTIVE, p50 {summary['p50']} s, "
+                    f"p95 {summary['p95']} s, {summary['boots_per_minute']} boots/min, deleted in "
+                    f"{summary['delete_s']} s, RSS {_mb(rss.sample())}"
+                    + "".join(f"\n  {n} x {fault}" for fault, n in faults.items())
+                    + (f"\n  CPU while booting (cores): {cpu_boot}" if cpu_boot else ""),
+                    flush=True,
+                )
             if args.poll_clients:
                 start = time.monotonic()
-                outcomes = run_polling_clients(args.cloud, cloud, shared, args.poll_clients, image_id=image_id,
-                                               flavor_id=flavor.id, network_id=network.id, timeout_s=timeout_s)
+                outcomes = run_polling_clients(
+                    args.cloud,
+                    cloud,
+                    shared,
+                    args.poll_clients,
+                    image_id=image_id,
+                    flavor_id=flavor.id,
+                    network_id=network.id,
+                    timeout_s=timeout_s,
+                )
                 statuses = Counter(o.status for o in outcomes)
-                print(f"polling clients: {args.poll_clients} in {time.monotonic() - start:.1f} s, "
-                      f"{sum(o.calls for o in outcomes)} calls, servers {dict(statuses)}, "
-                      f"{sum(len(o.failed_calls) for o in outcomes)} failed call(s), RSS {_mb(rss.sample())}",
-                      flush=True)
+                print(
+                    f"polling clients: {args.poll_clients} in {time.monotonic() - start:.1f} s, "
+                    f"{sum(o.calls for o in outcomes)} calls, servers {dict(statuses)}, "
+                    f"{sum(len(o.failed_calls) for o in outcomes)} failed call(s), RSS {_mb(rss.sample())}",
+                    flush=True,
+                )
                 for line, n in Counter(line for o in outcomes for line in o.failed_calls).most_common(10):
                     print(f"  {n} x {line}", flush=True)
             if args.simultaneous_creates:
                 tracker = Tracker(new_run_prefix(), poll_interval_s=2.0)
                 try:
                     created, statuses = run_simultaneous_creates(
-                        args.cloud, cloud, tracker, args.simultaneous_creates, timeout_s=args.create_timeout,
-                        wait_s=timeout_s, image_id=image_id, flavor_id=flavor.id, network_id=network.id)
+                        args.cloud,
+                        cloud,
+                        tracker,
+                        args.simultaneous_creates,
+                        timeout_s=args.create_timeout,
+                        wait_s=timeout_s,
+                        image_id=image_id,
+                        flavor_id=flavor.id,
+                        network_id=network.id,
+                    )
                 finally:
                     _report_left(tracker.cleanup(timeout_s=600))
                 creates = summarize_creates(created)
-                print(f"simultaneous creates: {creates['sent']} sent at once, {creates['answered']} answered, "
-                      f"p50 {creates['p50']} s, p95 {creates['p95']} s, max {creates['max']} s, "
-                      f"{creates['over_limit']} over 60 s or unanswered; then servers {statuses}, "
-                      f"RSS {_mb(rss.sample())}"
-                      + "".join(f"\n  {n} x {error}" for error, n in creates["errors"].items()), flush=True)
+                print(
+                    f"simultaneous creates: {creates['sent']} sent at once, {creates['answered']} answered, "
+                    f"p50 {creates['p50']} s, p95 {creates['p95']} s, max {creates['max']} s, "
+                    f"{creates['over_limit']} over 60 s or unanswered; then servers {statuses}, "
+                    f"RSS {_mb(rss.sample())}"
+                    + "".join(f"\n  {n} x {error}" for error, n in creates["errors"].items()),
+                    flush=True,
+                )
         finally:
             _report_left(shared.cleanup(timeout_s=600))
             cloud.close()
     poll_errors = sum(o.errors for o in outcomes)
     resets = sum(o.resets for o in outcomes)
-    print(f"bursts={args.bursts} servers={args.bursts * args.size} active={active} errors={errors} "
-          f"poll_clients={args.poll_clients} poll_errors={poll_errors} resets={resets} rss_mb={_mb(rss.peak_mb, '')}"
-          + (f" simultaneous={creates['sent']} answered={creates['answered']} create_p50_s={creates['p50']} "
-             f"create_max_s={creates['max']} over_60s={creates['over_limit']}" if creates else ""))
+    print(
+        f"bursts={args.bursts} servers={args.bursts * args.size} active={active} errors={errors} "
+        f"poll_clients={args.poll_clients} poll_errors={poll_errors} resets={resets} rss_mb={_mb(rss.peak_mb, '')}"
+        + (
+            f" simultaneous={creates['sent']} answered={creates['answered']} create_p50_s={creates['p50']} "
+            f"create_max_s={creates['max']} over_60s={creates['over_limit']}"
+            if creates
+            else ""
+        )
+    )
     return 0
 
 

@@ -37,11 +37,20 @@ def run_up(tree: Path, state: Path) -> dict:
     """`up` then (after reading CPU) `down`, from `tree`; the wall time, phases and CPU per service."""
     # The services import the sandbox's own modules too (sandbox.wsgi_app, sandbox.nova_compute...) from a state
     # dir as their working directory: PYTHONPATH makes them `tree`'s, not the installed (editable) tree's.
-    env = {**os.environ, "SANDBOX_DIR": str(state),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "SANDBOX_DIR": str(state),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")])),
+    }
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "sandbox", "up"], cwd=tree, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sandbox", "up"],
+        cwd=tree,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     wall = time.monotonic() - started
     try:
         if proc.returncode != 0:
@@ -49,8 +58,14 @@ def run_up(tree: Path, state: Path) -> dict:
         table = ProcessTable(state / "processes.json").load()
         cpu = {name: cpu_seconds(p) for name, p in table.items()}
     finally:
-        subprocess.run([sys.executable, "-m", "sandbox", "down"], cwd=tree, env=env, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.STDOUT, check=False)
+        subprocess.run(
+            [sys.executable, "-m", "sandbox", "down"],
+            cwd=tree,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
     phases = [(float(m.group(1)), m.group(2)) for m in map(PHASE.match, proc.stdout.splitlines()) if m]
     return {"wall": wall, "phases": phases, "cpu": cpu}
 
@@ -67,9 +82,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--compare", metavar="REF", help="also measure `up` from this git ref, side by side")
-    parser.add_argument("--state-dir", type=Path, default=Path(tempfile.gettempdir()) / "sandbox-up-bench",
-                        help="state dir (default: %(default)s); its template is cached, so only the first run "
-                        "with a given dir builds one")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "sandbox-up-bench",
+        help="state dir (default: %(default)s); its template is cached, so only the first run "
+        "with a given dir builds one",
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="sandbox-up-bench-") as tmp:
@@ -77,8 +96,12 @@ def main(argv=None) -> int:
         trees = {"current": REPO}
         if args.compare:
             baseline = Path(tmp) / "baseline"
-            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(baseline), args.compare],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            subprocess.run(
+                ["git", "-C", str(REPO), "worktree", "add", "--detach", str(baseline), args.compare],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+            )
             trees = {"baseline": baseline, "current": REPO}
         try:  # every run_up ends with `down`, which removes the state dir
             print("warm-up (builds the template if this state dir has none; not measured)", flush=True)
@@ -91,12 +114,18 @@ def main(argv=None) -> int:
                     show(name, results[name][-1])
         finally:
             if args.compare:
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(baseline)],
-                               check=False, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                subprocess.run(
+                    ["git", "-C", str(REPO), "worktree", "remove", "--force", str(baseline)],
+                    check=False,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.STDOUT,
+                )
 
     def medians(name: str) -> tuple[float, float]:
-        return (statistics.median(r["wall"] for r in results[name]),
-                statistics.median(sum(r["cpu"].values()) for r in results[name]))
+        return (
+            statistics.median(r["wall"] for r in results[name]),
+            statistics.median(sum(r["cpu"].values()) for r in results[name]),
+        )
 
     up_s, cpu_s = medians("current")
     line = f"rounds={args.rounds} up_s={up_s:.1f} cpu_s={cpu_s:.1f}"

@@ -90,8 +90,13 @@ class ServerTiming:
         return round((launched - created).total_seconds(), 3)
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "status": self.status, "request_to_active_s": self.request_to_active_s,
-                "created_to_launched_s": self.created_to_launched_s, "fault": self.fault}
+        return {
+            "name": self.name,
+            "status": self.status,
+            "request_to_active_s": self.request_to_active_s,
+            "created_to_launched_s": self.created_to_launched_s,
+            "fault": self.fault,
+        }
 
 
 @dataclass
@@ -148,15 +153,23 @@ class BurstResult:
             "polls": self.polls,
             "left_after_delete": len(self.left_after_delete),
             **(self.volume_summary() if self.volume_size_gb else {}),
-            "interrupted": None if self.interrupted is None else {
-                **self.interrupted.to_dict(), "phase": self.phase,
-                "after_s": None if self.stopped_after_s is None else round(self.stopped_after_s, 1)},
+            "interrupted": None
+            if self.interrupted is None
+            else {
+                **self.interrupted.to_dict(),
+                "phase": self.phase,
+                "after_s": None if self.stopped_after_s is None else round(self.stopped_after_s, 1),
+            },
         }
 
     def volume_summary(self) -> dict:
         created = {v for s in self.servers for v in s.volume_ids}
-        return {"boot_volume_gb": self.volume_size_gb, "volumes_created": len(created),
-                "volumes_deleted": len(created - set(self.volumes_left)), "volumes_left": len(self.volumes_left)}
+        return {
+            "boot_volume_gb": self.volume_size_gb,
+            "volumes_created": len(created),
+            "volumes_deleted": len(created - set(self.volumes_left)),
+            "volumes_left": len(self.volumes_left),
+        }
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -228,17 +241,26 @@ class _CallCounter:
 
     def result(self) -> tuple[int, dict[str, int]]:
         if self.records is not None:
-            new = list(self.records)[self.start:]
+            new = list(self.records)[self.start :]
             by = Counter(endpoint_key(getattr(r, "method", "?"), getattr(r, "path", "?")) for r in new)
             # Token and version discovery calls are the cloud layer's business, but they are calls too.
             return len(new), dict(by)
         return sum(self.own.values()), dict(self.own)
 
 
-def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network_id: str | None,
-              settings: BurstSettings, metadata: dict | None = None,
-              progress: Callable[[str], None] | None = None,
-              clock: Callable[[], float] = time.monotonic, volume_size_gb: int | None = None) -> BurstResult:
+def run_burst(
+    cloud,
+    tracker: Tracker,
+    *,
+    image_id: str,
+    flavor_id: str,
+    network_id: str | None,
+    settings: BurstSettings,
+    metadata: dict | None = None,
+    progress: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    volume_size_gb: int | None = None,
+) -> BurstResult:
     """Boot `settings.size` servers concurrently (each from a new volume of `volume_size_gb` when given), wait
     for all, delete all, wait until gone (and their boot volumes)."""
     conn = cloud.conn
@@ -263,8 +285,14 @@ def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network
         timing.status = "BUILD"
         try:
             counter.count("POST /servers")
-            server = cloud.call(conn.compute.create_server, name=timing.name, flavor_id=flavor_id,
-                          networks=networks, metadata=meta, **disks[timing.name][0])
+            server = cloud.call(
+                conn.compute.create_server,
+                name=timing.name,
+                flavor_id=flavor_id,
+                networks=networks,
+                metadata=meta,
+                **disks[timing.name][0],
+            )
         except Interrupted:  # the call's safe point: this create was never sent
             timing.status, timing.requested_at = NOT_REQUESTED, None
             return
@@ -309,6 +337,7 @@ def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network
                 return cloud.call(conn.compute.get_server, timing.id)
             except os_exc.NotFoundException:
                 return None
+
         waiting = [s for s in servers if s.id and not s.settled]
         return [s for s in pool.map(get, waiting) if s is not None]
 
@@ -344,16 +373,28 @@ def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network
         delete_start = clock()
         ids = {s.id for s in servers if s.id} | listed_ids
         delete_waiter = Waiter(settings.delete_timeout_s or settings.timeout_s, clock=clock)
+
         def delete_tick(n_left):
             progress(format_progress(servers, clock() - start, f"| delete: {n_left} left"))
 
         if settings.per_server_baseline:
-            left, why = _delete_and_wait_per_server(cloud, ids, delete_waiter, interval, settings, counter,
-                                                    getter, delete_tick), {}
+            left, why = (
+                _delete_and_wait_per_server(
+                    cloud, ids, delete_waiter, interval, settings, counter, getter, delete_tick
+                ),
+                {},
+            )
         else:
-            left, why = delete_servers_bulk(cloud, ids, delete_waiter, interval, burst_prefix,
-                                            concurrency=settings.concurrency, on_tick=delete_tick,
-                                            count=counter.count)
+            left, why = delete_servers_bulk(
+                cloud,
+                ids,
+                delete_waiter,
+                interval,
+                burst_prefix,
+                concurrency=settings.concurrency,
+                on_tick=delete_tick,
+                count=counter.count,
+            )
         result.left_after_delete = sorted(left)
         result.delete_faults = why
         for timing in servers:
@@ -362,8 +403,9 @@ def run_burst(cloud, tracker: Tracker, *, image_id: str, flavor_id: str, network
         if volumes:
             # Nova deletes each boot volume with its server: wait for them the same way (one listing a tick).
             volume_ids = {v for s in servers for v in s.volume_ids}
-            volumes_left, volume_why = delete_volumes_bulk(cloud, volume_ids, delete_waiter, interval,
-                                                           count=counter.count)
+            volumes_left, volume_why = delete_volumes_bulk(
+                cloud, volume_ids, delete_waiter, interval, count=counter.count
+            )
             result.volumes_left = sorted(volumes_left)
             result.delete_faults.update(volume_why)
             for timing in servers:
@@ -454,4 +496,3 @@ def _explain_errors(cloud, servers, counter) -> None:
                 timing.fault = fault_text(server.fault) or "ERROR without a fault message"
             except os_exc.SDKException as exc:
                 timing.fault = f"ERROR (fault unavailable: {first_line(exc)})"
-

@@ -88,12 +88,18 @@ def find_leftovers(cloud) -> list[Found]:
     if cloud.endpoint("block-storage") or cloud.endpoint("volumev3"):
         # A boot volume Nova made for a boot-from-volume server has no name: its run is in its image metadata.
         add("volume", cloud.call(lambda: list(conn.block_storage.volumes(details=True))), label=_volume_label)
-    add("floating_ip", cloud.call(lambda: list(conn.network.ips(project_id=project_id))),
-        label=lambda r: r.description or "")
+    add(
+        "floating_ip",
+        cloud.call(lambda: list(conn.network.ips(project_id=project_id))),
+        label=lambda r: r.description or "",
+    )
     add("port", cloud.call(lambda: list(conn.network.ports(project_id=project_id))))
     add("keypair", cloud.call(lambda: list(conn.compute.keypairs())))
-    add("security_group", cloud.call(lambda: list(conn.network.security_groups(project_id=project_id))),
-        note=lambda r: getattr(r, "description", ""))  # a run's lease lives in the description
+    add(
+        "security_group",
+        cloud.call(lambda: list(conn.network.security_groups(project_id=project_id))),
+        note=lambda r: getattr(r, "description", ""),
+    )  # a run's lease lives in the description
     # Only images this project owns: a shared or public image of someone else is never ours to delete.
     add("image", cloud.call(lambda: list(conn.image.images(owner=project_id))))
     return found
@@ -114,24 +120,51 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m conformance cleanup",
         description="Delete resources left by crashed conformance runs (named "
-                    "conformance-<UTC time>-<hex>-...) in the zuul and ci projects. "
-                    "Nothing without that prefix is ever touched.")
-    parser.add_argument("--zuul-cloud", default=os.environ.get("CONFORMANCE_ZUUL_CLOUD") or "openstackzuul",
-                        metavar="NAME", help="clouds.yaml entry of the zuul project (default: %(default)s)")
-    parser.add_argument("--ci-cloud", default=os.environ.get("CONFORMANCE_CI_CLOUD") or "openstackci",
-                        metavar="NAME", help="clouds.yaml entry of the ci project (default: %(default)s)")
-    parser.add_argument("--region", action="append", metavar="NAME",
-                        help="region to sweep (repeatable; default: every region of each entry)")
-    parser.add_argument("--older-than", type=parse_duration, default=dt.timedelta(0), metavar="DURATION",
-                        help="only runs started longer ago than this, by the prefix's timestamp (e.g. 2h; "
-                             "default 0: every run). A run in progress is left alone whatever its age: it "
-                             "renews a lease while it runs")
-    parser.add_argument("--run", action="append", metavar="PREFIX",
-                        help="only this run (its prefix conformance-<UTC time>-<hex>; repeatable); swept even "
-                             "if its lease has not lapsed yet (a run you know was killed)")
+        "conformance-<UTC time>-<hex>-...) in the zuul and ci projects. "
+        "Nothing without that prefix is ever touched.",
+    )
+    parser.add_argument(
+        "--zuul-cloud",
+        default=os.environ.get("CONFORMANCE_ZUUL_CLOUD") or "openstackzuul",
+        metavar="NAME",
+        help="clouds.yaml entry of the zuul project (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ci-cloud",
+        default=os.environ.get("CONFORMANCE_CI_CLOUD") or "openstackci",
+        metavar="NAME",
+        help="clouds.yaml entry of the ci project (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--region",
+        action="append",
+        metavar="NAME",
+        help="region to sweep (repeatable; default: every region of each entry)",
+    )
+    parser.add_argument(
+        "--older-than",
+        type=parse_duration,
+        default=dt.timedelta(0),
+        metavar="DURATION",
+        help="only runs started longer ago than this, by the prefix's timestamp (e.g. 2h; "
+        "default 0: every run). A run in progress is left alone whatever its age: it "
+        "renews a lease while it runs",
+    )
+    parser.add_argument(
+        "--run",
+        action="append",
+        metavar="PREFIX",
+        help="only this run (its prefix conformance-<UTC time>-<hex>; repeatable); swept even "
+        "if its lease has not lapsed yet (a run you know was killed)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
-    parser.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
-                        help="give up waiting for deletions after this long (default: %(default)s)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="give up waiting for deletions after this long (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     for run in args.run or []:
         if prefix_of(run) != run:
@@ -182,16 +215,22 @@ def main(argv: list[str] | None = None) -> int:
         verb = "would delete" if args.dry_run else "deleting"
         print(f"{verb}: {item.kind:<14} {item.name}  {item.id}  {item.cloud.scope}  ({age_text})")
     for prefix, count in sorted(running.items()):
-        print(f"left alone: run {prefix} is in progress (its lease runs until "
-              f"{live[prefix].strftime('%Y-%m-%dT%H:%M:%SZ')}): {count} resource(s)")
+        print(
+            f"left alone: run {prefix} is in progress (its lease runs until "
+            f"{live[prefix].strftime('%Y-%m-%dT%H:%M:%SZ')}): {count} resource(s)"
+        )
     for prefix in sorted(set(args.run or []) & set(live)):
-        print(f"note: run {prefix} still holds a lease (until {live[prefix].strftime('%Y-%m-%dT%H:%M:%SZ')}); "
-              "swept anyway because --run names it")
+        print(
+            f"note: run {prefix} still holds a lease (until {live[prefix].strftime('%Y-%m-%dT%H:%M:%SZ')}); "
+            "swept anyway because --run names it"
+        )
     if skipped_young:
         print(f"skipped {skipped_young} resource(s) of runs younger than --older-than")
     if not selected:
-        print("nothing to delete: no resources with the conformance run prefix"
-              + (" older than the cutoff" if args.older_than else ""))
+        print(
+            "nothing to delete: no resources with the conformance run prefix"
+            + (" older than the cutoff" if args.older_than else "")
+        )
         return 0
     if args.dry_run:
         print(f"dry run: {len(selected)} resource(s) would be deleted")

@@ -62,9 +62,7 @@ class RetryPolicy:
 
 DEFAULT_POLICY = RetryPolicy()
 # Session start: bad input must be reported within a few seconds, so only a short retry for real flukes.
-STARTUP_POLICY = RetryPolicy(
-    max_attempts=2, max_total_s=4.0, initial_wait_s=0.2, max_wait_s=1.0, jitter_s=0.1
-)
+STARTUP_POLICY = RetryPolicy(max_attempts=2, max_total_s=4.0, initial_wait_s=0.2, max_wait_s=1.0, jitter_s=0.1)
 
 
 class RetryableResponse(Exception):
@@ -156,8 +154,7 @@ def retrying(
         # Runs after wait(): stop now if the next wait would take us past the total budget.
         elapsed = clock() - start
         return (
-            state.attempt_number >= policy.max_attempts
-            or elapsed + (state.upcoming_sleep or 0.0) > policy.max_total_s
+            state.attempt_number >= policy.max_attempts or elapsed + (state.upcoming_sleep or 0.0) > policy.max_total_s
         )
 
     return tenacity.Retrying(
@@ -299,8 +296,11 @@ class _InFlight:
 
     def abort(self, began_before: float = float("inf")) -> int:
         with self._lock:
-            conns = [conn for conn, (_thread, began, method) in self._busy.items()
-                     if began < began_before and (method or "").upper() not in self.KEEP]
+            conns = [
+                conn
+                for conn, (_thread, began, method) in self._busy.items()
+                if began < began_before and (method or "").upper() not in self.KEEP
+            ]
         aborted = 0
         for conn in conns:
             sock = getattr(conn, "sock", None)
@@ -410,12 +410,15 @@ def untrusted_keystone(url: str, names: list[str], cacert: str | None, detail: s
     which = f"cloud {names[0]}" if len(names) == 1 else f"clouds {' and '.join(names)}"
     why = f" ({detail})" if detail else ""
     if cacert:
-        fix = (f"the CA file {cacert} that {which} names as `cacert` in clouds.yaml does not verify it: name the "
-               f"CA that signed it there (or fix the certificate)")
+        fix = (
+            f"the CA file {cacert} that {which} names as `cacert` in clouds.yaml does not verify it: name the "
+            f"CA that signed it there (or fix the certificate)"
+        )
     else:
         fix = f"add `cacert: /path/to/ca.pem` to {which} in clouds.yaml (or fix the CA)"
-    return Outage("identity", root.rstrip("/"), f"Keystone's certificate at {root} is not trusted{why}: {fix}",
-                  from_start=True)
+    return Outage(
+        "identity", root.rstrip("/"), f"Keystone's certificate at {root} is not trusted{why}: {fix}", from_start=True
+    )
 
 
 # ------------------------------------------------------------------------------------------- call records
@@ -793,9 +796,7 @@ class Cloud:
         """The catalog URL of service_type for this region and interface, or None."""
         catalog = self.access().service_catalog
         try:
-            return catalog.url_for(
-                service_type=service_type, interface=self.interface, region_name=self.region or None
-            )
+            return catalog.url_for(service_type=service_type, interface=self.interface, region_name=self.region or None)
         except ksa_exc.EndpointNotFound:
             return None
 
@@ -835,9 +836,7 @@ class Cloud:
             if isinstance(versions, dict):  # keystone: {"versions": {"values": [...]}}
                 versions = versions.get("values")
             if isinstance(versions, list) and versions:
-                ids = [
-                    f"{v.get('id')} {v.get('status', '')}".strip() for v in versions if isinstance(v, dict)
-                ]
+                ids = [f"{v.get('id')} {v.get('status', '')}".strip() for v in versions if isinstance(v, dict)]
                 return VersionDocument(url=candidate, versions=ids, tried=tried)
         return VersionDocument(url="", versions=[], tried=tried)
 
@@ -899,8 +898,14 @@ def open_cloud(
     session = conn.session.session
     session.hooks["response"].append(cloud._on_response)
     replaced = session.get_adapter("https://")  # keystoneauth's: its TLS settings (clouds.yaml) carry over
-    adapter = GuardedAdapter(cloud.outages, **{key: getattr(replaced, key) for key in ("tls_ciphers", "tls_min_version")
-                                               if getattr(replaced, key, None) is not None})
+    adapter = GuardedAdapter(
+        cloud.outages,
+        **{
+            key: getattr(replaced, key)
+            for key in ("tls_ciphers", "tls_min_version")
+            if getattr(replaced, key, None) is not None
+        },
+    )
     for scheme in ("https://", "http://"):
         session.mount(scheme, adapter)
     _listen_for_stop()
@@ -953,8 +958,15 @@ def _access_now(cloud: Cloud, url: str, where: str, reach_timeout: float) -> Non
     try:
         cloud.conn.session.get(url, authenticated=False, raise_exc=False, timeout=reach_timeout)
         cloud.authenticate()
-    except (ksa_exc.SSLError, requests.exceptions.SSLError, ksa_exc.ConnectFailure, ksa_exc.ConnectTimeout,
-            ksa_exc.ConnectionError, requests.exceptions.ConnectionError, requests.exceptions.Timeout):
+    except (
+        ksa_exc.SSLError,
+        requests.exceptions.SSLError,
+        ksa_exc.ConnectFailure,
+        ksa_exc.ConnectTimeout,
+        ksa_exc.ConnectionError,
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+    ):
         interrupt.check()  # a stop request closed the connection: that, not Keystone, ended the call
         raise
     except ksa_exc.Unauthorized:
@@ -964,8 +976,7 @@ def _access_now(cloud: Cloud, url: str, where: str, reach_timeout: float) -> Non
         ) from None
     except ksa_exc.DiscoveryFailure as exc:
         raise BadInput(
-            f"{where}: Keystone at {url} did not answer a usable version document: "
-            f"{redact(str(exc)).splitlines()[0]}"
+            f"{where}: Keystone at {url} did not answer a usable version document: {redact(str(exc)).splitlines()[0]}"
         ) from None
     except ksa_exc.MissingRequiredOptions as exc:
         why = redact(str(exc)).splitlines()[0]
@@ -976,4 +987,3 @@ def _access_now(cloud: Cloud, url: str, where: str, reach_timeout: float) -> Non
         ) from None
     except ksa_exc.ClientException as exc:
         raise BadInput(f"{where}: {redact(str(exc)).splitlines()[0]}") from None
-

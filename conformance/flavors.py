@@ -72,9 +72,7 @@ def choose_flavor(flavors: Iterable[FlavorInfo], spec: dict[str, Any], allow_zer
         return (-len(flavor_shortfalls(f, spec, allow_zero_disk)), sum(ratios))
 
     closest = max(flavors, key=nearness)
-    return FlavorChoice(
-        best=None, closest=closest, shortfalls=tuple(flavor_shortfalls(closest, spec, allow_zero_disk))
-    )
+    return FlavorChoice(best=None, closest=closest, shortfalls=tuple(flavor_shortfalls(closest, spec, allow_zero_disk)))
 
 
 # ------------------------------------------------------------------------------------------ the suite's policy
@@ -111,8 +109,9 @@ def mirror_spec(profile, min_disk_gb: int | None = None) -> dict[str, Any]:
     return spec
 
 
-def mirror_choice(cloud, profile, *, min_disk_gb: int | None = None,
-                  allow_zero_disk: bool | None = None) -> FlavorChoice:
+def mirror_choice(
+    cloud, profile, *, min_disk_gb: int | None = None, allow_zero_disk: bool | None = None
+) -> FlavorChoice:
     """The mirror host's flavor. R4 allows a disk-0 flavor when the mirror's disk may be a volume
     (mirror.allow_volume); R3 boots the mirror from its local disk, so it passes allow_zero_disk=False."""
     if allow_zero_disk is None:

@@ -75,8 +75,9 @@ def qcow2_bytes(data_mb: int, virtual_gb: int = 1, seed: int = 2) -> bytes:
     if total_clusters > _REFCOUNTS_PER_BLOCK:
         raise ValueError("image too large for one refcount block (2 GiB)")
 
-    header = _HEADER.pack(b"QFI\xfb", 2, 0, 0, CLUSTER_BITS, virtual_size, 0, l1_size, l1_off,
-                          refcount_table_off, 1, 0, 0)
+    header = _HEADER.pack(
+        b"QFI\xfb", 2, 0, 0, CLUSTER_BITS, virtual_size, 0, l1_size, l1_off, refcount_table_off, 1, 0, 0
+    )
     out = bytearray(data_off)
     out[: len(header)] = header
     struct.pack_into(">Q", out, refcount_table_off, refcount_block_off)
@@ -96,8 +97,7 @@ def raw_bytes(data_mb: int, seed: int = 2) -> bytes:
     return bytes(body)
 
 
-def make_image(directory: Path | str, size_mb: int, disk_format: str = "qcow2",
-               name: str = "image") -> ImageFile:
+def make_image(directory: Path | str, size_mb: int, disk_format: str = "qcow2", name: str = "image") -> ImageFile:
     """Write an image of about `size_mb` MiB into `directory` and return its facts (hashes, sizes)."""
     if disk_format == "qcow2":
         content = qcow2_bytes(size_mb)
@@ -109,8 +109,14 @@ def make_image(directory: Path | str, size_mb: int, disk_format: str = "qcow2",
         raise ValueError(f"unsupported disk format {disk_format!r} (qcow2 or raw)")
     path = Path(directory) / f"{name}.{disk_format}"
     path.write_bytes(content)
-    return ImageFile(path=path, disk_format=disk_format, size=len(content), virtual_size=virtual,
-                     md5=hashlib.md5(content).hexdigest(), sha512=hashlib.sha512(content).hexdigest())
+    return ImageFile(
+        path=path,
+        disk_format=disk_format,
+        size=len(content),
+        virtual_size=virtual,
+        md5=hashlib.md5(content).hexdigest(),
+        sha512=hashlib.sha512(content).hexdigest(),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ upload
@@ -146,8 +152,7 @@ class ImageCache:
 
     def get(self, cloud) -> UploadedImage:
         if cloud.scope not in self._images:
-            self._images[cloud.scope] = upload_image(cloud, self.tracker, self.file, self.timeout_s,
-                                                     suffix=self.suffix)
+            self._images[cloud.scope] = upload_image(cloud, self.tracker, self.file, self.timeout_s, suffix=self.suffix)
         return self._images[cloud.scope]
 
 
@@ -168,8 +173,14 @@ def upload_image(cloud, tracker: Tracker, image_file, timeout_s: float, suffix: 
     try:
         # The record, then the data (two calls, as Glance's API has it): the upload is timed on its own.
         # Unknown attributes become image properties, so the run prefix is both a tag and a property.
-        record = Image.new(name=name, disk_format=image_file.disk_format, container_format="bare",
-                           visibility="private", tags=[tracker.prefix], **{RUN_KEY: tracker.prefix})
+        record = Image.new(
+            name=name,
+            disk_format=image_file.disk_format,
+            container_format="bare",
+            visibility="private",
+            tags=[tracker.prefix],
+            **{RUN_KEY: tracker.prefix},
+        )
         image = cloud.call(record.create, conn.image)
         item.bind(image)
         result.id = image.id
@@ -235,8 +246,7 @@ def send_image_data(cloud, image, image_file) -> None:
     conn = cloud.conn
 
     def once():
-        response = image.upload(conn.image, data=ImageData(image_file.path, image_file.size),
-                                size=image_file.size)
+        response = image.upload(conn.image, data=ImageData(image_file.path, image_file.size), size=image_file.size)
         if response.status_code < 400:
             return
         if response.status_code == 409:

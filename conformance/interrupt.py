@@ -30,8 +30,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-DEFAULT_LEFTOVER_HINT = ("Whatever the run created and did not delete yet is left behind: "
-                         "`python -m conformance cleanup` deletes what interrupted runs left.")
+DEFAULT_LEFTOVER_HINT = (
+    "Whatever the run created and did not delete yet is left behind: "
+    "`python -m conformance cleanup` deletes what interrupted runs left."
+)
 WORKER_STOP = signal.SIGUSR1  # an xdist controller's stop request to its workers (not a user's signal)
 
 
@@ -140,6 +142,7 @@ def wait(seconds: float) -> None:
 
 # --- signals --------------------------------------------------------------------------------------------------
 
+
 def _say(fd: int | None, text: str) -> None:
     """Write from a signal handler: one unbuffered write to the terminal's own descriptor."""
     if fd is None:
@@ -148,9 +151,13 @@ def _say(fd: int | None, text: str) -> None:
         os.write(fd, text.encode("utf-8", "replace"))
 
 
-def install_signal_handlers(leftover_hint: Callable[[], str] = lambda: "", *,
-                            exit_now: Callable[[int], None] = os._exit,
-                            stderr_fd: int | None = None, announce: bool = True) -> Callable[[], None]:
+def install_signal_handlers(
+    leftover_hint: Callable[[], str] = lambda: "",
+    *,
+    exit_now: Callable[[int], None] = os._exit,
+    stderr_fd: int | None = None,
+    announce: bool = True,
+) -> Callable[[], None]:
     """SIGINT and SIGTERM request a stop (see the module's docstring); a second one exits at once with status
     128 + signal number, after saying what may be left behind (`leftover_hint()`).
 
@@ -175,14 +182,20 @@ def install_signal_handlers(leftover_hint: Callable[[], str] = lambda: "", *,
             hint = ""
             with contextlib.suppress(Exception):
                 hint = leftover_hint()
-            _say(fd, f"\nconformance: {name} again: exiting now, without waiting for the cleanup. "
-                     f"{hint or DEFAULT_LEFTOVER_HINT}\n")
+            _say(
+                fd,
+                f"\nconformance: {name} again: exiting now, without waiting for the cleanup. "
+                f"{hint or DEFAULT_LEFTOVER_HINT}\n",
+            )
             exit_now(128 + signum)
             return
         stop = request(name)
-        _say(fd, f"\nconformance: {name} at {stop.at_text}: stopping. The check under way keeps what it measured "
-                 f"(verdict INCOMPLETE), then everything the run created is deleted and the report is written. "
-                 f"{name} again exits at once.\n")
+        _say(
+            fd,
+            f"\nconformance: {name} at {stop.at_text}: stopping. The check under way keeps what it measured "
+            f"(verdict INCOMPLETE), then everything the run created is deleted and the report is written. "
+            f"{name} again exits at once.\n",
+        )
 
     for sig in SIGNALS:
         previous[sig] = signal.getsignal(sig)
@@ -214,7 +227,6 @@ def child_pids(parent: int | None = None) -> list[int]:
         if len(fields) > 1 and fields[1] == str(parent):
             found.append(int(entry.name))
     return found
-
 
 
 def install_worker_stop() -> None:

@@ -46,8 +46,11 @@ class NodeSetup:
 
     def describe(self) -> dict:
         """For a result's data: how the node booted."""
-        return {"flavor": self.flavor.name, "boot_from_volume": bool(self.volume_size_gb),
-                "volume_size_gb": self.volume_size_gb}
+        return {
+            "flavor": self.flavor.name,
+            "boot_from_volume": bool(self.volume_size_gb),
+            "volume_size_gb": self.volume_size_gb,
+        }
 
 
 def node_setup(cloud, profile, images: ImageCache, config: pytest.Config, network=None) -> NodeSetup:
@@ -105,8 +108,14 @@ def server_addresses(server) -> list[dict]:
     found = []
     for network, entries in (server.addresses or {}).items():
         for entry in entries or []:
-            found.append({"addr": entry.get("addr"), "version": entry.get("version"),
-                          "type": entry.get("OS-EXT-IPS:type", "fixed"), "network": network})
+            found.append(
+                {
+                    "addr": entry.get("addr"),
+                    "version": entry.get("version"),
+                    "type": entry.get("OS-EXT-IPS:type", "fixed"),
+                    "network": network,
+                }
+            )
     return found
 
 
@@ -115,9 +124,19 @@ class BootFailed(CloudFault):
     """The server went ERROR or was not ACTIVE in time."""
 
 
-def boot_server(cloud, tracker: Tracker, suffix: str, *, image_id: str, flavor_id: str,
-                network_id: str | None, timeout_s: float, interval_s: float = SINGLE_BOOT_POLL_S,
-                volume_size_gb: int | None = None, **create_kwargs):
+def boot_server(
+    cloud,
+    tracker: Tracker,
+    suffix: str,
+    *,
+    image_id: str,
+    flavor_id: str,
+    network_id: str | None,
+    timeout_s: float,
+    interval_s: float = SINGLE_BOOT_POLL_S,
+    volume_size_gb: int | None = None,
+    **create_kwargs,
+):
     """Boot one server (from a new volume of `volume_size_gb` when given) and wait for ACTIVE (one GET per tick:
     a single server). Returns (server, seconds). Raises BootFailed with the fault on ERROR or timeout; the
     server and its boot volume stay tracked for cleanup."""
@@ -128,8 +147,15 @@ def boot_server(cloud, tracker: Tracker, suffix: str, *, image_id: str, flavor_i
     networks = [{"uuid": network_id}] if network_id else "auto"
     disk, volume = boot_disk(tracker, cloud, name, image_id, volume_size_gb)
     start = time.monotonic()
-    server = cloud.call(conn.compute.create_server, name=name, flavor_id=flavor_id, networks=networks,
-                        metadata=metadata, **disk, **create_kwargs)
+    server = cloud.call(
+        conn.compute.create_server,
+        name=name,
+        flavor_id=flavor_id,
+        networks=networks,
+        metadata=metadata,
+        **disk,
+        **create_kwargs,
+    )
     item.bind(server)
     state = {"server": server}
 

@@ -99,8 +99,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="conformance_zuul_cloud",
         metavar="NAME",
         default=_env("CONFORMANCE_ZUUL_CLOUD", "openstackzuul"),
-        help="clouds.yaml entry of the zuul project (test nodes). "
-        "Env CONFORMANCE_ZUUL_CLOUD; default: %(default)s",
+        help="clouds.yaml entry of the zuul project (test nodes). Env CONFORMANCE_ZUUL_CLOUD; default: %(default)s",
     )
     group.addoption(
         "--ci-cloud",
@@ -124,8 +123,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="conformance_profile",
         metavar="NAME|PATH",
         default=_env("CONFORMANCE_PROFILE", DEFAULT_PROFILE),
-        help="requirement profile: a name in profiles/ or a YAML file. "
-        "Env CONFORMANCE_PROFILE; default: %(default)s",
+        help="requirement profile: a name in profiles/ or a YAML file. Env CONFORMANCE_PROFILE; default: %(default)s",
     )
     group.addoption(
         "--report-dir",
@@ -200,8 +198,11 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     SIGINT and SIGTERM are handled from here on (conformance.interrupt): a stop before any check ran ends the
     run with one line, having created nothing."""
     if runs_checks(config) and not config.getoption("help", False):
-        config.add_cleanup(interrupt.install_signal_handlers(lambda: _leftover_hint(config),
-                                                             announce=not hasattr(config, "workerinput")))
+        config.add_cleanup(
+            interrupt.install_signal_handlers(
+                lambda: _leftover_hint(config), announce=not hasattr(config, "workerinput")
+            )
+        )
         config.add_cleanup(interrupt.add_listener(lambda stop: _tell_workers(config, stop)))
         config.add_cleanup(interrupt.reset)
     try:
@@ -219,8 +220,10 @@ def _leftover_hint(config: pytest.Config) -> str:
         return ""
     clouds = " ".join(f"{ROLE_OPTIONS[role]} {config.getoption(f'conformance_{role}_cloud')}" for role in ROLES)
     clouds += "".join(f" --region {region}" for region in option_regions(config))
-    return (f"Whatever run {prefix} created and did not delete yet is left behind: "
-            f"`python -m conformance cleanup {clouds} --run {prefix}` deletes it.")
+    return (
+        f"Whatever run {prefix} created and did not delete yet is left behind: "
+        f"`python -m conformance cleanup {clouds} --run {prefix}` deletes it."
+    )
 
 
 def _tell_workers(config: pytest.Config, stop: interrupt.Interruption) -> None:
@@ -271,9 +274,7 @@ def _check_clouds(run: SuiteState, session: res.SessionResults) -> dict[str, dic
         name, regions = run.clouds[role], run.regions[role]
         prefix = f"{ROLE_OPTIONS[role]} {name}"
         try:
-            cloud = cloudlayer.open_cloud(
-                name, regions[0] or None, role, policy=cloudlayer.STARTUP_POLICY, timeout=5.0
-            )
+            cloud = cloudlayer.open_cloud(name, regions[0] or None, role, policy=cloudlayer.STARTUP_POLICY, timeout=5.0)
         except BadInput as exc:
             raise BadInput(f"{prefix}: {exc}") from None
         try:
@@ -282,8 +283,7 @@ def _check_clouds(run: SuiteState, session: res.SessionResults) -> dict[str, dic
             except cloudlayer.EndpointDown as exc:
                 names = untrusted.setdefault((exc.outage.url, *getattr(exc, "fix", (None, ""))), [])
                 names += [name] if name not in names else []
-                facts[role] = {"cloud": name, "auth_url": cloud.auth_url, "regions": regions,
-                               "error": exc.outage.text}
+                facts[role] = {"cloud": name, "auth_url": cloud.auth_url, "regions": regions, "error": exc.outage.text}
                 continue
             try:
                 facts[role] = cloud.facts(regions)
@@ -310,8 +310,9 @@ def _check_clouds(run: SuiteState, session: res.SessionResults) -> dict[str, dic
             cloud.close()
     for (url, cacert, detail), names in untrusted.items():
         outage = run.outages.mark(cloudlayer.untrusted_keystone(url, names, cacert, detail))
-        sys.stderr.write(f"conformance: {outage.text}. Only R7 can be measured: the other checks are recorded "
-                         f"as not measured\n")
+        sys.stderr.write(
+            f"conformance: {outage.text}. Only R7 can be measured: the other checks are recorded as not measured\n"
+        )
     return facts
 
 
@@ -379,7 +380,10 @@ class CloudCache:
             profile = self._state.profile
             timeout = float(profile.get("api.timeout_s", 0)) if profile is not None else 0.0
             self._clouds[key] = cloudlayer.open_cloud(
-                self._state.clouds[role], region or None, role, timeout=timeout or cloudlayer.DEFAULT_API_TIMEOUT_S,
+                self._state.clouds[role],
+                region or None,
+                role,
+                timeout=timeout or cloudlayer.DEFAULT_API_TIMEOUT_S,
                 outages=self._state.outages,
             )
         return self._clouds[key]
@@ -535,8 +539,11 @@ def pytest_runtest_call(item: pytest.Item):
     if stop is not None and state.of(item.config).active:
         item.session.shouldstop = stop.describe()
     if failed or incomplete or errors:
-        lines = ([_describe(r) for r in failed] + [f"INCOMPLETE {_describe(r)}" for r in incomplete]
-                 + [f"ERROR {_describe(r)}" for r in errors])
+        lines = (
+            [_describe(r) for r in failed]
+            + [f"INCOMPLETE {_describe(r)}" for r in incomplete]
+            + [f"ERROR {_describe(r)}" for r in errors]
+        )
         pytest.fail("\n".join(lines), pytrace=False)
     if recorded and all(r["verdict"] == "SKIP" for r in recorded):
         pytest.skip("; ".join(_describe(r) for r in recorded))
@@ -552,9 +559,18 @@ def _cut_short(item: pytest.Item, stop: interrupt.Interruption):
         reason = f"interrupted by {stop.describe()} before the check finished"
         if any(r["requirement"] == requirement for r in recorded):
             reason += " (its results above were recorded before)"
-        _attach_result(item, res.make_result(requirement, item.originalname.removeprefix("test_"),
-                                             scope=_scope_of_item(item), verdict="INCOMPLETE", reason=reason,
-                                             data={"interrupted": stop.to_dict()}, test=item.nodeid))
+        _attach_result(
+            item,
+            res.make_result(
+                requirement,
+                item.originalname.removeprefix("test_"),
+                scope=_scope_of_item(item),
+                verdict="INCOMPLETE",
+                reason=reason,
+                data={"interrupted": stop.to_dict()},
+                test=item.nodeid,
+            ),
+        )
     if state.of(item.config).active:
         item.session.shouldstop = stop.describe()
     pytest.fail(f"INCOMPLETE: interrupted by {stop.describe()}", pytrace=False)
@@ -569,9 +585,17 @@ def _not_measured(item: pytest.Item, outage: cloudlayer.Outage):
         reason = outage.text
         if any(r["requirement"] == requirement for r in recorded):
             reason += " (its results above were recorded before)"
-        _attach_result(item, res.not_measured(requirement, item.originalname.removeprefix("test_"),
-                                              _scope_of_item(item), reason, data={"outage": outage.to_dict()},
-                                              test=item.nodeid))
+        _attach_result(
+            item,
+            res.not_measured(
+                requirement,
+                item.originalname.removeprefix("test_"),
+                _scope_of_item(item),
+                reason,
+                data={"outage": outage.to_dict()},
+                test=item.nodeid,
+            ),
+        )
     pytest.fail(f"not measured: {outage.text}", pytrace=False)
 
 
@@ -603,15 +627,17 @@ def _report_line(report: pytest.TestReport) -> str:
 # a usable version document, a resource that went to ERROR or never got ready in openstacksdk's own waits. The
 # cloud's API failing after the cloud layer's retries is FAIL too (cloudlayer.api_error_text). Anything else is
 # the suite's own crash (ERROR).
-CLOUD_FINDINGS = (CloudFault, AssertionError, pytest.fail.Exception, ksa_exc.EndpointNotFound,
-                  ksa_exc.DiscoveryFailure)
+CLOUD_FINDINGS = (CloudFault, AssertionError, pytest.fail.Exception, ksa_exc.EndpointNotFound, ksa_exc.DiscoveryFailure)
 
 
 def _cloud_finding(exc: BaseException | None) -> bool:
     from openstack import exceptions as sdk_exc  # here: every pytest run loads this module, few need openstack
 
-    return isinstance(exc, (*CLOUD_FINDINGS, sdk_exc.EndpointNotFound, sdk_exc.ResourceFailure,
-                            sdk_exc.ResourceTimeout))
+    return isinstance(
+        exc, (*CLOUD_FINDINGS, sdk_exc.EndpointNotFound, sdk_exc.ResourceFailure, sdk_exc.ResourceTimeout)
+    )
+
+
 PHASE_CRASHED = {"setup": "setup crashed", "call": "check crashed", "teardown": "teardown crashed"}
 
 
@@ -651,13 +677,15 @@ def pytest_runtest_makereport(item: pytest.Item, call):
         check, scope = item.originalname.removeprefix("test_"), _scope_of_item(item)
         for requirement in _requirement_ids(item):
             if outcome is None:
-                result = res.make_result(requirement, check, scope=scope, verdict="SKIP",
-                                         reason=_report_line(report), test=item.nodeid)
+                result = res.make_result(
+                    requirement, check, scope=scope, verdict="SKIP", reason=_report_line(report), test=item.nodeid
+                )
             elif outcome["verdict"] == "ERROR":
                 result = res.error_result(requirement, check, scope=scope, why=outcome["why"], test=item.nodeid)
             else:
-                result = res.make_result(requirement, check, scope=scope, verdict="FAIL", reason=outcome["reason"],
-                                         test=item.nodeid)
+                result = res.make_result(
+                    requirement, check, scope=scope, verdict="FAIL", reason=outcome["reason"], test=item.nodeid
+                )
             _attach_result(item, result)
             report.user_properties.append((res.RESULT_KEY, res.dumps(result)))
     if report.when == "teardown":
@@ -699,8 +727,11 @@ class JunitErrors:
         if report.when != "call" or not suite_error(report):
             return
         reporter = self.xml.node_reporter(report)  # the same object junitxml's own hook then uses
-        reasons = [json.loads(value)["reason"] for name, value in report.user_properties if name == res.RESULT_KEY
-                   and json.loads(value).get("verdict") == "ERROR"]
+        reasons = [
+            json.loads(value)["reason"]
+            for name, value in report.user_properties
+            if name == res.RESULT_KEY and json.loads(value).get("verdict") == "ERROR"
+        ]
         message = junitxml.bin_xml_escape(redact(reasons[0] if reasons else _report_line(report)))
 
         def append_error(rep: pytest.TestReport) -> None:
@@ -779,8 +810,7 @@ def exit_status(pytest_status: int, results: res.SessionResults) -> int:
     return EXIT_ERROR if verdict == "ERROR" else pytest_status
 
 
-def _interruption_record(stop: interrupt.Interruption, results: res.SessionResults, run: SuiteState,
-                         session) -> dict:
+def _interruption_record(stop: interrupt.Interruption, results: res.SessionResults, run: SuiteState, session) -> dict:
     """The run-level record of a stop: why, when, how far into the run, and what it cut short."""
     after = (stop.at - results.started_at).total_seconds() if results.started_at else None
     if run.checks_ended and not session.shouldstop:

@@ -63,8 +63,15 @@ def probe_complete(facts: dict[str, str]) -> bool:
 
 # What systemd-detect-virt names -> how a report says it. "qemu" is QEMU without hardware virtualisation (TCG):
 # it emulates every instruction, and has no steal clock.
-VIRT_NAMES = {"qemu": "QEMU TCG", "kvm": "KVM", "xen": "Xen", "vmware": "VMware", "microsoft": "Hyper-V",
-              "amazon": "AWS Nitro", "none": "no hypervisor"}
+VIRT_NAMES = {
+    "qemu": "QEMU TCG",
+    "kvm": "KVM",
+    "xen": "Xen",
+    "vmware": "VMware",
+    "microsoft": "Hyper-V",
+    "amazon": "AWS Nitro",
+    "none": "no hypervisor",
+}
 NO_STEAL_CLOCK = {"qemu": "QEMU TCG (software emulation) has no steal clock: steal reads 0 whatever the host does"}
 
 
@@ -119,8 +126,12 @@ def ssh_handshake(addr: str, port: int = 22, timeout_s: float = 10.0) -> tuple[s
     if not keyscan:
         return None, "ssh-keyscan not found (package openssh-client)"
     try:
-        done = subprocess.run([keyscan, "-T", str(int(timeout_s)), "-p", str(port), addr], capture_output=True,
-                              text=True, timeout=timeout_s + 5)
+        done = subprocess.run(
+            [keyscan, "-T", str(int(timeout_s)), "-p", str(port), addr],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s + 5,
+        )
     except subprocess.TimeoutExpired:
         return None, f"no SSH handshake with {addr}:{port} within {timeout_s:.0f} s"
     for line in done.stdout.splitlines():

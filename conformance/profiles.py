@@ -187,9 +187,7 @@ def validate(data: dict[str, Any], source: str = "profile") -> None:
     for index, relaxation in enumerate(data.get("relaxations", [])):
         key = relaxation["key"]
         if key == "relaxations" or _lookup(data, key) is _MISSING:
-            raise BadInput(
-                f"invalid profile {source}: relaxations.{index}.key: {key!r} is not a key of the profile"
-            )
+            raise BadInput(f"invalid profile {source}: relaxations.{index}.key: {key!r} is not a key of the profile")
 
 
 def load_profile(name_or_path: str = DEFAULT_PROFILE) -> Profile:

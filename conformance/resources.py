@@ -78,6 +78,7 @@ def server_name_filter(prefix: str) -> str:
 
 # --- waiting ------------------------------------------------------------------------------------------------
 
+
 class Waiter:
     """A wait bounded by a monotonic time limit (`Waiter(300).poll(settled, 2.0)`), whose waits are safe points:
     a stop request (conformance.interrupt) ends them at once with Interrupted, except inside a cleanup
@@ -120,6 +121,7 @@ def scope_of(cloud) -> str:
 
 # --- tracking -----------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Tracked:
     kind: str
@@ -161,8 +163,8 @@ class CleanupError(CloudFault):
         self.failures = failures
         super().__init__(
             f"{len(failures)} resource(s) could not be deleted "
-            "(sweep with `python -m conformance cleanup`):\n"
-            + "\n".join(f"  {f}" for f in failures))
+            "(sweep with `python -m conformance cleanup`):\n" + "\n".join(f"  {f}" for f in failures)
+        )
 
 
 _live_trackers: list[Tracker] = []
@@ -172,9 +174,14 @@ _live_lock = threading.Lock()
 class Tracker:
     """Resources of one run (or of one test), deleted together in dependency order."""
 
-    def __init__(self, prefix: str, delete_timeout_s: float = DEFAULT_DELETE_TIMEOUT_S,
-                 poll_interval_s: float = DEFAULT_POLL_INTERVAL_S, log: Callable[[str], None] | None = None,
-                 lease: Lease | None = None):
+    def __init__(
+        self,
+        prefix: str,
+        delete_timeout_s: float = DEFAULT_DELETE_TIMEOUT_S,
+        poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
+        log: Callable[[str], None] | None = None,
+        lease: Lease | None = None,
+    ):
         if not PREFIX_RE.match(prefix):
             raise ValueError(f"not a run prefix: {prefix!r}")
         self.prefix = prefix
@@ -229,8 +236,7 @@ class Tracker:
                     _live_trackers.remove(self)
 
 
-def delete_in_order(items: list[Tracked], waiter: Waiter, interval: float, prefix: str
-                    ) -> list[CleanupFailure]:
+def delete_in_order(items: list[Tracked], waiter: Waiter, interval: float, prefix: str) -> list[CleanupFailure]:
     """Delete `items` kind by kind in KIND_ORDER, per cloud; `prefix` bounds the bulk server listings.
     Shielded: a stop request does not cut a cleanup short (its time limit bounds it; a second signal exits)."""
     failures: list[CleanupFailure] = []
@@ -273,8 +279,10 @@ _LEASE_UNTIL_RE = re.compile(r"lease until (?P<until>\d{8}T\d{6}Z)")
 
 
 def lease_description(until: dt.datetime) -> str:
-    return (f"conformance run in progress: lease until {until.strftime(TIMESTAMP_FORMAT)} "
-            f"(renewed every {LEASE_RENEW_S:.0f} s while the run goes on)")
+    return (
+        f"conformance run in progress: lease until {until.strftime(TIMESTAMP_FORMAT)} "
+        f"(renewed every {LEASE_RENEW_S:.0f} s while the run goes on)"
+    )
 
 
 def lease_until(name: str | None, description: str | None) -> dt.datetime | None:
@@ -297,8 +305,14 @@ class Lease:
     Taken lazily (a run that creates nothing leaves nothing, not even a lease); released after the last
     cleanup. A cloud without a network service gets no lease: the run goes on, unprotected."""
 
-    def __init__(self, prefix: str, suffix: str = "lease", ttl_s: float = LEASE_TTL_S,
-                 renew_s: float = LEASE_RENEW_S, now: Callable[[], dt.datetime] | None = None):
+    def __init__(
+        self,
+        prefix: str,
+        suffix: str = "lease",
+        ttl_s: float = LEASE_TTL_S,
+        renew_s: float = LEASE_RENEW_S,
+        now: Callable[[], dt.datetime] | None = None,
+    ):
         self.name = f"{prefix}-{suffix}"
         self.ttl_s, self.renew_s = ttl_s, renew_s
         self.now = now or (lambda: dt.datetime.now(dt.timezone.utc))
@@ -319,8 +333,9 @@ class Lease:
                 return
             self.cloud = cloud
             try:
-                group = cloud.call(cloud.conn.network.create_security_group, name=self.name,
-                             description=self._description())
+                group = cloud.call(
+                    cloud.conn.network.create_security_group, name=self.name, description=self._description()
+                )
             except Exception as exc:  # no network service, a policy: the run itself must go on
                 self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 return
@@ -352,6 +367,7 @@ class Lease:
 
 
 # --- deleters: one per kind, each taking the pending items of one cloud -------------------------------------
+
 
 def _gone(fn, *args) -> bool:
     try:
@@ -397,9 +413,16 @@ def _resolve_by_name(items: list[Tracked], lister: Callable[[], Iterable]) -> No
 DELETE_RETRIES = 1  # a delete that ended in ERROR is tried once more, then reported with its fault
 
 
-def delete_servers_bulk(cloud, ids: Iterable[str], waiter: Waiter, interval: float, prefix: str,
-                        concurrency: int = DELETE_CONCURRENCY, on_tick: Callable[[int], None] | None = None,
-                        count: Callable[[str], None] | None = None) -> tuple[set[str], dict[str, str]]:
+def delete_servers_bulk(
+    cloud,
+    ids: Iterable[str],
+    waiter: Waiter,
+    interval: float,
+    prefix: str,
+    concurrency: int = DELETE_CONCURRENCY,
+    on_tick: Callable[[int], None] | None = None,
+    count: Callable[[str], None] | None = None,
+) -> tuple[set[str], dict[str, str]]:
     """Delete servers concurrently; wait with one bulk `GET /servers/detail` per tick (filtered by prefix).
 
     A server whose delete failed (listed in ERROR with no task running) is deleted once more, then given up
@@ -439,8 +462,11 @@ def delete_servers_bulk(cloud, ids: Iterable[str], waiter: Waiter, interval: flo
             raise
         listed = {s.id: s for s in servers if s.id in ids}
         left = set(listed)
-        failed = [s for s in listed.values() if s.status == "ERROR" and not getattr(s, "task_state", None)
-                  and s.id not in given_up]
+        failed = [
+            s
+            for s in listed.values()
+            if s.status == "ERROR" and not getattr(s, "task_state", None) and s.id not in given_up
+        ]
         retry = [s.id for s in failed if tries.get(s.id, 0) <= DELETE_RETRIES]
         for server in failed:
             if server.id not in retry:
@@ -461,8 +487,9 @@ def delete_servers_bulk(cloud, ids: Iterable[str], waiter: Waiter, interval: flo
 def _delete_servers(items, waiter, interval, prefix):
     cloud = items[0].cloud
     conn = cloud.conn
-    _resolve_by_name(items, lambda: cloud.call(lambda: list(
-        conn.compute.servers(details=False, name=server_name_filter(prefix)))))
+    _resolve_by_name(
+        items, lambda: cloud.call(lambda: list(conn.compute.servers(details=False, name=server_name_filter(prefix))))
+    )
     todo = [i for i in items if not i.deleted]
     left, why = delete_servers_bulk(cloud, {i.id for i in todo}, waiter, interval, prefix)
     return _outcome(todo, left, why)
@@ -487,8 +514,7 @@ def _delete_attachments(items, waiter, interval, prefix):
         server_id, volume_id = item.extra.get("server_id"), item.extra.get("volume_id")
         try:
             # A typed server: with two plain ids openstacksdk looks the server up to guess their order.
-            cloud.call(conn.compute.delete_volume_attachment, Server(id=server_id), volume_id,
-                 ignore_missing=True)
+            cloud.call(conn.compute.delete_volume_attachment, Server(id=server_id), volume_id, ignore_missing=True)
 
             def detached(cloud=cloud, conn=conn, volume_id=volume_id):
                 try:
@@ -520,8 +546,7 @@ def _simple_deleter(lister_attr, getter_attr, deleter_attr, service):
         for item in [i for i in items if not i.deleted]:
             try:
                 cloud.call(getattr(proxy, deleter_attr), item.id, ignore_missing=True)
-                if waiter.poll(lambda item=item: _gone(cloud.call, getattr(proxy, getter_attr), item.id),
-                                 interval):
+                if waiter.poll(lambda item=item: _gone(cloud.call, getattr(proxy, getter_attr), item.id), interval):
                     item.deleted = True
                 else:
                     failures.append(_failure(item, "still present after the delete timeout"))
@@ -534,8 +559,9 @@ def _simple_deleter(lister_attr, getter_attr, deleter_attr, service):
 
 def _list_fips_of_run(cloud, prefix):
     # Floating IPs have no name: the run prefix is in their description.
-    return [_Named(f.id, f.description or "") for f in cloud.conn.network.ips()
-            if (f.description or "").startswith(prefix)]
+    return [
+        _Named(f.id, f.description or "") for f in cloud.conn.network.ips() if (f.description or "").startswith(prefix)
+    ]
 
 
 @dataclass
@@ -561,19 +587,29 @@ def _delete_keypairs(items, waiter, interval, prefix):
 # --- volumes, including the boot volumes Nova makes for boot-from-volume servers ------------------------------
 
 # Statuses in which Cinder accepts a (non-forced) delete; anything else is waited out (deleting, detaching...).
-VOLUME_DELETABLE = frozenset({"available", "error", "error_deleting", "error_restoring", "error_extending",
-                              "error_managing"})
+VOLUME_DELETABLE = frozenset(
+    {"available", "error", "error_deleting", "error_restoring", "error_extending", "error_managing"}
+)
 
 
 def boot_volume_mapping(image_id: str, size_gb: int) -> list[dict]:
     """block_device_mapping_v2 of a server booting from a new volume made from `image_id`: what nodepool's
     `boot-from-volume: true` / `volume-size` does. Nova deletes the volume with the server."""
-    return [{"boot_index": 0, "uuid": image_id, "source_type": "image", "destination_type": "volume",
-             "volume_size": int(size_gb), "delete_on_termination": True}]
+    return [
+        {
+            "boot_index": 0,
+            "uuid": image_id,
+            "source_type": "image",
+            "destination_type": "volume",
+            "volume_size": int(size_gb),
+            "delete_on_termination": True,
+        }
+    ]
 
 
-def boot_disk(tracker: Tracker, cloud, server_name: str, image_id: str, volume_size_gb: int | None
-              ) -> tuple[dict, Tracked | None]:
+def boot_disk(
+    tracker: Tracker, cloud, server_name: str, image_id: str, volume_size_gb: int | None
+) -> tuple[dict, Tracked | None]:
     """create_server arguments for a node's root disk (the image on local disk, or with `volume_size_gb` a new
     volume made from it), and the intent tracking that boot volume (None on local disk). Nova names the
     volume: the intent is bound to the id the server lists, else found by the run's image at cleanup."""
@@ -622,8 +658,11 @@ def _resolve_boot_volumes(cloud, items: list[Tracked]) -> None:
         return
     images = {i.extra["boot_image"] for i in unbound}
     bound = {i.id for i in items if i.id}
-    found = [v for v in _list_volumes(cloud) if _volume_image_id(v) in images and v.id not in bound
-             and not getattr(v, "attachments", None)]
+    found = [
+        v
+        for v in _list_volumes(cloud)
+        if _volume_image_id(v) in images and v.id not in bound and not getattr(v, "attachments", None)
+    ]
     for item in unbound:
         if not found:
             item.deleted = True  # never created (or Nova already deleted it with its server)
@@ -634,9 +673,14 @@ def _resolve_boot_volumes(cloud, items: list[Tracked]) -> None:
         items.append(Tracked(twin.kind, twin.name, twin.cloud, extra.id, dict(twin.extra)))
 
 
-def delete_volumes_bulk(cloud, ids: Iterable[str], waiter: Waiter, interval: float,
-                        on_tick: Callable[[int], None] | None = None,
-                        count: Callable[[str], None] | None = None) -> tuple[set[str], dict[str, str]]:
+def delete_volumes_bulk(
+    cloud,
+    ids: Iterable[str],
+    waiter: Waiter,
+    interval: float,
+    on_tick: Callable[[int], None] | None = None,
+    count: Callable[[str], None] | None = None,
+) -> tuple[set[str], dict[str, str]]:
     """Delete volumes and wait until they are gone, with one `GET /volumes/detail` per tick for all of them.
 
     A volume Cinder would accept a delete for is deleted (again once if the delete ended in error); one that
@@ -695,8 +739,7 @@ DELETERS = {
     "floating_ip": _delete_fips,
     "port": _simple_deleter("ports", "get_port", "delete_port", "network"),
     "keypair": _delete_keypairs,
-    "security_group": _simple_deleter("security_groups", "get_security_group", "delete_security_group",
-                                      "network"),
+    "security_group": _simple_deleter("security_groups", "get_security_group", "delete_security_group", "network"),
     "image": _simple_deleter("images", "get_image", "delete_image", "image"),
 }
 
@@ -708,4 +751,3 @@ def cleanup_all(timeout_s: float | None = None) -> list[CleanupFailure]:
         if tracker.pending():
             failures += tracker.cleanup(timeout_s)
     return failures
-

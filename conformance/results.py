@@ -133,20 +133,31 @@ def error_result(
     which ("suite": a bug of the suite, whose reason ends with SUITE_BUG; other kinds name their own), kept in
     `data.error_kind` so the report can say it without parsing reasons."""
     reason = f"{why}: {SUITE_BUG}" if kind == "suite" else why
-    return make_result(requirement, check, scope=scope, measured=measured, threshold=threshold, verdict="ERROR",
-                       reason=reason, data={**(data or {}), "error_kind": kind}, test=test)
+    return make_result(
+        requirement,
+        check,
+        scope=scope,
+        measured=measured,
+        threshold=threshold,
+        verdict="ERROR",
+        reason=reason,
+        data={**(data or {}), "error_kind": kind},
+        test=test,
+    )
 
 
 NOT_MEASURED = "not measured"  # error_kind of not_measured()
 
 
-def not_measured(requirement: str, check: str, scope: str, reason: str, *, data: dict[str, Any] | None = None,
-                 test: str = "") -> dict[str, Any]:
+def not_measured(
+    requirement: str, check: str, scope: str, reason: str, *, data: dict[str, Any] | None = None, test: str = ""
+) -> dict[str, Any]:
     """The one way a requirement the suite could not ask the cloud about is recorded (an endpoint the run cannot
     use): ERROR (undecided, not FAIL) of kind NOT_MEASURED, the reason naming what stood in the way (`not
     measured: compute endpoint https://... stopped answering (no answer in 120 s, 1 try)`)."""
-    return error_result(requirement, check, scope=scope, why=f"{NOT_MEASURED}: {reason}", kind=NOT_MEASURED,
-                        data=data, test=test)
+    return error_result(
+        requirement, check, scope=scope, why=f"{NOT_MEASURED}: {reason}", kind=NOT_MEASURED, data=data, test=test
+    )
 
 
 def scope_of(result: dict[str, Any]) -> str:

@@ -160,8 +160,7 @@ class Sandbox:
         finally:
             for service in services:
                 for interface, url in removed:
-                    conn.identity.create_endpoint(service_id=service.id, interface=interface, url=url,
-                                                  region_id=REGION)
+                    conn.identity.create_endpoint(service_id=service.id, interface=interface, url=url, region_id=REGION)
 
     @contextmanager
     def second_region(self, name: str = SECOND_REGION):
@@ -176,8 +175,10 @@ class Sandbox:
         except openstack.exceptions.NotFoundException:
             identity.create_region(id=name, description="sandbox: the same services as " + REGION)
             region_made = True
-        added = [identity.create_endpoint(service_id=e.service_id, interface=e.interface, url=e.url, region_id=name)
-                 for e in list(identity.endpoints(region_id=REGION))]
+        added = [
+            identity.create_endpoint(service_id=e.service_id, interface=e.interface, url=e.url, region_id=name)
+            for e in list(identity.endpoints(region_id=REGION))
+        ]
         before = self.clouds_yaml.read_text()
         config = yaml.safe_load(before)
         for cloud in PROJECT_CLOUDS:
@@ -221,8 +222,7 @@ class Sandbox:
         """Make the public network internal: no floating IP pool, no provider network with public addresses."""
         conn = self.admin()
         network = conn.network.find_network(seed.PUBLIC_NETWORK["name"], ignore_missing=False)
-        routers = [r for r in conn.network.routers()
-                   if (r.external_gateway_info or {}).get("network_id") == network.id]
+        routers = [r for r in conn.network.routers() if (r.external_gateway_info or {}).get("network_id") == network.id]
         for router in routers:
             conn.network.update_router(router, external_gateway_info={})
         conn.network.update_network(network, is_router_external=False, is_shared=False)
@@ -269,8 +269,7 @@ class Sandbox:
             yield
         finally:
             os.killpg(proc.pid, signal.SIGCONT)
-            wait_for(lambda: process_state(proc.pid) != "T", timeout=10, interval=0.02,
-                     what=f"{service} to continue")
+            wait_for(lambda: process_state(proc.pid) != "T", timeout=10, interval=0.02, what=f"{service} to continue")
 
     @contextmanager
     def guest(self, cpu_mhz: float | None = None, steal_percent: float | None = None):

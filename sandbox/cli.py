@@ -16,13 +16,16 @@ from sandbox.api import POLICIES, Sandbox
 from sandbox.layout import REPO_ROOT
 from sandbox.waiting import SandboxError
 
-VARIANT_HELP = """variants (for `with`), each applied for the duration of COMMAND and then restored:
+VARIANT_HELP = (
+    """variants (for `with`), each applied for the duration of COMMAND and then restored:
   quota PROJECT NAME=VALUE...      e.g. quota zuul instances=99 (instances, cores, ram, port, floatingip,
                                    gigabytes, volumes)
   flavor NAME=VALUE...             replace the test-node flavor ci.standard, e.g. flavor vcpus=4
   role PROJECT ROLE                grant ROLE (e.g. admin) to the project's user
   no-service TYPE                  remove a service's endpoints from the catalog, e.g. no-service block-storage
-  policy SERVICE NAME              """ + ", ".join(f"{s} {n}" for s, names in POLICIES.items() for n in names) + """
+  policy SERVICE NAME              """
+    + ", ".join(f"{s} {n}" for s, names in POLICIES.items() for n in names)
+    + """
   no-external-network              the public network stops being external
   paused SERVICE                   SIGSTOP a service, e.g. paused nova-compute
   guest NAME=VALUE...              guest emulation: cpu_mhz=1200 steal_percent=30
@@ -31,6 +34,7 @@ VARIANT_HELP = """variants (for `with`), each applied for the duration of COMMAN
   keystone-http                    Keystone's plain http listener, which the clouds.yaml entry
                                    sandbox-zuul-http uses (`up` does not start it)
 """
+)
 
 
 def _pairs(items: list[str]) -> dict[str, float]:
@@ -85,8 +89,9 @@ def cmd_down(sb: Sandbox, args) -> int:
         return 0
     started = time.monotonic()
     stopped = sb.down()
-    print(f"sandbox down in {time.monotonic() - started:.1f}s: stopped {len(stopped)} processes, "
-          f"removed {sb.layout.root}")
+    print(
+        f"sandbox down in {time.monotonic() - started:.1f}s: stopped {len(stopped)} processes, removed {sb.layout.root}"
+    )
     return 0
 
 
@@ -103,13 +108,17 @@ def cmd_status(sb: Sandbox, args) -> int:
     guests = real_host.guests(sb.layout)
     for guest in guests:
         total += guest["rss_mb"]
-        print(f"{'guest ' + guest['name']:<26} {guest['state']:<8} {guest['rss_mb']:>6.0f}MB  (Nova instance "
-              f"{guest['uuid']})")
+        print(
+            f"{'guest ' + guest['name']:<26} {guest['state']:<8} {guest['rss_mb']:>6.0f}MB  (Nova instance "
+            f"{guest['uuid']})"
+        )
     print(f"{'total':<18} {'':>7} {'':<8} {total:>6.0f}MB")
     plan = real_host.RealHost.load(sb.layout)
     if plan.enabled:
-        print(f"real host: {plan.virt_type} (host {real_host.REAL_COMPUTE_HOST}), guests' bridge {plan.bridge} on "
-              f"{real_host.GUEST_NET}, {len(guests)} guest(s), image {plan.image['name']} ({plan.image['key']})")
+        print(
+            f"real host: {plan.virt_type} (host {real_host.REAL_COMPUTE_HOST}), guests' bridge {plan.bridge} on "
+            f"{real_host.GUEST_NET}, {len(guests)} guest(s), image {plan.image['name']} ({plan.image['key']})"
+        )
     else:
         print(f"real host: off ({plan.reason})")
     print(f"clouds.yaml: {sb.clouds_yaml}")
@@ -129,7 +138,7 @@ def cmd_with(sb: Sandbox, args) -> int:
     if "--" not in args.rest:
         raise SandboxError("usage: python -m sandbox with VARIANT [ARGS] [+ VARIANT ...] -- COMMAND")
     split = args.rest.index("--")
-    variant_words, command = args.rest[:split], args.rest[split + 1:]
+    variant_words, command = args.rest[:split], args.rest[split + 1 :]
     groups, current = [], []
     for word in variant_words:
         if word == "+":
@@ -169,9 +178,20 @@ def cmd_demo(sb: Sandbox, args) -> int:
     report_root = Path(os.environ.get("CONFORMANCE_REPORT_DIR") or REPO_ROOT / "reports")
     before = set(report_root.glob("*")) if report_root.exists() else set()
     try:
-        command = [sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider",
-                   "--profile=sandbox", "--zuul-cloud=sandbox-zuul", "--ci-cloud=sandbox-ci",
-                   f"--report-dir={report_root}", *args.pytest_args]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--pyargs",
+            "conformance.checks",
+            "-p",
+            "no:cacheprovider",
+            "--profile=sandbox",
+            "--zuul-cloud=sandbox-zuul",
+            "--ci-cloud=sandbox-ci",
+            f"--report-dir={report_root}",
+            *args.pytest_args,
+        ]
         code = run_child(command, env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(sb.clouds_yaml)}, cwd=REPO_ROOT)
     finally:
         if started_here and not os.environ.get("SANDBOX_KEEP"):
@@ -187,8 +207,11 @@ def cmd_demo(sb: Sandbox, args) -> int:
 def cmd_image_build(sb: Sandbox, args) -> int:
     """Build the real guest image unless the cache has it (sandbox/guest_image.py); print where it is."""
     image = guest_image.ensure_image(say=lambda line: print(line, flush=True))
-    how = (f"built in {image.build_seconds:.0f}s" if image.built_now
-           else f"cached (built {image.manifest.get('build_date', '?')} in {image.build_seconds:.0f}s)")
+    how = (
+        f"built in {image.build_seconds:.0f}s"
+        if image.built_now
+        else f"cached (built {image.manifest.get('build_date', '?')} in {image.build_seconds:.0f}s)"
+    )
     print(f"guest image {image.key}: {how}")
     print(f"  image:   {image.image} ({image.image.stat().st_size / 2**20:.0f} MiB)")
     print(f"  kernel:  {image.kernel}")
@@ -203,15 +226,19 @@ def cmd_image_status(sb: Sandbox, args) -> int:
     if status.built:
         age_h = (status.age_seconds or 0) / 3600
         image_mib = status.manifest["files"]["image"]["size"] / 2**20
-        print(f"guest image {status.key}: built {age_h:.1f} h ago, {image_mib:.0f} MiB "
-              f"({status.size_bytes / 2**20:.0f} MiB with kernel and initrd): {status.image}")
+        print(
+            f"guest image {status.key}: built {age_h:.1f} h ago, {image_mib:.0f} MiB "
+            f"({status.size_bytes / 2**20:.0f} MiB with kernel and initrd): {status.image}"
+        )
         return 0
     if status.state == "incomplete":
         doing = "a build is running" if status.building else "a build failed or was interrupted"
         print(f"guest image {status.key}: not built ({doing}; see {status.directory})")
     else:
-        print(f"guest image {status.key}: not built (would be in {status.directory}); "
-              "`python -m sandbox image build` builds it (about 2 minutes)")
+        print(
+            f"guest image {status.key}: not built (would be in {status.directory}); "
+            "`python -m sandbox image build` builds it (about 2 minutes)"
+        )
     return 3
 
 
@@ -219,13 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
         description="A local OpenStack cloud (real Keystone, Glance, Placement, Nova with a fake hypervisor, "
-                    "Neutron, Cinder) on 127.0.0.1, for trying and testing the conformance suite. "
-                    "State lives in .sandbox/ (SANDBOX_DIR overrides).",
+        "Neutron, Cinder) on 127.0.0.1, for trying and testing the conformance suite. "
+        "State lives in .sandbox/ (SANDBOX_DIR overrides).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    no_real = dict(action="store_true", help="fake hypervisor nodes only: no libvirt host, no guest image "
-                                           "(also SANDBOX_REAL_GUESTS=0)")
+    no_real = dict(
+        action="store_true",
+        help="fake hypervisor nodes only: no libvirt host, no guest image (also SANDBOX_REAL_GUESTS=0)",
+    )
     up = sub.add_parser("up", help="start the cloud; returns when a server boot succeeds")
     up.add_argument("--no-real-guests", **no_real)
     up.set_defaults(func=cmd_up)
@@ -235,8 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     service.add_argument("action", choices=("stop", "start"))
     service.add_argument("name")
     service.set_defaults(func=cmd_service)
-    with_ = sub.add_parser("with", help="run a command with variant(s) applied, then restore",
-                           epilog=VARIANT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    with_ = sub.add_parser(
+        "with",
+        help="run a command with variant(s) applied, then restore",
+        epilog=VARIANT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     with_.add_argument("rest", nargs=argparse.REMAINDER, help="VARIANT [ARGS] [+ VARIANT ...] -- COMMAND")
     with_.set_defaults(func=cmd_with)
     demo = sub.add_parser("demo", help="up, run the conformance suite with the sandbox profile, down")
@@ -245,10 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     image = sub.add_parser("image", help="the real guest image (Debian, built with diskimage-builder, cached)")
     image_sub = image.add_subparsers(dest="action", required=True)
-    image_sub.add_parser("build", help="build it unless cached (about 2 minutes), print its paths"
-                         ).set_defaults(func=cmd_image_build)
+    image_sub.add_parser("build", help="build it unless cached (about 2 minutes), print its paths").set_defaults(
+        func=cmd_image_build
+    )
     image_sub.add_parser("status", help="whether it is built: exit 0 if so, 3 if not").set_defaults(
-        func=cmd_image_status)
+        func=cmd_image_status
+    )
     return parser
 
 
@@ -271,8 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # one line for the user; the services' logs hold the details
         if os.environ.get("SANDBOX_DEBUG"):
             raise
-        print(f"sandbox: {args.command} failed: {type(error).__name__}: {error} "
-              f"(logs: {sb.layout.log}; SANDBOX_DEBUG=1 shows the traceback)", file=sys.stderr)
+        print(
+            f"sandbox: {args.command} failed: {type(error).__name__}: {error} "
+            f"(logs: {sb.layout.log}; SANDBOX_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         stopped = "; what it had started is stopped" if args.command in ("up", "demo") else ""

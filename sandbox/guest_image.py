@@ -86,8 +86,18 @@ PREREQUISITE_PROGRAMS = {
 }
 SYSTEM_PYTHON = "/usr/bin/python3"
 MAPPER = Path("/dev/mapper")
-DEBIAN_SUITES = {"buster", "bullseye", "bookworm", "trixie", "forky", "sid", "stable", "oldstable", "testing",
-                 "unstable"}
+DEBIAN_SUITES = {
+    "buster",
+    "bullseye",
+    "bookworm",
+    "trixie",
+    "forky",
+    "sid",
+    "stable",
+    "oldstable",
+    "testing",
+    "unstable",
+}
 
 
 class GuestImageError(SandboxError):
@@ -145,8 +155,11 @@ def host_mirrors(paths: list[Path] | None = None) -> tuple[str | None, str | Non
     """(Debian mirror, security mirror) from the host's apt sources (deb822 .sources and one-line .list files)."""
     if paths is None:
         etc = Path("/etc/apt")
-        paths = [etc / "sources.list", *sorted((etc / "sources.list.d").glob("*.list")),
-                 *sorted((etc / "sources.list.d").glob("*.sources"))]
+        paths = [
+            etc / "sources.list",
+            *sorted((etc / "sources.list.d").glob("*.list")),
+            *sorted((etc / "sources.list.d").glob("*.sources")),
+        ]
     entries: list[tuple[str, list[str]]] = []  # (uri, suites)
     for path in paths:
         try:
@@ -188,8 +201,11 @@ def dib_settings() -> dict[str, str]:
     mirror, security = host_mirrors()
     return {
         "DIB_RELEASE": RELEASE,
-        "DIB_DISTRIBUTION_MIRROR": os.environ.get("DIB_DISTRIBUTION_MIRROR") or mirror or "http://deb.debian.org/debian",
-        "DIB_DEBIAN_SECURITY_MIRROR": os.environ.get("DIB_DEBIAN_SECURITY_MIRROR") or security
+        "DIB_DISTRIBUTION_MIRROR": os.environ.get("DIB_DISTRIBUTION_MIRROR")
+        or mirror
+        or "http://deb.debian.org/debian",
+        "DIB_DEBIAN_SECURITY_MIRROR": os.environ.get("DIB_DEBIAN_SECURITY_MIRROR")
+        or security
         or "http://deb.debian.org/debian-security",
         # ConfigDrive first (Nova's force_config_drive), the metadata service as the fallback
         "DIB_CLOUD_INIT_DATASOURCES": "ConfigDrive, OpenStack",
@@ -206,15 +222,17 @@ def dib_settings() -> dict[str, str]:
 
 def _tree_digest(digest, root: Path) -> None:
     """Every file's path, mode and content; not the documentation (DIB does not read it)."""
-    for path in sorted(p for p in root.rglob("*")
-                       if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith("README")):
+    for path in sorted(
+        p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith("README")
+    ):
         digest.update(str(path.relative_to(root)).encode() + b"\0")
         digest.update(b"x" if os.access(path, os.X_OK) else b"-")
         digest.update(path.read_bytes() + b"\0")
 
 
-def cache_key(elements_dir: Path = ELEMENTS_DIR, shims_dir: Path = SHIMS_DIR,
-              settings: dict[str, str] | None = None) -> str:
+def cache_key(
+    elements_dir: Path = ELEMENTS_DIR, shims_dir: Path = SHIMS_DIR, settings: dict[str, str] | None = None
+) -> str:
     """Identity of a build: what goes into it (file contents and modes, not their times)."""
     digest = hashlib.sha256(f"{IMAGE_FORMAT}\0{DIB_VERSION}\0{RELEASE}\0{' '.join(ELEMENTS)}\0{CMDLINE}\0".encode())
     _tree_digest(digest, elements_dir)
@@ -271,8 +289,9 @@ def image_status(key: str | None = None) -> ImageStatus:
 def missing_prerequisites() -> list[tuple[str, str]]:
     """(what, apt package) for everything a build needs that this machine lacks."""
     path = os.environ.get("PATH", "") + ":" + SYSTEM_PATH
-    missing = [(program, package) for program, package in PREREQUISITE_PROGRAMS.items()
-               if not shutil.which(program, path=path)]
+    missing = [
+        (program, package) for program, package in PREREQUISITE_PROGRAMS.items() if not shutil.which(program, path=path)
+    ]
     if _venv_ready():
         return missing
     if not Path(SYSTEM_PYTHON).exists():
@@ -284,14 +303,18 @@ def missing_prerequisites() -> list[tuple[str, str]]:
 
 def prerequisites_message(missing: list[tuple[str, str]]) -> str:
     packages = sorted({package for _, package in missing})
-    return (f"guest image: missing build prerequisites: apt packages {' '.join(packages)} "
-            f"(for {', '.join(what for what, _ in missing)}); run `bash sandbox/prereqs.sh` as root")
+    return (
+        f"guest image: missing build prerequisites: apt packages {' '.join(packages)} "
+        f"(for {', '.join(what for what, _ in missing)}); run `bash sandbox/prereqs.sh` as root"
+    )
 
 
 def check_prerequisites() -> None:
     if os.geteuid() != 0:
-        raise GuestImageError("guest image: building needs root (diskimage-builder mounts file systems, chroots "
-                              "and attaches loop devices); run `python -m sandbox image build` as root")
+        raise GuestImageError(
+            "guest image: building needs root (diskimage-builder mounts file systems, chroots "
+            "and attaches loop devices); run `python -m sandbox image build` as root"
+        )
     missing = missing_prerequisites()
     if missing:
         raise GuestImageError(prerequisites_message(missing))
@@ -321,8 +344,15 @@ def _from_cache(key: str) -> GuestImage | None:
     if manifest is None:
         return None
     files = manifest["files"]
-    return GuestImage(key, directory, directory / files["image"]["name"], directory / files["kernel"]["name"],
-                      directory / files["initrd"]["name"], manifest["cmdline"], manifest)
+    return GuestImage(
+        key,
+        directory,
+        directory / files["image"]["name"],
+        directory / files["kernel"]["name"],
+        directory / files["initrd"]["name"],
+        manifest["cmdline"],
+        manifest,
+    )
 
 
 @contextmanager
@@ -352,7 +382,9 @@ def _venv_ready() -> bool:
         return False
     result = subprocess.run(
         [str(python), "-c", "import importlib.metadata as m; print(m.version('diskimage-builder'))"],
-        capture_output=True, text=True)
+        capture_output=True,
+        text=True,
+    )
     return result.returncode == 0 and result.stdout.strip() == DIB_VERSION
 
 
@@ -364,9 +396,16 @@ def _ensure_venv(say: Callable[[str], None]) -> None:
     venv = dib_venv()
     say(f"guest image: installing diskimage-builder {DIB_VERSION} from PyPI into {venv}")
     shutil.rmtree(venv, ignore_errors=True)
-    for argv in ([SYSTEM_PYTHON, "-m", "venv", str(venv)],
-                 [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
-                  f"diskimage-builder=={DIB_VERSION}"]):
+    for argv in (
+        [SYSTEM_PYTHON, "-m", "venv", str(venv)],
+        [
+            str(venv / "bin" / "pip"),
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            f"diskimage-builder=={DIB_VERSION}",
+        ],
+    ):
         result = subprocess.run(argv, capture_output=True, text=True, env=_clean_env(), stdin=subprocess.DEVNULL)
         if result.returncode != 0:
             tail = " | ".join((result.stdout + result.stderr).strip().splitlines()[-3:])
@@ -376,8 +415,19 @@ def _ensure_venv(say: Callable[[str], None]) -> None:
 
 
 def _dib_command(output: Path) -> list[str]:
-    return ["nice", "-n", "10", str(dib_venv() / "bin" / "disk-image-create"), "-t", "qcow2", "--root-label",
-            ROOT_LABEL, "-o", str(output), *ELEMENTS]
+    return [
+        "nice",
+        "-n",
+        "10",
+        str(dib_venv() / "bin" / "disk-image-create"),
+        "-t",
+        "qcow2",
+        "--root-label",
+        ROOT_LABEL,
+        "-o",
+        str(output),
+        *ELEMENTS,
+    ]
 
 
 def _build(key: str, say: Callable[[str], None]) -> GuestImage:
@@ -393,15 +443,20 @@ def _build(key: str, say: Callable[[str], None]) -> GuestImage:
     settings = dib_settings()
     tmp = root / "tmp"
     tmp.mkdir(exist_ok=True)
-    env = {**_clean_env(), **settings,
-           "PATH": f"{SHIMS_DIR}:{dib_venv() / 'bin'}:{SYSTEM_PATH}",
-           "ELEMENTS_PATH": str(ELEMENTS_DIR),
-           "DIB_IMAGE_CACHE": str(root / "dib-cache"),
-           "TMP_DIR": str(tmp),  # DIB's work dirs (dib_build.*, dib_image.*), where leftovers can be found
-           "LANG": "C.UTF-8"}
-    say(f"guest image: building {key} with diskimage-builder {DIB_VERSION}: debian {RELEASE} from "
+    env = {
+        **_clean_env(),
+        **settings,
+        "PATH": f"{SHIMS_DIR}:{dib_venv() / 'bin'}:{SYSTEM_PATH}",
+        "ELEMENTS_PATH": str(ELEMENTS_DIR),
+        "DIB_IMAGE_CACHE": str(root / "dib-cache"),
+        "TMP_DIR": str(tmp),  # DIB's work dirs (dib_build.*, dib_image.*), where leftovers can be found
+        "LANG": "C.UTF-8",
+    }
+    say(
+        f"guest image: building {key} with diskimage-builder {DIB_VERSION}: debian {RELEASE} from "
         f"{settings['DIB_DISTRIBUTION_MIRROR']} (security {settings['DIB_DEBIAN_SECURITY_MIRROR']}), "
-        f"elements {' '.join(ELEMENTS)}; about 2 minutes; log: {log}")
+        f"elements {' '.join(ELEMENTS)}; about 2 minutes; log: {log}"
+    )
     output = staging / NAME
     mapper_before = {path.name for path in MAPPER.iterdir()} if MAPPER.is_dir() else None
     code, seen_build_dirs = _run_dib(_dib_command(output), env, log, say, started)
@@ -409,18 +464,25 @@ def _build(key: str, say: Callable[[str], None]) -> GuestImage:
     elapsed = time.monotonic() - started
     if code != 0:
         tail = " | ".join(line.strip() for line in log.read_text(errors="replace").splitlines()[-4:])
-        raise GuestImageError(f"guest image: build failed (diskimage-builder exit {code}) after {elapsed:.0f}s; "
-                              f"log: {log}; last lines: {tail}")
-    files = {"image": output.with_suffix(".qcow2"), "kernel": output.with_suffix(".vmlinuz"),
-             "initrd": output.with_suffix(".initrd")}
+        raise GuestImageError(
+            f"guest image: build failed (diskimage-builder exit {code}) after {elapsed:.0f}s; "
+            f"log: {log}; last lines: {tail}"
+        )
+    files = {
+        "image": output.with_suffix(".qcow2"),
+        "kernel": output.with_suffix(".vmlinuz"),
+        "initrd": output.with_suffix(".initrd"),
+    }
     absent = [str(path) for path in files.values() if not path.exists()]
     if absent:
         raise GuestImageError(f"guest image: diskimage-builder ended without {', '.join(absent)}; log: {log}")
     manifest = {
         "format": IMAGE_FORMAT,
         "key": key,
-        "files": {role: {"name": path.name, "size": path.stat().st_size, "sha256": _sha256(path)}
-                  for role, path in files.items()},
+        "files": {
+            role: {"name": path.name, "size": path.stat().st_size, "sha256": _sha256(path)}
+            for role, path in files.items()
+        },
         "image_format": "qcow2",
         "virtual_size": _virtual_size(files["image"]),
         "kernel_version": _kernel_version(files["kernel"]),
@@ -436,22 +498,26 @@ def _build(key: str, say: Callable[[str], None]) -> GuestImage:
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     staging.rename(final)
     _prune(root, keep=key)
-    say(f"guest image: built {key} in {elapsed:.0f}s: {files['image'].name} "
+    say(
+        f"guest image: built {key} in {elapsed:.0f}s: {files['image'].name} "
         f"{manifest['files']['image']['size'] / 2**20:.0f} MiB (virtual {manifest['virtual_size'] / 2**30:.2f} GiB), "
-        f"kernel {manifest['kernel_version'] or '?'}")
+        f"kernel {manifest['kernel_version'] or '?'}"
+    )
     image = _from_cache(key)
     assert image is not None
     return dataclasses.replace(image, built_now=True)
 
 
-def _run_dib(argv: list[str], env: dict[str, str], log: Path, say: Callable[[str], None],
-             started: float) -> tuple[int, list[str]]:
+def _run_dib(
+    argv: list[str], env: dict[str, str], log: Path, say: Callable[[str], None], started: float
+) -> tuple[int, list[str]]:
     """Run DIB with its output into `log`; one line per phase, and a line at least every HEARTBEAT_S seconds."""
     lines: queue.Queue[str | None] = queue.Queue()
     build_dirs: list[str] = []
     with open(log, "ab") as out:
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=env, cwd=log.parent)
+        process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=log.parent
+        )
 
         def pump() -> None:
             assert process.stdout is not None
@@ -512,14 +578,16 @@ def _short(line: str, width: int = 100) -> str:
     return line if len(line) <= width else line[: width - 3] + "..."
 
 
-def _release_leftovers(tmp: Path, build_dirs: list[str], mapper_before: set[str] | None,
-                       say: Callable[[str], None]) -> None:
+def _release_leftovers(
+    tmp: Path, build_dirs: list[str], mapper_before: set[str] | None, say: Callable[[str], None]
+) -> None:
     """After DIB: no loop device, /dev/mapper entry or work dir of ours may stay (DIB cleans up after itself,
     unless it was killed). grub-install in the chroot, which sees the host's /dev, makes /dev/mapper/control
     through libdevmapper even where the kernel has no device-mapper; the kpartx shim makes /dev/mapper."""
     try:
-        loops = subprocess.run(["losetup", "--list", "--noheadings", "--raw", "--output", "NAME,BACK-FILE"],
-                               capture_output=True, text=True).stdout.splitlines()
+        loops = subprocess.run(
+            ["losetup", "--list", "--noheadings", "--raw", "--output", "NAME,BACK-FILE"], capture_output=True, text=True
+        ).stdout.splitlines()
     except OSError:
         loops = []
     for row in loops:
@@ -550,9 +618,12 @@ def _release_leftovers(tmp: Path, build_dirs: list[str], mapper_before: set[str]
 
 def _prune(root: Path, keep: str, count: int = 2) -> None:
     """Keep the newest `count` complete builds (`keep` among them) and no staging dir of another key."""
-    builds = sorted((p for p in root.iterdir() if p.is_dir() and KEY_PATTERN.match(p.name) and p.name != keep),
-                    key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in builds[count - 1:]:
+    builds = sorted(
+        (p for p in root.iterdir() if p.is_dir() and KEY_PATTERN.match(p.name) and p.name != keep),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for old in builds[count - 1 :]:
         shutil.rmtree(old, ignore_errors=True)
     for staging in root.glob("*" + STAGING_SUFFIX):
         if KEY_PATTERN.match(staging.name[: -len(STAGING_SUFFIX)]):
@@ -583,7 +654,6 @@ def _kernel_version(kernel: Path) -> str:
             offset = int.from_bytes(header[0x20E:0x210], "little") + 0x200
             if header[0x202:0x206] != b"HdrS" or offset >= len(header):
                 return ""
-            return header[offset:offset + 128].split(b"\0")[0].split(b" ")[0].decode(errors="replace")
+            return header[offset : offset + 128].split(b"\0")[0].split(b" ")[0].decode(errors="replace")
     except OSError:
         return ""
-

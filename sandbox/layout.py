@@ -101,9 +101,7 @@ def venv_bin(program: str) -> str:
 
 
 def cache_root() -> Path:
-    return Path(
-        os.environ.get("SANDBOX_CACHE_DIR") or Path.home() / ".cache" / "opendev-conformance" / "sandbox"
-    )
+    return Path(os.environ.get("SANDBOX_CACHE_DIR") or Path.home() / ".cache" / "opendev-conformance" / "sandbox")
 
 
 def bytecode_dir() -> Path:

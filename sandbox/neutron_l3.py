@@ -19,7 +19,8 @@ class AgentlessL3RouterPlugin(L3RouterPlugin):
     def create_floatingip(self, context, floatingip):
         # L3RouterPlugin forces DOWN; the database mixin behind it takes the status to start with.
         return super(L3RouterPlugin, self).create_floatingip(
-            context, floatingip, initial_status=_status(floatingip.get("floatingip") or {}))
+            context, floatingip, initial_status=_status(floatingip.get("floatingip") or {})
+        )
 
     def update_floatingip(self, context, id, floatingip):
         result = super().update_floatingip(context, id, floatingip)

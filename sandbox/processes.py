@@ -70,8 +70,16 @@ class ProcessTable:
         tmp.write_text(json.dumps({name: asdict(p) for name, p in table.items()}, indent=1))
         tmp.replace(self.path)
 
-    def start(self, name: str, argv: list[str], log: Path, env: dict[str, str], cwd: Path | None = None,
-              nice: int = 0, spawn: Callable[..., int | None] | None = None) -> Process:
+    def start(
+        self,
+        name: str,
+        argv: list[str],
+        log: Path,
+        env: dict[str, str],
+        cwd: Path | None = None,
+        nice: int = 0,
+        spawn: Callable[..., int | None] | None = None,
+    ) -> Process:
         """Start a process in a session of its own, its output appended to `log`, and record it. `spawn`
         (sandbox.zygote.spawn's signature without the socket) may start it instead, by fork; when it returns None,
         the process is started by exec."""
@@ -83,8 +91,13 @@ class ProcessTable:
         if pid is None:
             with open(log, "ab") as out:
                 pid = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    env={**os.environ, **env}, cwd=cwd, start_new_session=True,
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, **env},
+                    cwd=cwd,
+                    start_new_session=True,
                     preexec_fn=(lambda: os.nice(nice)) if nice else None,
                 ).pid
         proc = Process(name, pid, _start_ticks(pid) or 0, argv, str(log), env)

@@ -125,8 +125,11 @@ def available_mb(meminfo: Path = Path("/proc/meminfo")) -> int:
 
 def missing_prerequisites() -> list[str]:
     """What a real host needs and this machine lacks, each with how to get it."""
-    missing = [f"{program} (apt package {package})" for program, package in PROGRAMS.items()
-               if not shutil.which(program, path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin:/sbin")]
+    missing = [
+        f"{program} (apt package {package})"
+        for program, package in PROGRAMS.items()
+        if not shutil.which(program, path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin:/sbin")
+    ]
     if not Path("/dev/net/tun").exists():
         missing.append("/dev/net/tun (the tun module) for the guests' taps")
     if os.geteuid() != 0:
@@ -156,17 +159,31 @@ def in_private_mounts(layout: Layout, argv: list[str]) -> list[str]:
     for target, sub in LIBVIRT_DIRS.items():
         binds.append(f"mkdir -p {target} && mount --bind {layout.libvirt_dir / sub} {target}")
     script = " && ".join(binds) + ' && exec "$@"'
-    return [shutil.which("unshare") or "/usr/bin/unshare", "--mount", "--propagation", "private", "--",
-            "/bin/sh", "-c", script, "libvirt-daemon", *argv]
+    return [
+        shutil.which("unshare") or "/usr/bin/unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "/bin/sh",
+        "-c",
+        script,
+        "libvirt-daemon",
+        *argv,
+    ]
 
 
 def daemon_argv(layout: Layout) -> dict[str, list[str]]:
     """virtlogd first (libvirtd hands it the guests' console output), then libvirtd."""
     return {
-        "virtlogd": in_private_mounts(layout, [shutil.which("virtlogd", path="/usr/sbin:/usr/bin") or "virtlogd",
-                                               "-f", "/etc/libvirt/virtlogd.conf"]),
-        "libvirtd": in_private_mounts(layout, [shutil.which("libvirtd", path="/usr/sbin:/usr/bin") or "libvirtd",
-                                               "-f", "/etc/libvirt/libvirtd.conf"]),
+        "virtlogd": in_private_mounts(
+            layout,
+            [shutil.which("virtlogd", path="/usr/sbin:/usr/bin") or "virtlogd", "-f", "/etc/libvirt/virtlogd.conf"],
+        ),
+        "libvirtd": in_private_mounts(
+            layout,
+            [shutil.which("libvirtd", path="/usr/sbin:/usr/bin") or "libvirtd", "-f", "/etc/libvirt/libvirtd.conf"],
+        ),
     }
 
 
@@ -199,11 +216,16 @@ def create_bridge(layout: Layout) -> None:
     # to a guest then timed out while its console log was fine).
     with open(BRIDGE_LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        clash = [line for line in _ip("-o", "-4", "addr", "show").stdout.splitlines()
-                 if f" {GUEST_GATEWAY}/" in line and f": {name} " not in line]
+        clash = [
+            line
+            for line in _ip("-o", "-4", "addr", "show").stdout.splitlines()
+            if f" {GUEST_GATEWAY}/" in line and f": {name} " not in line
+        ]
         if clash:
-            raise SandboxError(f"{GUEST_NET} is already on another interface ({clash[0].split()[1]}): the real "
-                               "host's bridge needs it (another sandbox with real guests?); or SANDBOX_REAL_GUESTS=0")
+            raise SandboxError(
+                f"{GUEST_NET} is already on another interface ({clash[0].split()[1]}): the real "
+                "host's bridge needs it (another sandbox with real guests?); or SANDBOX_REAL_GUESTS=0"
+            )
         if not bridge_exists(name):
             _ip("link", "add", "name", name, "type", "bridge")
         _sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "1")
@@ -262,8 +284,13 @@ def kill_guests(layout: Layout, timeout: float = 10) -> list[int]:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-        if wait_for(lambda: not guest_processes(layout), timeout=timeout, interval=0.2, what="QEMU to exit",
-                    raise_on_timeout=False):
+        if wait_for(
+            lambda: not guest_processes(layout),
+            timeout=timeout,
+            interval=0.2,
+            what="QEMU to exit",
+            raise_on_timeout=False,
+        ):
             break
     return pids
 
@@ -280,13 +307,23 @@ def guests(layout: Layout) -> list[dict]:
     except libvirt.libvirtError:
         return []
     try:
-        states = {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_PAUSED: "paused",
-                  libvirt.VIR_DOMAIN_SHUTOFF: "shut off", libvirt.VIR_DOMAIN_CRASHED: "crashed"}
+        states = {
+            libvirt.VIR_DOMAIN_RUNNING: "running",
+            libvirt.VIR_DOMAIN_PAUSED: "paused",
+            libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
+            libvirt.VIR_DOMAIN_CRASHED: "crashed",
+        }
         rows = []
         for domain in conn.listAllDomains():
             state = states.get(domain.state()[0], "other")
-            rows.append({"name": domain.name(), "uuid": domain.UUIDString(), "state": state,
-                         "rss_mb": _qemu_rss_mb(domain.name())})
+            rows.append(
+                {
+                    "name": domain.name(),
+                    "uuid": domain.UUIDString(),
+                    "state": state,
+                    "rss_mb": _qemu_rss_mb(domain.name()),
+                }
+            )
         return rows
     finally:
         conn.close()
@@ -325,9 +362,18 @@ def upload_guest_image(conn, image, ids: dict[str, str]) -> None:
         "ramdisk": dict(filename=str(image.initrd), disk_format="ari", container_format="ari"),
     }
     for part, spec in parts.items():
-        conn.image.create_image(name=f"{GLANCE_NAME}-{part}", id=ids[part], visibility="public", wait=True,
-                                **spec)
-    conn.image.create_image(name=GLANCE_NAME, id=ids["disk"], filename=str(image.image), disk_format="qcow2",
-                            container_format="bare", visibility="public", wait=True,
-                            kernel_id=ids["kernel"], ramdisk_id=ids["ramdisk"], os_command_line=image.cmdline,
-                            os_distro="debian", os_version="12")
+        conn.image.create_image(name=f"{GLANCE_NAME}-{part}", id=ids[part], visibility="public", wait=True, **spec)
+    conn.image.create_image(
+        name=GLANCE_NAME,
+        id=ids["disk"],
+        filename=str(image.image),
+        disk_format="qcow2",
+        container_format="bare",
+        visibility="public",
+        wait=True,
+        kernel_id=ids["kernel"],
+        ramdisk_id=ids["ramdisk"],
+        os_command_line=image.cmdline,
+        os_distro="debian",
+        os_version="12",
+    )

@@ -17,8 +17,11 @@ PROJECT_USERS = {"zuul": "openstackzuul-sandbox", "ci": "openstackci-sandbox"}
 PUBLIC_NETWORK = {
     "name": "public",
     # The real host's bridge carries this range (layout.GUEST_NET); the first addresses are the host's own.
-    "ipv4": {"cidr": GUEST_NET, "gateway_ip": GUEST_GATEWAY,
-             "allocation_pools": [{"start": str(_GUEST_HOSTS[9]), "end": str(_GUEST_HOSTS[-5])}]},
+    "ipv4": {
+        "cidr": GUEST_NET,
+        "gateway_ip": GUEST_GATEWAY,
+        "allocation_pools": [{"start": str(_GUEST_HOSTS[9]), "end": str(_GUEST_HOSTS[-5])}],
+    },
     "ipv6": {"cidr": "2001:db8::/64"},
 }
 
@@ -36,9 +39,15 @@ def catalog(layout: Layout) -> dict[str, tuple[str, str, str]]:
 
 def admin_connection(layout: Layout, admin_password: str) -> openstack.connection.Connection:
     return openstack.connect(
-        auth_url=layout.keystone_url, username="admin", password=admin_password, project_name="admin",
-        user_domain_name="Default", project_domain_name="Default", cacert=str(layout.ca_cert),
-        region_name=REGION, identity_interface="public",
+        auth_url=layout.keystone_url,
+        username="admin",
+        password=admin_password,
+        project_name="admin",
+        user_domain_name="Default",
+        project_domain_name="Default",
+        cacert=str(layout.ca_cert),
+        region_name=REGION,
+        identity_interface="public",
     )
 
 
@@ -49,17 +58,20 @@ def seed_identity(conn, layout: Layout, passwords: dict[str, str]) -> None:
     service_role = next(iter(identity.roles(name="service")), None) or identity.create_role(name="service")
     member_role = identity.find_role("member", ignore_missing=False)
     for name in SERVICE_USERS:
-        user = identity.create_user(name=name, password=passwords[name], domain_id="default",
-                                    default_project_id=service_project.id)
+        user = identity.create_user(
+            name=name, password=passwords[name], domain_id="default", default_project_id=service_project.id
+        )
         identity.assign_project_role_to_user(service_project, user, admin_role)
         identity.assign_project_role_to_user(service_project, user, service_role)
     for service_name, (service_type, url) in catalog(layout).items():
         add_service(conn, service_name, service_type, url)
     for project_name, user_name in PROJECT_USERS.items():
-        project = identity.create_project(name=project_name, domain_id="default",
-                                          description=f"OpenDev {project_name} project (sandbox)")
-        user = identity.create_user(name=user_name, password=passwords[user_name], domain_id="default",
-                                    default_project_id=project.id)
+        project = identity.create_project(
+            name=project_name, domain_id="default", description=f"OpenDev {project_name} project (sandbox)"
+        )
+        user = identity.create_user(
+            name=user_name, password=passwords[user_name], domain_id="default", default_project_id=project.id
+        )
         identity.assign_project_role_to_user(project, user, member_role)
 
 
@@ -73,16 +85,26 @@ def seed_compute_network_volume(conn) -> None:
     for flavor in (TEST_NODE_FLAVOR, MIRROR_FLAVOR, SMALL_FLAVOR):
         conn.compute.create_flavor(**flavor)
     public = conn.network.create_network(
-        name=PUBLIC_NETWORK["name"], is_router_external=True, is_shared=True,
-        provider_network_type="flat", provider_physical_network="public",
+        name=PUBLIC_NETWORK["name"],
+        is_router_external=True,
+        is_shared=True,
+        provider_network_type="flat",
+        provider_physical_network="public",
     )
     conn.network.create_subnet(
-        network_id=public.id, name="public-v4", ip_version=4, is_dhcp_enabled=False,
+        network_id=public.id,
+        name="public-v4",
+        ip_version=4,
+        is_dhcp_enabled=False,
         **PUBLIC_NETWORK["ipv4"],
     )
     conn.network.create_subnet(
-        network_id=public.id, name="public-v6", ip_version=6, ipv6_address_mode="slaac",
-        ipv6_ra_mode="slaac", **PUBLIC_NETWORK["ipv6"],
+        network_id=public.id,
+        name="public-v6",
+        ip_version=6,
+        ipv6_address_mode="slaac",
+        ipv6_ra_mode="slaac",
+        **PUBLIC_NETWORK["ipv6"],
     )
     for index, project_name in enumerate(PROJECT_USERS):
         project = conn.identity.find_project(project_name, ignore_missing=False)
@@ -91,18 +113,23 @@ def seed_compute_network_volume(conn) -> None:
         # No DHCP server runs: a real guest takes its static address from the config drive instead of waiting
         # for a lease that never comes.
         subnet = conn.network.create_subnet(
-            network_id=network.id, name="private-v4", ip_version=4, cidr=f"10.{index}.0.0/16",
-            project_id=project.id, is_dhcp_enabled=False,
+            network_id=network.id,
+            name="private-v4",
+            ip_version=4,
+            cidr=f"10.{index}.0.0/16",
+            project_id=project.id,
+            is_dhcp_enabled=False,
         )
         router = conn.network.create_router(
-            name="router", project_id=project.id, external_gateway_info={"network_id": public.id},
+            name="router",
+            project_id=project.id,
+            external_gateway_info={"network_id": public.id},
         )
         conn.network.add_interface_to_router(router, subnet_id=subnet.id)
 
 
 COMPUTE_QUOTA_KEYS = ("instances", "cores", "ram", "key_pairs", "server_groups", "metadata_items")
-NETWORK_QUOTA_KEYS = ("port", "floatingip", "network", "subnet", "router", "security_group",
-                      "security_group_rule")
+NETWORK_QUOTA_KEYS = ("port", "floatingip", "network", "subnet", "router", "security_group", "security_group_rule")
 VOLUME_QUOTA_KEYS = ("gigabytes", "volumes", "snapshots", "backups", "backup_gigabytes")
 
 
@@ -131,10 +158,18 @@ def get_quotas(conn, project_id: str, names) -> dict[str, int]:
         if name in COMPUTE_QUOTA_KEYS:
             values[name] = getattr(compute, name)
         elif name in NETWORK_QUOTA_KEYS:
-            values[name] = getattr(network, {"port": "ports", "floatingip": "floating_ips", "network": "networks",
-                                             "subnet": "subnets", "router": "routers",
-                                             "security_group": "security_groups",
-                                             "security_group_rule": "security_group_rules"}[name])
+            values[name] = getattr(
+                network,
+                {
+                    "port": "ports",
+                    "floatingip": "floating_ips",
+                    "network": "networks",
+                    "subnet": "subnets",
+                    "router": "routers",
+                    "security_group": "security_groups",
+                    "security_group_rule": "security_group_rules",
+                }[name],
+            )
         elif name in VOLUME_QUOTA_KEYS:
             values[name] = getattr(volume, name)
         else:

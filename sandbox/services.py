@@ -46,13 +46,30 @@ class Service:
     fork: bool = False
 
 
-def _gunicorn(layout: Layout, name: str, port_name: str, module: str, env: dict[str, str],
-              workers: int = 1, tls: bool = False, wsgi_args: str = "", nice: int = 0) -> Service:
+def _gunicorn(
+    layout: Layout,
+    name: str,
+    port_name: str,
+    module: str,
+    env: dict[str, str],
+    workers: int = 1,
+    tls: bool = False,
+    wsgi_args: str = "",
+    nice: int = 0,
+) -> Service:
     argv = [
-        venv_bin("gunicorn"), "--workers", str(workers), "--threads", "8",
-        "--bind", f"{HOST}:{layout.ports[port_name]}",
+        venv_bin("gunicorn"),
+        "--workers",
+        str(workers),
+        "--threads",
+        "8",
+        "--bind",
+        f"{HOST}:{layout.ports[port_name]}",
         # Requests of a 100-server burst can wait on the database; don't let gunicorn kill busy workers.
-        "--timeout", "300", "--graceful-timeout", "3",
+        "--timeout",
+        "300",
+        "--graceful-timeout",
+        "3",
         # Keep idle connections for an hour: longer than any gap between two requests a client sends on one
         # connection (pollers every 2-10 s, the services' periodic tasks at most every 10 min), so the server
         # never closes a connection a client is about to reuse. With gunicorn's default of 2 s, a client reusing
@@ -60,11 +77,20 @@ def _gunicorn(layout: Layout, name: str, port_name: str, module: str, env: dict[
         # connection without response" / "Connection reset by peer"). nova-scheduler's placement client does not
         # retry that, so it was a lost boot ("No valid host was found"). Idle connections cost a descriptor each,
         # not a thread, and end when their client closes them or exits; room for many (default 1000 a worker).
-        "--keep-alive", str(KEEPALIVE_S), "--worker-connections", "4000",
+        "--keep-alive",
+        str(KEEPALIVE_S),
+        "--worker-connections",
+        "4000",
         # nova-api lists ports of ~100 servers from neutron in one query string: gunicorn's default limit
         # (4094 bytes) turns that into 414 and every GET /servers/detail into a 500.
-        "--limit-request-line", "0", "--limit-request-field_size", "0",
-        "--error-logfile", "-", "--name", f"sandbox-{name}",
+        "--limit-request-line",
+        "0",
+        "--limit-request-field_size",
+        "0",
+        "--error-logfile",
+        "-",
+        "--name",
+        f"sandbox-{name}",
         # gunicorn 27 would open a control socket at ~/.gunicorn/gunicorn.ctl, one path for every instance:
         # nothing the sandbox uses, and nothing it may leave outside its own directory.
         "--no-control-socket",
@@ -72,9 +98,15 @@ def _gunicorn(layout: Layout, name: str, port_name: str, module: str, env: dict[
     if tls:
         argv += ["--certfile", str(layout.tls_cert), "--keyfile", str(layout.tls_key)]
     argv.append("sandbox.wsgi_app:application")
-    return Service(name, argv, {**python_env(), **env, "SANDBOX_WSGI_MODULE": module, "SANDBOX_WSGI_ARGS": wsgi_args},
-                   port=layout.ports[port_name],
-                   ready_url=layout.url(port_name, "https" if tls else "http", "/"), nice=nice, fork=True)
+    return Service(
+        name,
+        argv,
+        {**python_env(), **env, "SANDBOX_WSGI_MODULE": module, "SANDBOX_WSGI_ARGS": wsgi_args},
+        port=layout.ports[port_name],
+        ready_url=layout.url(port_name, "https" if tls else "http", "/"),
+        nice=nice,
+        fork=True,
+    )
 
 
 def api_services(layout: Layout) -> list[Service]:
@@ -82,24 +114,56 @@ def api_services(layout: Layout) -> list[Service]:
     keystone_env = {"OS_KEYSTONE_CONFIG_FILES": str(layout.etc / "keystone.conf")}
     return [
         _gunicorn(layout, "keystone", "keystone", "keystone.wsgi.api", keystone_env, tls=True),
-        _gunicorn(layout, "placement", "placement", "placement.wsgi.api",
-                  {"OS_PLACEMENT_CONFIG_DIR": etc, "OS_PLACEMENT_CONFIG_FILES": "placement.conf"}),
-        _gunicorn(layout, "glance", "glance", "glance.wsgi.api",
-                  {"OS_GLANCE_CONFIG_DIR": etc, "OS_GLANCE_CONFIG_FILES": "glance-api.conf"}),
-        _gunicorn(layout, "nova-api", "nova-api", "nova.wsgi.osapi_compute",
-                  {"OS_NOVA_CONFIG_DIR": etc, "OS_NOVA_CONFIG_FILES": "nova-api-paste.ini;nova.conf"}),
-        _gunicorn(layout, "neutron", "neutron", "neutron.wsgi.api",
-                  {"OS_NEUTRON_CONFIG_DIR": etc, "OS_NEUTRON_CONFIG_FILES": "neutron.conf"}),
-        _gunicorn(layout, "cinder-api", "cinder-api", "cinder.wsgi.api", {},
-                  wsgi_args=f"--config-file {layout.etc / 'cinder.conf'}", nice=10),
+        _gunicorn(
+            layout,
+            "placement",
+            "placement",
+            "placement.wsgi.api",
+            {"OS_PLACEMENT_CONFIG_DIR": etc, "OS_PLACEMENT_CONFIG_FILES": "placement.conf"},
+        ),
+        _gunicorn(
+            layout,
+            "glance",
+            "glance",
+            "glance.wsgi.api",
+            {"OS_GLANCE_CONFIG_DIR": etc, "OS_GLANCE_CONFIG_FILES": "glance-api.conf"},
+        ),
+        _gunicorn(
+            layout,
+            "nova-api",
+            "nova-api",
+            "nova.wsgi.osapi_compute",
+            {"OS_NOVA_CONFIG_DIR": etc, "OS_NOVA_CONFIG_FILES": "nova-api-paste.ini;nova.conf"},
+        ),
+        _gunicorn(
+            layout,
+            "neutron",
+            "neutron",
+            "neutron.wsgi.api",
+            {"OS_NEUTRON_CONFIG_DIR": etc, "OS_NEUTRON_CONFIG_FILES": "neutron.conf"},
+        ),
+        _gunicorn(
+            layout,
+            "cinder-api",
+            "cinder-api",
+            "cinder.wsgi.api",
+            {},
+            wsgi_args=f"--config-file {layout.etc / 'cinder.conf'}",
+            nice=10,
+        ),
     ]
 
 
 def keystone_http(layout: Layout) -> Service:
     """Keystone's plain http listener: only for negative tests (R7 must FAIL on plain http), so not started by
     `up` (it cost `up` a Keystone's start, 3-4 CPU s) but by `Sandbox.http_keystone()` for as long as it is used."""
-    return _gunicorn(layout, "keystone-http", "keystone-http", "keystone.wsgi.api",
-                     {"OS_KEYSTONE_CONFIG_FILES": str(layout.etc / "keystone.conf")})
+    return _gunicorn(
+        layout,
+        "keystone-http",
+        "keystone-http",
+        "keystone.wsgi.api",
+        {"OS_KEYSTONE_CONFIG_FILES": str(layout.etc / "keystone.conf")},
+    )
 
 
 def on_demand_services(layout: Layout) -> list[Service]:
@@ -119,14 +183,25 @@ def daemon_services(layout: Layout) -> list[Service]:
         # All of them once RabbitMQ accepts connections: one that connects before retries after 1, 3, 5... s.
         # nova-compute pings nova-conductor first thing and waits 10 s for the answer before it tries again: it
         # starts once the conductor's queue exists, so that the ping is not lost.
-        Service("nova-conductor", [venv_bin("nova-conductor"), *nova_conf], quiet, after=("keystone", "rabbitmq"),
-                fork=True, ready_queue="conductor"),
-        Service("nova-scheduler", [venv_bin("nova-scheduler"), *nova_conf], quiet, after=("keystone", "rabbitmq"),
-                fork=True),
-        Service("nova-compute", [sys.executable, "-m", "sandbox.nova_compute", *nova_conf], {**quiet, **guest},
-                after=("keystone", "placement", "rabbitmq", "nova-conductor"), fork=True),
-        Service("cinder-scheduler", [venv_bin("cinder-scheduler"), *cinder_conf], quiet, nice=10,
-                after=("rabbitmq",)),
+        Service(
+            "nova-conductor",
+            [venv_bin("nova-conductor"), *nova_conf],
+            quiet,
+            after=("keystone", "rabbitmq"),
+            fork=True,
+            ready_queue="conductor",
+        ),
+        Service(
+            "nova-scheduler", [venv_bin("nova-scheduler"), *nova_conf], quiet, after=("keystone", "rabbitmq"), fork=True
+        ),
+        Service(
+            "nova-compute",
+            [sys.executable, "-m", "sandbox.nova_compute", *nova_conf],
+            {**quiet, **guest},
+            after=("keystone", "placement", "rabbitmq", "nova-conductor"),
+            fork=True,
+        ),
+        Service("cinder-scheduler", [venv_bin("cinder-scheduler"), *cinder_conf], quiet, nice=10, after=("rabbitmq",)),
         Service("cinder-volume", [venv_bin("cinder-volume"), *cinder_conf], quiet, nice=10, after=("rabbitmq",)),
     ]
 
@@ -147,21 +222,34 @@ def real_host_daemons(layout: Layout) -> list[Service]:
 def real_compute(layout: Layout) -> Service:
     """nova-compute of the real host: Nova's libvirt driver (sandbox/real_compute.py)."""
     conf = ["--config-file", str(layout.etc / "nova.conf"), "--config-file", str(layout.etc / "nova-real.conf")]
-    return Service("nova-compute-real", [sys.executable, "-m", "sandbox.real_compute", *conf],
-                   {**python_env(), "SANDBOX_GUEST_BRIDGE": layout.bridge}, after=("keystone", "placement"))
+    return Service(
+        "nova-compute-real",
+        [sys.executable, "-m", "sandbox.real_compute", *conf],
+        {**python_env(), "SANDBOX_GUEST_BRIDGE": layout.bridge},
+        after=("keystone", "placement"),
+    )
 
 
 def mariadb(layout: Layout) -> Service:
     argv = [
-        shutil.which("mariadbd") or "/usr/sbin/mariadbd", "--no-defaults",
-        f"--datadir={layout.mysql_dir}", f"--socket={layout.mysql_socket}",
-        f"--pid-file={layout.root / 'mysql.pid'}", f"--log-error={layout.log / 'mariadb.log'}",
+        shutil.which("mariadbd") or "/usr/sbin/mariadbd",
+        "--no-defaults",
+        f"--datadir={layout.mysql_dir}",
+        f"--socket={layout.mysql_socket}",
+        f"--pid-file={layout.root / 'mysql.pid'}",
+        f"--log-error={layout.log / 'mariadb.log'}",
         # Socket only: nothing listens on TCP, so no port can clash and no password is needed.
-        "--skip-networking", "--skip-log-bin", "--skip-name-resolve",
+        "--skip-networking",
+        "--skip-log-bin",
+        "--skip-name-resolve",
         # A throwaway cloud: durability is not worth an fsync per commit under a burst.
-        "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0", "--sync-binlog=0",
-        "--innodb-buffer-pool-size=256M", "--max-connections=2000",
-        "--character-set-server=utf8mb3", "--collation-server=utf8mb3_general_ci",
+        "--innodb-flush-log-at-trx-commit=0",
+        "--innodb-doublewrite=0",
+        "--sync-binlog=0",
+        "--innodb-buffer-pool-size=256M",
+        "--max-connections=2000",
+        "--character-set-server=utf8mb3",
+        "--collation-server=utf8mb3_general_ci",
     ]
     if os.geteuid() == 0:
         argv.append("--user=root")
@@ -195,8 +283,7 @@ def rabbit_services(layout: Layout) -> list[Service]:
     (layout.log / "rabbitmq").mkdir(parents=True, exist_ok=True)
     (base / "enabled_plugins").write_text("[].\n")  # no management plugin: faster start, fewer ports
     (base / "rabbitmq.conf").write_text(
-        f"listeners.tcp.default = {HOST}:{layout.ports['rabbitmq']}\n"
-        "vm_memory_high_watermark.relative = 0.2\n"
+        f"listeners.tcp.default = {HOST}:{layout.ports['rabbitmq']}\nvm_memory_high_watermark.relative = 0.2\n"
     )
     (base / "advanced.config").write_text("[].\n")
     (base / "rabbitmq-env.conf").write_text("")

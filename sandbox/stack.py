@@ -34,8 +34,13 @@ from sandbox.waiting import SandboxError, wait_for
 DATABASES = ("keystone", "glance", "nova_api", "nova_cell0", "nova", "placement", "neutron", "cinder")
 PYTHON_PACKAGES = ("keystone", "glance", "placement", "nova", "neutron", "cinder", "gunicorn", "pymysql")
 # What the template holds besides the MariaDB datadir (paths relative to the state dir).
-TEMPLATE_FILES = ("data/mysql", "data/keystone/fernet",
-                  "data/keystone/credential", "data/glance/images", "credentials.json")
+TEMPLATE_FILES = (
+    "data/mysql",
+    "data/keystone/fernet",
+    "data/keystone/credential",
+    "data/glance/images",
+    "credentials.json",
+)
 
 
 class AlreadyRunning(SandboxError):
@@ -45,16 +50,21 @@ class AlreadyRunning(SandboxError):
 def missing_prerequisites() -> list[str]:
     """Everything `up` needs that is not installed, each with how to get it."""
     missing = []
-    for program, package in (("mariadbd", "mariadb-server"), ("mariadb-install-db", "mariadb-server"),
-                             ("epmd", "rabbitmq-server (erlang)")):
+    for program, package in (
+        ("mariadbd", "mariadb-server"),
+        ("mariadb-install-db", "mariadb-server"),
+        ("epmd", "rabbitmq-server (erlang)"),
+    ):
         if not shutil.which(program, path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin"):
             missing.append(f"{program} (apt package {package})")
     if not Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists():
         missing.append("rabbitmq-server (apt package rabbitmq-server)")
     absent = [name for name in PYTHON_PACKAGES if find_spec(name) is None]
     if absent:
-        missing.append(f"Python packages {', '.join(absent)} (pip install -e '.[sandbox]' -c constraints.txt,"
-                       " or use tox -e sandbox)")
+        missing.append(
+            f"Python packages {', '.join(absent)} (pip install -e '.[sandbox]' -c constraints.txt,"
+            " or use tox -e sandbox)"
+        )
     return missing
 
 
@@ -92,16 +102,21 @@ class Stack:
     # ---- up ----------------------------------------------------------------------------------------------------
     def up(self) -> None:
         if self.is_running():
-            raise AlreadyRunning(f"the sandbox is already running (state in {self.layout.root}); "
-                                 "use `status`, or `down` first")
+            raise AlreadyRunning(
+                f"the sandbox is already running (state in {self.layout.root}); use `status`, or `down` first"
+            )
         missing = missing_prerequisites()
         if missing:
-            raise SandboxError("missing prerequisites: " + "; ".join(missing) +
-                               ". Run `bash sandbox/prereqs.sh` (as root) for the apt packages.")
+            raise SandboxError(
+                "missing prerequisites: "
+                + "; ".join(missing)
+                + ". Run `bash sandbox/prereqs.sh` (as root) for the apt packages."
+            )
         busy = [f"{port} ({name})" for name, port in self.layout.ports.items() if services.port_open(port)]
         if busy:
-            raise SandboxError(f"loopback port(s) already in use: {', '.join(busy)}; stop what uses them or set "
-                               "SANDBOX_PORT_OFFSET")
+            raise SandboxError(
+                f"loopback port(s) already in use: {', '.join(busy)}; stop what uses them or set SANDBOX_PORT_OFFSET"
+            )
         with self._exclusive():
             try:
                 self._up()
@@ -121,8 +136,7 @@ class Stack:
             # database template when both are missing.
             image_ready = background.submit(self._guest_image, plan)
             if not (template / "complete").exists():
-                self.say(f"no database template for this setup yet: building it once in {template} "
-                         "(about 2 minutes)")
+                self.say(f"no database template for this setup yet: building it once in {template} (about 2 minutes)")
                 self._build_template(template)
                 self.table.stop_all()
                 self.answered.clear()
@@ -180,16 +194,22 @@ class Stack:
         """Whether this `up` runs a real guest host, checked before anything starts."""
         if not real_host.wanted():
             return real_host.RealHost(enabled=False, reason="SANDBOX_REAL_GUESTS=0")
-        missing = real_host.missing_prerequisites() + [f"{what} (apt package {package})" for what, package
-                                                       in guest_image.missing_prerequisites()]
+        missing = real_host.missing_prerequisites() + [
+            f"{what} (apt package {package})" for what, package in guest_image.missing_prerequisites()
+        ]
         if missing:
-            raise SandboxError("the real guest host needs " + "; ".join(missing) + ". Run `bash sandbox/prereqs.sh`"
-                               " (as root), or start without real guests: SANDBOX_REAL_GUESTS=0")
+            raise SandboxError(
+                "the real guest host needs " + "; ".join(missing) + ". Run `bash sandbox/prereqs.sh`"
+                " (as root), or start without real guests: SANDBOX_REAL_GUESTS=0"
+            )
         virt_type = "kvm" if real_host.hardware_virtualisation() else "qemu"
         key = guest_image.cache_key()
-        return real_host.RealHost(enabled=True, virt_type=virt_type, bridge=self.layout.bridge,
-                                  image={"name": real_host.GLANCE_NAME, "key": key,
-                                         "ids": real_host.glance_ids(key)})
+        return real_host.RealHost(
+            enabled=True,
+            virt_type=virt_type,
+            bridge=self.layout.bridge,
+            image={"name": real_host.GLANCE_NAME, "key": key, "ids": real_host.glance_ids(key)},
+        )
 
     def _guest_image(self, plan: real_host.RealHost):
         if not plan.enabled:
@@ -197,8 +217,13 @@ class Stack:
         return guest_image.ensure_image(say=lambda line: self.say(f"guest image: {line}"))
 
     def _wait_socket(self, name: str, socket: Path) -> None:
-        wait_for(lambda: self._check_alive() or socket.exists(), timeout=60, interval=0.1,
-                 what=f"{name}'s socket", describe=lambda: self._log_tail(f"{name}.out"))
+        wait_for(
+            lambda: self._check_alive() or socket.exists(),
+            timeout=60,
+            interval=0.1,
+            what=f"{name}'s socket",
+            describe=lambda: self._log_tail(f"{name}.out"),
+        )
 
     def _start_real_host_daemons(self, plan: real_host.RealHost) -> None:
         layout = self.layout
@@ -234,8 +259,15 @@ class Stack:
 
     def _start(self, service: services.Service):
         self._started.add(service.name)
-        return self.table.start(service.name, service.argv, self.layout.log / f"{service.name}.out", service.env,
-                                cwd=self.layout.root, nice=service.nice, spawn=self._spawn if service.fork else None)
+        return self.table.start(
+            service.name,
+            service.argv,
+            self.layout.log / f"{service.name}.out",
+            service.env,
+            cwd=self.layout.root,
+            nice=service.nice,
+            spawn=self._spawn if service.fork else None,
+        )
 
     def _start_zygote(self) -> bool:
         """Start the zygote (sandbox/zygote.py) unless its socket's path is too long for a Unix socket (then every
@@ -261,8 +293,13 @@ class Stack:
             self._start(service)
             if service.name == "epmd":
                 self._wait_ports(["epmd"], timeout=10)
-        wait_for(layout.mysql_socket.exists, timeout=30, interval=0.1, what="MariaDB's socket",
-                 describe=lambda: self._log_tail("mariadb.log"))
+        wait_for(
+            layout.mysql_socket.exists,
+            timeout=30,
+            interval=0.1,
+            what="MariaDB's socket",
+            describe=lambda: self._log_tail("mariadb.log"),
+        )
         self.say("MariaDB ready")
 
     def _start_apis(self, wait: bool = True) -> None:
@@ -273,8 +310,9 @@ class Stack:
 
     def _wait_ports(self, names: list[str], timeout: float) -> None:
         """Wait until the named services answer: APIs over HTTP, the others on their port."""
-        urls = {s.name: s.ready_url for s in services.api_services(self.layout)
-                + services.on_demand_services(self.layout)}
+        urls = {
+            s.name: s.ready_url for s in services.api_services(self.layout) + services.on_demand_services(self.layout)
+        }
         queues = {s.name: s.ready_queue for s in services.daemon_services(self.layout) if s.ready_queue}
         pending = {name: self.layout.ports.get(name) for name in names}
 
@@ -293,8 +331,13 @@ class Stack:
             self._check_alive()
             return not pending
 
-        wait_for(all_open, timeout=timeout, interval=0.2, what="ports of " + ", ".join(names),
-                 describe=lambda: "still closed: " + ", ".join(pending))
+        wait_for(
+            all_open,
+            timeout=timeout,
+            interval=0.2,
+            what="ports of " + ", ".join(names),
+            describe=lambda: "still closed: " + ", ".join(pending),
+        )
 
     def _check_alive(self) -> None:
         """Fail fast, naming the service, when a process we started has exited."""
@@ -312,18 +355,25 @@ class Stack:
     # ---- template ------------------------------------------------------------------------------------------------
     def _build_template(self, template: Path) -> None:
         layout = self.layout
-        passwords = {name: secrets.token_urlsafe(18) for name in
-                     ("admin", *configs.SERVICE_USERS, *seed.PROJECT_USERS.values())}
+        passwords = {
+            name: secrets.token_urlsafe(18) for name in ("admin", *configs.SERVICE_USERS, *seed.PROJECT_USERS.values())
+        }
         layout.credentials.write_text(json.dumps(passwords))
         layout.credentials.chmod(0o600)
         configs.render_all(layout, passwords)
         make_ca_and_server_cert(layout.ca_cert, layout.tls_cert, layout.tls_key, "127.0.0.1")
         layout.log.mkdir(parents=True, exist_ok=True)
-        self._run_step("mariadb-install-db", [
-            shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db", "--no-defaults",
-            f"--datadir={layout.mysql_dir}", "--auth-root-authentication-method=normal", "--skip-test-db",
-            *(["--user=root"] if os.geteuid() == 0 else []),
-        ])
+        self._run_step(
+            "mariadb-install-db",
+            [
+                shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={layout.mysql_dir}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                *(["--user=root"] if os.geteuid() == 0 else []),
+            ],
+        )
         self._start_infrastructure()
         create = "; ".join(f"CREATE DATABASE {db} CHARACTER SET utf8mb3" for db in DATABASES)
         self._run_step("create databases", ["mariadb", f"--socket={layout.mysql_socket}", "-uroot", "-e", create])
@@ -331,12 +381,21 @@ class Stack:
         # Map the compute hosts (the fake nodes' and the real one's) into cell1 now (what `nova-manage cell_v2
         # discover_hosts` would do once they register): boots work as soon as nova-compute reports, instead of
         # after the next periodic discovery.
-        self._run_step("map compute host", [
-            "mariadb", f"--socket={layout.mysql_socket}", "-uroot", "nova_api", "-e",
-            "; ".join("INSERT INTO host_mappings (created_at, cell_id, host) SELECT NOW(), id, "
-                      f"'{host}' FROM cell_mappings WHERE name = 'cell1'"
-                      for host in (configs.COMPUTE_HOST, configs.REAL_COMPUTE_HOST)),
-        ])
+        self._run_step(
+            "map compute host",
+            [
+                "mariadb",
+                f"--socket={layout.mysql_socket}",
+                "-uroot",
+                "nova_api",
+                "-e",
+                "; ".join(
+                    "INSERT INTO host_mappings (created_at, cell_id, host) SELECT NOW(), id, "
+                    f"'{host}' FROM cell_mappings WHERE name = 'cell1'"
+                    for host in (configs.COMPUTE_HOST, configs.REAL_COMPUTE_HOST)
+                ),
+            ],
+        )
         self.say("schemas synced")
         self._start_apis(wait=True)
         conn = seed.admin_connection(layout, passwords["admin"])
@@ -360,9 +419,11 @@ class Stack:
         (staging / "complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         staging.rename(template)
         # Keep the newest few (one per sandbox dir in use); older ones were made for other pins or code.
-        others = sorted((t for t in template.parent.iterdir()
-                         if t.is_dir() and t != template and t != bytecode_dir()),
-                        key=lambda t: t.stat().st_mtime, reverse=True)
+        others = sorted(
+            (t for t in template.parent.iterdir() if t.is_dir() and t != template and t != bytecode_dir()),
+            key=lambda t: t.stat().st_mtime,
+            reverse=True,
+        )
         for old in others[2:]:
             shutil.rmtree(old, ignore_errors=True)
         self.say("database template saved")
@@ -370,9 +431,14 @@ class Stack:
     def _run_step(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         log = self.layout.log / f"setup-{name.replace(' ', '-')}.log"
         with open(log, "ab") as out:
-            result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env={**os.environ, **services.python_env(), **(env or {})},
-                                    cwd=self.layout.root)
+            result = subprocess.run(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **services.python_env(), **(env or {})},
+                cwd=self.layout.root,
+            )
         if result.returncode != 0:
             tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-5:])
             raise SandboxError(f"{name} failed (exit {result.returncode}): {tail} [log: {log}]")
@@ -386,25 +452,41 @@ class Stack:
         steps = {
             "keystone": [
                 [*keystone, "db_sync"],
-                [*keystone, "fernet_setup", "--keystone-user", str(os.getuid()), "--keystone-group",
-                 str(os.getgid())],
-                [*keystone, "credential_setup", "--keystone-user", str(os.getuid()), "--keystone-group",
-                 str(os.getgid())],
-                [*keystone, "bootstrap", "--bootstrap-password", passwords["admin"],
-                 "--bootstrap-public-url", layout.keystone_url, "--bootstrap-internal-url", layout.keystone_url,
-                 "--bootstrap-admin-url", layout.keystone_url, "--bootstrap-region-id", REGION],
+                [*keystone, "fernet_setup", "--keystone-user", str(os.getuid()), "--keystone-group", str(os.getgid())],
+                [
+                    *keystone,
+                    "credential_setup",
+                    "--keystone-user",
+                    str(os.getuid()),
+                    "--keystone-group",
+                    str(os.getgid()),
+                ],
+                [
+                    *keystone,
+                    "bootstrap",
+                    "--bootstrap-password",
+                    passwords["admin"],
+                    "--bootstrap-public-url",
+                    layout.keystone_url,
+                    "--bootstrap-internal-url",
+                    layout.keystone_url,
+                    "--bootstrap-admin-url",
+                    layout.keystone_url,
+                    "--bootstrap-region-id",
+                    REGION,
+                ],
             ],
             "glance": [[venv_bin("glance-manage"), "--config-file", str(etc / "glance-api.conf"), "db_sync"]],
-            "placement": [[venv_bin("placement-manage"), "--config-file", str(etc / "placement.conf"), "db",
-                           "sync"]],
+            "placement": [[venv_bin("placement-manage"), "--config-file", str(etc / "placement.conf"), "db", "sync"]],
             "nova": [
                 [*nova, "api_db", "sync"],
                 [*nova, "cell_v2", "map_cell0", "--database_connection", layout.db_url("nova_cell0")],
                 [*nova, "cell_v2", "create_cell", "--name", "cell1", "--verbose"],
                 [*nova, "db", "sync"],
             ],
-            "neutron": [[sys.executable, "-m", "sandbox.neutron_schema", str(etc / "neutron.conf"),
-                         layout.db_url("neutron")]],
+            "neutron": [
+                [sys.executable, "-m", "sandbox.neutron_schema", str(etc / "neutron.conf"), layout.db_url("neutron")]
+            ],
             "cinder": [[venv_bin("cinder-manage"), "--config-file", str(etc / "cinder.conf"), "db", "sync"]],
         }
 
@@ -425,13 +507,23 @@ class Stack:
         # A raw image (Glance inspects data: the declared format must match the bytes) for the smoke boot.
         image_file = self.layout.root / "base.img"
         image_file.write_bytes(b"\0" * 1024 * 1024)
-        conn.image.create_image(name="sandbox-base", filename=str(image_file), disk_format="raw",
-                                container_format="bare", visibility="public", wait=True)
+        conn.image.create_image(
+            name="sandbox-base",
+            filename=str(image_file),
+            disk_format="raw",
+            container_format="bare",
+            visibility="public",
+            wait=True,
+        )
         image_file.unlink()
 
     # ---- usable ------------------------------------------------------------------------------------------------
-    def _wait_usable(self, passwords: dict[str, str], plan: real_host.RealHost | None = None,
-                     guest: guest_image.GuestImage | None = None) -> None:
+    def _wait_usable(
+        self,
+        passwords: dict[str, str],
+        plan: real_host.RealHost | None = None,
+        guest: guest_image.GuestImage | None = None,
+    ) -> None:
         """Return when a server boots: compute registered, host mapped into the cell, networking binds; and with a
         real host, when it has registered too and the guest image is in Glance."""
         conn = seed.admin_connection(self.layout, passwords["admin"])
@@ -455,12 +547,19 @@ class Stack:
         # The first call to each API is slow while the other services still import (the API validates the token,
         # its middleware first authenticates itself): look up what the boot needs while compute registers.
         with ThreadPoolExecutor(4) as pool:
-            lookups = [pool.submit(conn.image.find_image, "sandbox-base", ignore_missing=False),
-                       pool.submit(conn.compute.find_flavor, configs.SMALL_FLAVOR["name"], ignore_missing=False),
-                       pool.submit(conn.network.find_network, seed.PUBLIC_NETWORK["name"], ignore_missing=False)]
+            lookups = [
+                pool.submit(conn.image.find_image, "sandbox-base", ignore_missing=False),
+                pool.submit(conn.compute.find_flavor, configs.SMALL_FLAVOR["name"], ignore_missing=False),
+                pool.submit(conn.network.find_network, seed.PUBLIC_NETWORK["name"], ignore_missing=False),
+            ]
             upload = pool.submit(self._upload_guest_image, conn, plan, guest) if real else None
-            wait_for(registered, timeout=180, interval=0.5, what="the compute host(s) to register",
-                     describe=lambda: self._log_tail("nova-compute-real.out" if real else "nova-compute.out"))
+            wait_for(
+                registered,
+                timeout=180,
+                interval=0.5,
+                what="the compute host(s) to register",
+                describe=lambda: self._log_tail("nova-compute-real.out" if real else "nova-compute.out"),
+            )
             self.say("compute host registered" if not real else "compute hosts registered (fake nodes, real host)")
             image, flavor, network = (lookup.result() for lookup in lookups)
             if upload is not None:
@@ -470,11 +569,13 @@ class Stack:
         while True:  # bounded by the deadline: the host may not be mapped into the cell for a few seconds
             attempt += 1
             started = time.monotonic()
-            server = conn.compute.create_server(name=f"sandbox-smoke-{attempt}", image_id=image.id,
-                                                flavor_id=flavor.id, networks=[{"uuid": network.id}])
+            server = conn.compute.create_server(
+                name=f"sandbox-smoke-{attempt}", image_id=image.id, flavor_id=flavor.id, networks=[{"uuid": network.id}]
+            )
             try:
-                status = conn.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"],
-                                                      interval=0.5, wait=120).status
+                status = conn.compute.wait_for_server(
+                    server, status="ACTIVE", failures=["ERROR"], interval=0.5, wait=120
+                ).status
             except openstack.exceptions.ResourceFailure:
                 status = "ERROR"
             conn.compute.delete_server(server)
@@ -492,8 +593,13 @@ class Stack:
             return list(conn.block_storage.backend_pools())
 
         # While the smoke server is being deleted.
-        wait_for(volume_backend_known, timeout=120, interval=0.5, what="cinder-scheduler to know the volume backend",
-                 describe=lambda: self._log_tail("cinder.log"))
+        wait_for(
+            volume_backend_known,
+            timeout=120,
+            interval=0.5,
+            what="cinder-scheduler to know the volume backend",
+            describe=lambda: self._log_tail("cinder.log"),
+        )
         conn.compute.wait_for_delete(server, interval=0.5, wait=60)
         self.say("volume backend known to the scheduler, smoke server deleted: the cloud is usable")
 
@@ -503,9 +609,17 @@ class Stack:
 
         def entry(user: str, project: str, auth_url: str, cacert: bool = True) -> dict:
             cloud = {
-                "auth": {"auth_url": auth_url, "username": user, "password": passwords[user],
-                         "project_name": project, "user_domain_name": "Default", "project_domain_name": "Default"},
-                "region_name": REGION, "identity_api_version": 3, "interface": "public",
+                "auth": {
+                    "auth_url": auth_url,
+                    "username": user,
+                    "password": passwords[user],
+                    "project_name": project,
+                    "user_domain_name": "Default",
+                    "project_domain_name": "Default",
+                },
+                "region_name": REGION,
+                "identity_api_version": 3,
+                "interface": "public",
                 # The real guests are reachable over IPv4 only (their bridge carries no IPv6): a client choosing a
                 # server's address to connect to (openstacksdk's interface_ip, zuul-launcher's ssh-keyscan) must
                 # not prefer its 2001:db8:: address, as OpenDev's clouds.yaml says of a cloud with no IPv6 route.
@@ -522,8 +636,7 @@ class Stack:
             "sandbox-admin": entry("admin", "admin", layout.keystone_url),
             # Plain http Keystone: only for negative tests (R7 must FAIL on it). It answers only while a
             # `Sandbox.http_keystone()` (`python -m sandbox with keystone-http -- ...`) runs it.
-            "sandbox-zuul-http": entry(zuul_user, "zuul", layout.url("keystone-http", suffix="/v3"),
-                                       cacert=False),
+            "sandbox-zuul-http": entry(zuul_user, "zuul", layout.url("keystone-http", suffix="/v3"), cacert=False),
         }
         layout.clouds_yaml.write_text(
             "# Generated by `python -m sandbox up`: the local sandbox cloud. Holds passwords: keep private.\n"
@@ -571,14 +684,25 @@ class Stack:
         self.table.stop(name)
         spec = self._spec(name)
         self._started.add(name)
-        self.table.start(name, proc.argv, Path(proc.log), proc.env, cwd=self.layout.root,
-                         nice=spec.nice if spec else 0, spawn=self._spawn if spec and spec.fork else None)
+        self.table.start(
+            name,
+            proc.argv,
+            Path(proc.log),
+            proc.env,
+            cwd=self.layout.root,
+            nice=spec.nice if spec else 0,
+            spawn=self._spawn if spec and spec.fork else None,
+        )
         if spec and spec.ready_url:
             self._wait_ports([name], timeout=120)
 
     def _spec(self, name: str) -> services.Service | None:
-        every = (services.api_services(self.layout) + services.daemon_services(self.layout)
-                 + services.on_demand_services(self.layout) + [services.real_compute(self.layout)])
+        every = (
+            services.api_services(self.layout)
+            + services.daemon_services(self.layout)
+            + services.on_demand_services(self.layout)
+            + [services.real_compute(self.layout)]
+        )
         return next((s for s in every if s.name == name), None)
 
     def start_on_demand(self, name: str) -> bool:
@@ -607,5 +731,7 @@ class Stack:
     def status(self) -> list[tuple[str, int, bool, float]]:
         """(name, pid, running, RSS MB) for every process `up` started."""
         running = self.table.running()
-        return [(name, proc.pid, name in running, rss_mb(proc) if name in running else 0.0)
-                for name, proc in self.table.load().items()]
+        return [
+            (name, proc.pid, name in running, rss_mb(proc) if name in running else 0.0)
+            for name, proc in self.table.load().items()
+        ]

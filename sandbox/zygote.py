@@ -35,13 +35,42 @@ from pathlib import Path
 # In import order; each is imported whole with what it imports. Not oslo.messaging, oslo.service or
 # oslo.versionedobjects: they import eventlet.
 PRELOAD = (
-    "oslo_i18n", "oslo_config.cfg", "oslo_log.log", "oslo_utils.timeutils", "oslo_utils.importutils",
-    "oslo_utils.uuidutils", "oslo_serialization.jsonutils", "oslo_context.context", "oslo_concurrency.lockutils",
-    "sqlalchemy", "sqlalchemy.orm", "sqlalchemy.dialects.mysql", "pymysql", "oslo_db.sqlalchemy.enginefacade",
-    "oslo_db.sqlalchemy.models", "oslo_policy.policy", "oslo_cache.core", "oslo_middleware",
-    "keystoneauth1.session", "keystoneauth1.loading", "keystonemiddleware.auth_token", "requests", "webob",
-    "webob.dec", "paste.deploy", "routes", "jsonschema", "stevedore", "osprofiler.profiler", "cryptography.fernet",
-    "netaddr", "yaml", "jinja2", "psutil", "gunicorn.app.wsgiapp", "setproctitle",
+    "oslo_i18n",
+    "oslo_config.cfg",
+    "oslo_log.log",
+    "oslo_utils.timeutils",
+    "oslo_utils.importutils",
+    "oslo_utils.uuidutils",
+    "oslo_serialization.jsonutils",
+    "oslo_context.context",
+    "oslo_concurrency.lockutils",
+    "sqlalchemy",
+    "sqlalchemy.orm",
+    "sqlalchemy.dialects.mysql",
+    "pymysql",
+    "oslo_db.sqlalchemy.enginefacade",
+    "oslo_db.sqlalchemy.models",
+    "oslo_policy.policy",
+    "oslo_cache.core",
+    "oslo_middleware",
+    "keystoneauth1.session",
+    "keystoneauth1.loading",
+    "keystonemiddleware.auth_token",
+    "requests",
+    "webob",
+    "webob.dec",
+    "paste.deploy",
+    "routes",
+    "jsonschema",
+    "stevedore",
+    "osprofiler.profiler",
+    "cryptography.fernet",
+    "netaddr",
+    "yaml",
+    "jinja2",
+    "psutil",
+    "gunicorn.app.wsgiapp",
+    "setproctitle",
 )
 
 
@@ -177,8 +206,15 @@ def serve(path: Path) -> None:
             print(f"zygote: request failed: {error}", file=sys.stderr, flush=True)
 
 
-def spawn(path: Path, argv: list[str], log: str, env: dict[str, str], cwd: str | None = None, nice: int = 0,
-          timeout: float = 30) -> int | None:
+def spawn(
+    path: Path,
+    argv: list[str],
+    log: str,
+    env: dict[str, str],
+    cwd: str | None = None,
+    nice: int = 0,
+    timeout: float = 30,
+) -> int | None:
     """Ask the zygote at `path` to start a process; its PID, or None when no zygote answers there."""
     request = {"argv": argv, "log": log, "env": env, "cwd": cwd, "nice": nice}
     try:

@@ -78,8 +78,9 @@ def sandbox():
 
             assert real_host.guest_processes(sb.layout) == [], "sandbox down left QEMU guests running"
             assert not real_host.bridge_exists(sb.layout.bridge), f"sandbox down left bridge {sb.layout.bridge}"
-            loops = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
-                                   capture_output=True, text=True).stdout
+            loops = subprocess.run(
+                ["losetup", "--list", "--noheadings", "--output", "BACK-FILE"], capture_output=True, text=True
+            ).stdout
             assert str(sb.layout.root) not in loops, f"sandbox down left loop devices: {loops}"
 
 

@@ -37,12 +37,26 @@ def _check_flavor(cloud, choice, spec, check: str, record) -> None:
     """Record the best flavor visible to `cloud` meeting `spec` (PASS), or the closest one and why (FAIL)."""
     project = cloud.role
     if choice.best is None:
-        record("R4", check, scope=cloud.scope, measured=choice.closest.name if choice.closest else "none",
-               threshold=_spec_text(spec), ok=False, reason=_no_flavor_reason(project, choice, spec))
+        record(
+            "R4",
+            check,
+            scope=cloud.scope,
+            measured=choice.closest.name if choice.closest else "none",
+            threshold=_spec_text(spec),
+            ok=False,
+            reason=_no_flavor_reason(project, choice, spec),
+        )
         return
     note = f" (disk 0: nodes must boot from a {spec['min_disk_gb']} GB volume)" if choice.boot_from_volume else ""
-    record("R4", check, scope=cloud.scope, measured=choice.best.describe() + note, threshold=_spec_text(spec),
-           ok=True, data={check: _flavor_data(choice.best, choice.boot_from_volume)})
+    record(
+        "R4",
+        check,
+        scope=cloud.scope,
+        measured=choice.best.describe() + note,
+        threshold=_spec_text(spec),
+        ok=True,
+        data={check: _flavor_data(choice.best, choice.boot_from_volume)},
+    )
 
 
 def test_node_flavor(zuul, profile, record):

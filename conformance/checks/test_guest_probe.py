@@ -45,9 +45,17 @@ def test_guest_probe(zuul, profile, record, images, tracker, pytestconfig):
     image_id = chosen.id if chosen else setup.image_id
     started = time.monotonic()
     try:
-        server, boot_s = boot_server(zuul, tracker, "probe", image_id=image_id, flavor_id=setup.flavor.id,
-                                     network_id=setup.network.id, timeout_s=boot_timeout(profile),
-                                     volume_size_gb=setup.volume_size_gb, user_data=probe_user_data_b64())
+        server, boot_s = boot_server(
+            zuul,
+            tracker,
+            "probe",
+            image_id=image_id,
+            flavor_id=setup.flavor.id,
+            network_id=setup.network.id,
+            timeout_s=boot_timeout(profile),
+            volume_size_gb=setup.volume_size_gb,
+            user_data=probe_user_data_b64(),
+        )
     except (BootFailed, os_exc.SDKException) as exc:
         _skip_both(record, scope, f"the probe node did not boot: {first_line(exc)}")
         return
@@ -71,30 +79,55 @@ def test_guest_probe(zuul, profile, record, images, tracker, pytestconfig):
         _skip_both(record, scope, error["text"], data=image_data)
         return
     if not probe_complete(facts):
-        hint = "" if chosen else (f" ({fallback}; the suite's image has no OS: pass --probe-image with a "
-                                  "cloud-init image)" if fallback else " (the suite's image has no OS: pass "
-                                  "--probe-image with a cloud-init image)")
-        _skip_both(record, scope, f"no complete probe output on the console{hint}",
-                   data={"probe": facts, **image_data})
+        hint = (
+            ""
+            if chosen
+            else (
+                f" ({fallback}; the suite's image has no OS: pass --probe-image with a cloud-init image)"
+                if fallback
+                else " (the suite's image has no OS: pass --probe-image with a cloud-init image)"
+            )
+        )
+        _skip_both(record, scope, f"no complete probe output on the console{hint}", data={"probe": facts, **image_data})
         return
 
     emulated = facts.get("emulated")
     kind = guest_kind(facts)
     timing = "" if emulated else f", probe lines {probe_s:.0f} s after the boot request (ACTIVE after {boot_s:.0f} s)"
     note = "; ".join(filter(None, [kind + timing, fallback]))
-    data = {"probe": facts, "emulated": bool(emulated), "guest": kind, "boot_s": round(boot_s, 1),
-            "probe_s": round(probe_s, 1), **image_data, **setup.describe()}
+    data = {
+        "probe": facts,
+        "emulated": bool(emulated),
+        "guest": kind,
+        "boot_s": round(boot_s, 1),
+        "probe_s": round(probe_s, 1),
+        **image_data,
+        **setup.describe(),
+    }
     flavor = setup.flavor
     nproc, memtotal_kb = int(facts["nproc"]), int(float(facts["memtotal_kb"]))
     mhz, steal = float(facts["cpu_mhz"] or 0), float(facts["steal_percent"] or 0)
 
-    record("R5", "cpu.vcpus", scope=scope, measured=f"{nproc} vCPU in the guest",
-           threshold=f">= {flavor.vcpus} (flavor {flavor.name})", ok=nproc >= flavor.vcpus,
-           reason=note, data=data)
+    record(
+        "R5",
+        "cpu.vcpus",
+        scope=scope,
+        measured=f"{nproc} vCPU in the guest",
+        threshold=f">= {flavor.vcpus} (flavor {flavor.name})",
+        ok=nproc >= flavor.vcpus,
+        reason=note,
+        data=data,
+    )
     # The kernel keeps some memory for itself; 90 % of the flavor's RAM is what a guest reliably sees.
-    record("R5", "cpu.memory", scope=scope, measured=f"{memtotal_kb // 1024} MB MemTotal",
-           threshold=f">= 90% of {flavor.ram_mb} MB", ok=memtotal_kb >= 0.9 * flavor.ram_mb * 1024,
-           reason=note)
+    record(
+        "R5",
+        "cpu.memory",
+        scope=scope,
+        measured=f"{memtotal_kb // 1024} MB MemTotal",
+        threshold=f">= 90% of {flavor.ram_mb} MB",
+        ok=memtotal_kb >= 0.9 * flavor.ram_mb * 1024,
+        reason=note,
+    )
     min_mhz = float(profile["cpu.min_mhz"])
     min_vcpus = int(profile["flavor.min_vcpus"])
     if mhz >= min_mhz:
@@ -104,17 +137,38 @@ def test_guest_probe(zuul, profile, record, images, tracker, pytestconfig):
         verdict, why = "WARN", f"slower vCPUs made up by their number ({nproc} x {mhz:.0f} MHz)"
     else:
         verdict, why = "FAIL", f"{mhz:.0f} MHz < {min_mhz:.0f} MHz"
-    record("R5", "cpu.mhz", scope=scope,
-           measured=f"{mhz:.0f} MHz ({facts.get('cpu_model', '?')}), bench {facts.get('bench_score')}",
-           threshold=f">= {min_mhz:.0f} MHz", verdict=verdict,
-           reason="; ".join(filter(None, [why if verdict != "PASS" else "", note])))
+    record(
+        "R5",
+        "cpu.mhz",
+        scope=scope,
+        measured=f"{mhz:.0f} MHz ({facts.get('cpu_model', '?')}), bench {facts.get('bench_score')}",
+        threshold=f">= {min_mhz:.0f} MHz",
+        verdict=verdict,
+        reason="; ".join(filter(None, [why if verdict != "PASS" else "", note])),
+    )
     max_steal = float(profile["overcommit.max_steal_percent"])
     no_clock = NO_STEAL_CLOCK.get(facts.get("virt", ""))
     if no_clock:
-        record("R11", "overcommit.steal", scope=scope, measured=f"not measurable ({steal:.1f}% read)",
-               threshold=f"<= {max_steal:.0f}%", verdict="SKIP", reason=f"{no_clock}; {note}", data=data)
+        record(
+            "R11",
+            "overcommit.steal",
+            scope=scope,
+            measured=f"not measurable ({steal:.1f}% read)",
+            threshold=f"<= {max_steal:.0f}%",
+            verdict="SKIP",
+            reason=f"{no_clock}; {note}",
+            data=data,
+        )
         return
-    record("R11", "overcommit.steal", scope=scope, measured=f"{steal:.1f}% steal under load",
-           threshold=f"<= {max_steal:.0f}%", ok=steal <= max_steal,
-           reason="; ".join(filter(None, ["the hypervisor takes CPU time from a busy guest"
-                                          if steal > max_steal else "", note])), data=data)
+    record(
+        "R11",
+        "overcommit.steal",
+        scope=scope,
+        measured=f"{steal:.1f}% steal under load",
+        threshold=f"<= {max_steal:.0f}%",
+        ok=steal <= max_steal,
+        reason="; ".join(
+            filter(None, ["the hypervisor takes CPU time from a busy guest" if steal > max_steal else "", note])
+        ),
+        data=data,
+    )

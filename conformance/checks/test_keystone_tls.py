@@ -23,9 +23,7 @@ def test_keystone_https(cloud, profile, record):
             measured=scheme,
             threshold="https",
             ok=https,
-            reason=""
-            if https
-            else f"auth_url {url} is not https: passwords and tokens cross the network unencrypted",
+            reason="" if https else f"auth_url {url} is not https: passwords and tokens cross the network unencrypted",
         )
         if not https:
             return

@@ -37,8 +37,7 @@ def _volume_path(ci, profile, images, tracker, size_gb, network) -> tuple[bool, 
     name = tracker.name("mirror-volume", ci)
     item = tracker.intent("volume", name, ci)
     try:
-        volume = ci.call(conn.block_storage.create_volume, size=size_gb, name=name,
-                      metadata={RUN_KEY: tracker.prefix})
+        volume = ci.call(conn.block_storage.create_volume, size=size_gb, name=name, metadata={RUN_KEY: tracker.prefix})
     except os_exc.HttpException as exc:
         quota = exc.status_code == 413 or "quota" in str(exc).lower()
         kind = "volume quota" if quota else f"volume create failed (HTTP {exc.status_code})"
@@ -52,13 +51,21 @@ def _volume_path(ci, profile, images, tracker, size_gb, network) -> tuple[bool, 
             if state["volume"].status.startswith("error"):
                 raise CloudFault(f"volume went {state['volume'].status}")
             return state["volume"].status in wanted
+
         return check
 
     try:
         if not Waiter(timeout).poll(status_is("available"), 2.0):
             return False, f"{size_gb} GB volume not available after {timeout:.0f} s", {}
-        server, _ = boot_server(ci, tracker, "mirror", image_id=require_image(images.get(ci)),
-                                flavor_id=flavor.id, network_id=network.id, timeout_s=timeout)
+        server, _ = boot_server(
+            ci,
+            tracker,
+            "mirror",
+            image_id=require_image(images.get(ci)),
+            flavor_id=flavor.id,
+            network_id=network.id,
+            timeout_s=timeout,
+        )
         tracker.intent("attachment", f"{name}-attachment", ci, server_id=server.id, volume_id=volume.id)
         ci.call(conn.compute.create_volume_attachment, server, volume)
         if not Waiter(timeout).poll(status_is("in-use"), 2.0):
@@ -79,8 +86,15 @@ def _local_disk_path(ci, profile, images, tracker, size_gb, network) -> tuple[bo
     if flavor is None:
         return False, why, {}
     try:
-        boot_server(ci, tracker, "mirror-local", image_id=require_image(images.get(ci)), flavor_id=flavor.id,
-                    network_id=network.id, timeout_s=boot_timeout(profile))
+        boot_server(
+            ci,
+            tracker,
+            "mirror-local",
+            image_id=require_image(images.get(ci)),
+            flavor_id=flavor.id,
+            network_id=network.id,
+            timeout_s=boot_timeout(profile),
+        )
     except (BootFailed, os_exc.SDKException) as exc:
         return False, first_line(exc), {}
     return True, "", {"flavor": flavor.name, "disk_gb": flavor.disk_gb}
@@ -98,13 +112,25 @@ def test_mirror_disk(ci, profile, record, images, tracker, pytestconfig):
     for path, attempt in paths:
         ok, why, extra = attempt(ci, profile, images, tracker, size_gb, network)
         if ok:
-            record("R3", "mirror.disk", scope=ci.scope, measured=f"{size_gb} GB via {path}",
-                   threshold=f">= {size_gb} GB ({' or '.join(p for p, _ in paths)})", ok=True,
-                   reason="; ".join(f"{p} failed: {w}" for p, w in tried),
-                   data={"path": path, "size_gb": size_gb, **extra, "tried": dict(tried)})
+            record(
+                "R3",
+                "mirror.disk",
+                scope=ci.scope,
+                measured=f"{size_gb} GB via {path}",
+                threshold=f">= {size_gb} GB ({' or '.join(p for p, _ in paths)})",
+                ok=True,
+                reason="; ".join(f"{p} failed: {w}" for p, w in tried),
+                data={"path": path, "size_gb": size_gb, **extra, "tried": dict(tried)},
+            )
             return
         tried.append((path, why))
-    record("R3", "mirror.disk", scope=ci.scope, measured="no path worked",
-           threshold=f">= {size_gb} GB ({' or '.join(p for p, _ in paths) or 'no path allowed'})", ok=False,
-           reason="; ".join(f"{p}: {w}" for p, w in tried) or "the profile allows neither volume nor local",
-           data={"path": None, "size_gb": size_gb, "tried": dict(tried)})
+    record(
+        "R3",
+        "mirror.disk",
+        scope=ci.scope,
+        measured="no path worked",
+        threshold=f">= {size_gb} GB ({' or '.join(p for p, _ in paths) or 'no path allowed'})",
+        ok=False,
+        reason="; ".join(f"{p}: {w}" for p, w in tried) or "the profile allows neither volume nor local",
+        data={"path": None, "size_gb": size_gb, "tried": dict(tried)},
+    )

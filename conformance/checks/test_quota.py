@@ -130,17 +130,38 @@ def _boot_volume_dimensions(zuul, profile, record) -> list[tuple]:
     instances, size = profile["quota.instances"], int(profile["flavor.min_disk_gb"])
     if zuul.endpoint("block-storage") is None:
         for check in VOLUME_CHECKS:
-            record("R8", check, scope=zuul.scope, measured="no block storage", threshold="a volume per node",
-                   ok=False, reason="the test-node flavor has disk 0, so nodes boot from volumes, but the zuul "
-                                    "project's catalog has no block-storage endpoint")
+            record(
+                "R8",
+                check,
+                scope=zuul.scope,
+                measured="no block storage",
+                threshold="a volume per node",
+                ok=False,
+                reason="the test-node flavor has disk 0, so nodes boot from volumes, but the zuul "
+                "project's catalog has no block-storage endpoint",
+            )
         return []
     quota = zuul.call(zuul.conn.block_storage.get_quota_set, zuul.project_id, usage=True)
     usage = quota.usage or {}
     return [
-        ("quota.volumes", quota.volumes, usage.get("volumes", 0), instances, 1,
-         "the block-storage volumes quota", "volumes"),
-        ("quota.volume_gigabytes", quota.gigabytes, usage.get("gigabytes", 0), instances * size, size,
-         "the block-storage gigabytes quota", "GB"),
+        (
+            "quota.volumes",
+            quota.volumes,
+            usage.get("volumes", 0),
+            instances,
+            1,
+            "the block-storage volumes quota",
+            "volumes",
+        ),
+        (
+            "quota.volume_gigabytes",
+            quota.gigabytes,
+            usage.get("gigabytes", 0),
+            instances * size,
+            size,
+            "the block-storage gigabytes quota",
+            "GB",
+        ),
     ]
 
 

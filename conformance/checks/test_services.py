@@ -49,7 +49,6 @@ def test_services(cloud, profile, record):
                 measured="no version document",
                 threshold="version document",
                 ok=False,
-                reason=f"{service} endpoint {url} did not answer a version document "
-                f"({'; '.join(document.tried)})",
+                reason=f"{service} endpoint {url} did not answer a version document ({'; '.join(document.tried)})",
                 data={"endpoint": url},
             )

@@ -181,8 +181,7 @@ def rejected_html(rejected: list[dict]) -> str:
     if not rejected:
         return '<h2>Rejected bundles</h2><p id="fleet-rejected-none">None.</p>'
     rows = "".join(
-        f'<tr class="rejected"><td><code>{_e(r["source"])}</code></td><td>{_e(r["reason"])}</td></tr>'
-        for r in rejected
+        f'<tr class="rejected"><td><code>{_e(r["source"])}</code></td><td>{_e(r["reason"])}</td></tr>' for r in rejected
     )
     return (
         "<h2>Rejected bundles</h2><p>Not shown above: their files do not match their manifest, their signature "
@@ -240,7 +239,7 @@ def region_html(scope: dict) -> str:
             f'<tr data-bundle="{_e(entry["bundle"])}" data-verdict="{_e(entry["verdict"])}">'
             f"<td>{_e(entry['finished_at'])}</td><td><code>{_e(entry['bundle'])}</code>"
             f"{' (build ' + _e(build.get('uuid')) + ')' if build.get('uuid') else ''}</td>{_v(entry['verdict'])}"
-            f"<td>{_failing(entry)}</td><td class=\"num\">{_num(m['burst_p95_s'])}</td>"
+            f'<td>{_failing(entry)}</td><td class="num">{_num(m["burst_p95_s"])}</td>'
             f'<td class="num">{_num(m["burst_failure_rate"], 3)}</td>'
             f'<td class="num">{_num(m["burst_boots_per_minute"])}</td>'
             f'<td class="num">{_num(m["quota_instances_headroom"])}</td>'
@@ -337,9 +336,7 @@ def copy_reports(runs: list[Run], out: Path, cache: FleetCache | None = None) ->
 
 # An href or src attribute whose value is an absolute or scheme-relative URL. (The lookahead lets the regex
 # engine skip every position that cannot start either name: half the time of a 1,000-run build's copies.)
-_EXTERNAL_ATTRIBUTE = re.compile(
-    r"""(?=[hs])\b(?:href|src)\s*=\s*["'](?:[a-z][a-z0-9+.-]*:)?//[^"']*["']""", re.I
-)
+_EXTERNAL_ATTRIBUTE = re.compile(r"""(?=[hs])\b(?:href|src)\s*=\s*["'](?:[a-z][a-z0-9+.-]*:)?//[^"']*["']""", re.I)
 
 
 def offline_text(raw: bytes) -> str:

@@ -159,12 +159,16 @@ class FleetCache:
             return cache
         if isinstance(stored, dict) and stored.get("checker") == _checker():
             signatures, results = stored.get("signatures"), stored.get("results")
-            cache.signatures = {str(k): v for k, v in signatures.items() if isinstance(v, dict)} \
-                if isinstance(signatures, dict) else {}
+            cache.signatures = (
+                {str(k): v for k, v in signatures.items() if isinstance(v, dict)}
+                if isinstance(signatures, dict)
+                else {}
+            )
             cache.results = {str(r) for r in results} if isinstance(results, list) else set()
             reports = stored.get("reports")
-            cache.reports = {str(k): v for k, v in reports.items() if isinstance(v, list)} \
-                if isinstance(reports, dict) else {}
+            cache.reports = (
+                {str(k): v for k, v in reports.items() if isinstance(v, list)} if isinstance(reports, dict) else {}
+            )
         return cache
 
     def known(self) -> Known:
@@ -357,9 +361,7 @@ def check_bundles(dirs: list[Path], *, allowed_signers=None, cache: FleetCache |
         chunk = max(1, len(dirs) // (workers * 8))
         gc.freeze()  # a forked worker's collector then leaves this process's objects (and their pages) alone
         try:
-            with ProcessPoolExecutor(
-                workers, mp_context=context, initializer=_start_worker, initargs=(known,)
-            ) as pool:
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(known,)) as pool:
                 outcomes = list(pool.map(_check_in_worker, dirs, [allowed_signers] * len(dirs), chunksize=chunk))
         finally:
             gc.unfreeze()
@@ -511,8 +513,6 @@ def zuul_runs(
             runs.append(Run(f"zuul build {uuid}", rejected=reason, build=info))
             continue
         runs.append(
-            download_run(
-                session, url, Path(workdir) / uuid, allowed_signers=allowed_signers, build=info, cache=cache
-            )
+            download_run(session, url, Path(workdir) / uuid, allowed_signers=allowed_signers, build=info, cache=cache)
         )
     return runs

@@ -63,8 +63,13 @@ def end_of_run(scopes: list[ScopeMetrics]) -> list[tuple[str, float, str]]:
         ):
             gauge(f"{key}.{name}", value)
         for service, f in sorted(scope.api.items()):
-            for name, value in (("calls", f.count), ("errors", f.errors), ("p50", f.p50_s), ("p95", f.p95_s),
-                                ("max", f.max_s)):
+            for name, value in (
+                ("calls", f.count),
+                ("errors", f.errors),
+                ("p50", f.p50_s),
+                ("p95", f.p95_s),
+                ("max", f.max_s),
+            ):
                 gauge(f"{key}.api.{normalize(service)}.{name}", value)
     return stats
 

@@ -90,8 +90,10 @@ def _reached(deadline: DeadlineState, started: dt.datetime) -> None:
     deadline.reached = True
     detail = f"{deadline.seconds:.0f} s after the start at {started.strftime('%H:%M:%SZ')}"
     with contextlib.suppress(OSError, ValueError, AttributeError):
-        deadline.stderr.write(f"\nconformance: run deadline reached: {detail} (--deadline / profile "
-                              "run.deadline_s); the checks stop, cleanup runs, the bundle is written\n")
+        deadline.stderr.write(
+            f"\nconformance: run deadline reached: {detail} (--deadline / profile "
+            "run.deadline_s); the checks stop, cleanup runs, the bundle is written\n"
+        )
         deadline.stderr.flush()
     interrupt.request(REASON, detail)
 

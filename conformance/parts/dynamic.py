@@ -29,27 +29,57 @@ WORKER_KEY = "conformance_run_prefix"
 # ------------------------------------------------------------------------------------------------- options
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance-dynamic", "conformance dynamic checks (they create resources)")
-    group.addoption("--burst-size", dest="conformance_burst_size", type=int, metavar="N", default=None,
-                    help="boot a smaller burst than the profile's burst.size (an opt-out the report shows)")
-    group.addoption("--burst-timeout", dest="conformance_burst_timeout", type=float, metavar="SECONDS",
-                    default=None, help="override the profile's burst.timeout_s (boot and delete waits)")
-    group.addoption("--network", dest="conformance_network", metavar="NAME|ID", default=None,
-                    help="network for test nodes (default: provider network in provider mode, else the "
-                         "project's own network)")
-    group.addoption("--probe-reachability", dest="conformance_probe_reachability", action="store_true",
-                    default=False, help="R6: boot the node from the probe image (--probe-image) and complete an "
-                                        "SSH handshake with its public address (off by default)")
-    group.addoption("--progress-interval", dest="conformance_progress_interval", type=float, metavar="SECONDS",
-                    default=float(os.environ.get("CONFORMANCE_PROGRESS_INTERVAL") or PROGRESS_EVERY_S),
-                    help="when the output is not a terminal (a pipe, a log file), write the burst's progress "
-                         "line at most this often; 0: at every poll. Env CONFORMANCE_PROGRESS_INTERVAL; "
-                         "default: %(default)s")
-    group.addoption("--probe-image", dest="conformance_probe_image", metavar="NAME|ID|none",
-                    default=os.environ.get("CONFORMANCE_PROBE_IMAGE") or None,
-                    help="R5/R11's probe node and R6's --probe-reachability node: an existing image with cloud-init "
-                         "and sshd (default: the profile's probe.image when the cloud has it, else the suite's "
-                         "own image, which has no OS: only an emulating cloud answers for it; `none`: always "
-                         "the suite's own image). Env CONFORMANCE_PROBE_IMAGE")
+    group.addoption(
+        "--burst-size",
+        dest="conformance_burst_size",
+        type=int,
+        metavar="N",
+        default=None,
+        help="boot a smaller burst than the profile's burst.size (an opt-out the report shows)",
+    )
+    group.addoption(
+        "--burst-timeout",
+        dest="conformance_burst_timeout",
+        type=float,
+        metavar="SECONDS",
+        default=None,
+        help="override the profile's burst.timeout_s (boot and delete waits)",
+    )
+    group.addoption(
+        "--network",
+        dest="conformance_network",
+        metavar="NAME|ID",
+        default=None,
+        help="network for test nodes (default: provider network in provider mode, else the project's own network)",
+    )
+    group.addoption(
+        "--probe-reachability",
+        dest="conformance_probe_reachability",
+        action="store_true",
+        default=False,
+        help="R6: boot the node from the probe image (--probe-image) and complete an "
+        "SSH handshake with its public address (off by default)",
+    )
+    group.addoption(
+        "--progress-interval",
+        dest="conformance_progress_interval",
+        type=float,
+        metavar="SECONDS",
+        default=float(os.environ.get("CONFORMANCE_PROGRESS_INTERVAL") or PROGRESS_EVERY_S),
+        help="when the output is not a terminal (a pipe, a log file), write the burst's progress "
+        "line at most this often; 0: at every poll. Env CONFORMANCE_PROGRESS_INTERVAL; "
+        "default: %(default)s",
+    )
+    group.addoption(
+        "--probe-image",
+        dest="conformance_probe_image",
+        metavar="NAME|ID|none",
+        default=os.environ.get("CONFORMANCE_PROBE_IMAGE") or None,
+        help="R5/R11's probe node and R6's --probe-reachability node: an existing image with cloud-init "
+        "and sshd (default: the profile's probe.image when the cloud has it, else the suite's "
+        "own image, which has no OS: only an emulating cloud answers for it; `none`: always "
+        "the suite's own image). Env CONFORMANCE_PROBE_IMAGE",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -79,16 +109,16 @@ def _chosen_run_prefix() -> str:
     if not given:
         return resources.new_run_prefix()
     if resources.prefix_of(given) != given:
-        raise pytest.UsageError(f"CONFORMANCE_RUN_PREFIX={given!r} is not a run prefix "
-                                "(conformance-<YYYYmmddTHHMMSSZ>-<6 hex digits>)")
+        raise pytest.UsageError(
+            f"CONFORMANCE_RUN_PREFIX={given!r} is not a run prefix (conformance-<YYYYmmddTHHMMSSZ>-<6 hex digits>)"
+        )
     return given
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
     run = state.of(config)
     if run.active:
-        return (f"conformance run prefix: {run.run_prefix} (every resource the run creates is named "
-                "with it)")
+        return f"conformance run prefix: {run.run_prefix} (every resource the run creates is named with it)"
     return None
 
 
@@ -117,15 +147,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         return
     prefix = run.run_prefix
     if run.uncleaned:
-        terminalreporter.write_line(f"conformance cleanup: {len(run.uncleaned)} resource(s) of run {prefix} "
-                                    "could not be deleted (`python -m conformance cleanup` sweeps them):",
-                                    red=True, bold=True)
+        terminalreporter.write_line(
+            f"conformance cleanup: {len(run.uncleaned)} resource(s) of run {prefix} "
+            "could not be deleted (`python -m conformance cleanup` sweeps them):",
+            red=True,
+            bold=True,
+        )
         for failure in run.uncleaned:
             terminalreporter.write_line(f"  {failure}", red=True)
     elif getattr(config.option, "dist", "no") == "no":
         # Under xdist the workers clean up; their failures show as teardown errors of the checks.
-        terminalreporter.write_line(f"conformance cleanup: run {prefix}: every resource the run created "
-                                    "was deleted")
+        terminalreporter.write_line(f"conformance cleanup: run {prefix}: every resource the run created was deleted")
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
@@ -137,9 +169,12 @@ def run_prefix(pytestconfig) -> str:
 
 def _tracker(config: pytest.Config, profile):
     run = state.of(config)
-    tracker = Tracker(run.run_prefix, delete_timeout_s=float(profile.get("burst.timeout_s", 1800)),
-                      poll_interval_s=min(float(profile.get("burst.poll_interval_s", 5)), SINGLE_BOOT_POLL_S),
-                      lease=run.lease)
+    tracker = Tracker(
+        run.run_prefix,
+        delete_timeout_s=float(profile.get("burst.timeout_s", 1800)),
+        poll_interval_s=min(float(profile.get("burst.poll_interval_s", 5)), SINGLE_BOOT_POLL_S),
+        lease=run.lease,
+    )
     yield tracker
     failures = tracker.cleanup()
     if failures:

@@ -105,8 +105,15 @@ def pytest_configure(config):
         config.option.self_contained_html = True
     if not getattr(config.option, "xmlpath", None):
         config.option.xmlpath = str(bundle_dir / JUNIT)
-    bundle = BundleState(bundle_dir, sign_key=sign_key, sign_format=sign_format, signature=signature,
-                         baseline=baseline, baseline_path=baseline_path, created_report_dir=created_report_dir)
+    bundle = BundleState(
+        bundle_dir,
+        sign_key=sign_key,
+        sign_format=sign_format,
+        signature=signature,
+        baseline=baseline,
+        baseline_path=baseline_path,
+        created_report_dir=created_report_dir,
+    )
     state.of(config).bundle = bundle
     config.pluginmanager.register(BundlePlugin(config, bundle), "conformance-report-bundle")
 
@@ -246,8 +253,9 @@ class BundlePlugin:
             extra = {"comparison.json": bundle.comparison, "comparison.txt": compare.render(bundle.comparison)}
             if bundle.comparison["regression"] and session.exitstatus == 0:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        write_bundle(doc, bundle.bundle_dir, sign_key=bundle.sign_key, sign_format=bundle.sign_format,
-                     extra_files=extra)
+        write_bundle(
+            doc, bundle.bundle_dir, sign_key=bundle.sign_key, sign_format=bundle.sign_format, extra_files=extra
+        )
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter):

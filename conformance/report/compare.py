@@ -169,8 +169,10 @@ def render(comparison: dict) -> str:
     b = comparison["burst"]
     cut = [side for side in ("old", "new") if b.get(f"{side}_incomplete")]
     if cut:
-        lines.append(f"burst: {' and '.join(s.upper() for s in cut)} INCOMPLETE (cut short while booting): "
-                     "boot times not compared")
+        lines.append(
+            f"burst: {' and '.join(s.upper() for s in cut)} INCOMPLETE (cut short while booting): "
+            "boot times not compared"
+        )
     delta = "" if b.get("p95_delta_s") is None else f" ({b['p95_delta_s']:+g} s)"
     lines.append(
         f"burst p95: {_num(b['old_p95_s'], ' s')} -> {_num(b['new_p95_s'], ' s')}{delta}"

@@ -179,7 +179,7 @@ def retries_html(doc: dict) -> str:
     """Retries per service and reason: a flaky API is shown, never hidden behind the retries that coped."""
     stats = doc.get("api_retries") or {}
     rows = "".join(
-        f"<tr><td>{_e(r['service'] or '?')}</td><td>{_e(r['reason'])}</td><td class=\"num\">{r['retries']}</td>"
+        f'<tr><td>{_e(r["service"] or "?")}</td><td>{_e(r["reason"])}</td><td class="num">{r["retries"]}</td>'
         f'<td class="num">{r["calls"]}</td><td class="num">{r["gave_up"]}</td></tr>'
         for r in stats.get("per_service", [])
     )

@@ -291,8 +291,11 @@ def verdict_text(doc: dict) -> str:
         return f"{verdict} (run interrupted by {stop.get('reason')} at {stop.get('at')}{detail}{after})"
     if verdict not in ("ERROR", "INCOMPLETE"):
         return verdict
-    rows = [r for r in doc.get("requirements") or [] if r.get("id") in requirements.CATALOGUE
-            or r.get("verdict") in ("ERROR", "INCOMPLETE")]
+    rows = [
+        r
+        for r in doc.get("requirements") or []
+        if r.get("id") in requirements.CATALOGUE or r.get("verdict") in ("ERROR", "INCOMPLETE")
+    ]
     parts = []
     # ERROR names only what the suite could not decide: the requirements not run follow from it.
     for word, said in UNDECIDED.items() if verdict == "INCOMPLETE" else [("ERROR", "")]:
@@ -306,8 +309,13 @@ def verdict_text(doc: dict) -> str:
 
 def _error_words(doc: dict, ids: list[str]) -> str:
     """What left these requirements ERROR: `a bug of the suite` when the suite crashed, else the kinds recorded."""
-    kinds = sorted({str((r.get("data") or {}).get("error_kind") or "suite") for r in doc.get("results") or []
-                    if r.get("verdict") == "ERROR" and r.get("requirement") in ids})
+    kinds = sorted(
+        {
+            str((r.get("data") or {}).get("error_kind") or "suite")
+            for r in doc.get("results") or []
+            if r.get("verdict") == "ERROR" and r.get("requirement") in ids
+        }
+    )
     return ", ".join("a bug of the suite" if kind == "suite" else kind for kind in kinds or ["suite"])
 
 

@@ -47,16 +47,21 @@ class Placeholder:
 
 LABEL = Placeholder("label", "ubuntu-noble", "the tenant's label name (a Zuul `label` object, nodepool `labels`)")
 FLAVOR = Placeholder("flavor", "normal", "the tenant's flavor name (a Zuul `flavor` object)")
-IMAGE = Placeholder("image", "noble-cloud-image", "the tenant's image name (a Zuul `image` object, nodepool "
-                    "`cloud-images`)")
-KEY_NAME = Placeholder("key-name", "KEY-NAME", "a key pair in the zuul project whose private key the launcher "
-                       "holds")
-IMAGE_ID = Placeholder("image-id", "IMAGE-ID", "the Glance ID of the image to boot (only when the run booted no "
-                       "probe image: --probe-image)")
-CLOUD_FLAVOR = Placeholder("flavor-name", "CLOUD-FLAVOR", "the cloud's flavor for test nodes (only when R4 "
-                           "recorded none)")
-CLOUD = Placeholder("cloud", "CLOUD-NAME", "the clouds.yaml entry and zuul.conf connection (only when the run "
-                    "recorded none)")
+IMAGE = Placeholder(
+    "image", "noble-cloud-image", "the tenant's image name (a Zuul `image` object, nodepool `cloud-images`)"
+)
+KEY_NAME = Placeholder("key-name", "KEY-NAME", "a key pair in the zuul project whose private key the launcher holds")
+IMAGE_ID = Placeholder(
+    "image-id",
+    "IMAGE-ID",
+    "the Glance ID of the image to boot (only when the run booted no probe image: --probe-image)",
+)
+CLOUD_FLAVOR = Placeholder(
+    "flavor-name", "CLOUD-FLAVOR", "the cloud's flavor for test nodes (only when R4 recorded none)"
+)
+CLOUD = Placeholder(
+    "cloud", "CLOUD-NAME", "the clouds.yaml entry and zuul.conf connection (only when the run recorded none)"
+)
 # Every placeholder a draft may hold; `placeholders_in(text)` says which one does.
 PLACEHOLDERS: tuple[Placeholder, ...] = (LABEL, FLAVOR, IMAGE, KEY_NAME, IMAGE_ID, CLOUD_FLAVOR, CLOUD)
 
@@ -117,8 +122,14 @@ def public_ip_of(doc: dict, region: str | None) -> dict:
                 }
     data = result_data(doc.get("results", []), "R6", region) or {}
     networks = data.get("project_networks")
-    return {"ipv4": None, "ipv6": None, "mode": data.get("mode"), "measured": False, "network": None,
-            "project_networks": list(networks) if isinstance(networks, list) else None}
+    return {
+        "ipv4": None,
+        "ipv6": None,
+        "mode": data.get("mode"),
+        "measured": False,
+        "network": None,
+        "project_networks": list(networks) if isinstance(networks, list) else None,
+    }
 
 
 def max_servers_of(doc: dict, region: str | None) -> int | None:
@@ -162,12 +173,16 @@ def boot_timeout(doc: dict) -> tuple[int, str]:
             if isinstance(seconds, (int, float)):
                 slowest = max(slowest or 0, seconds)
     if slowest is None:
-        return BOOT_TIMEOUT_S, "Zuul's default; the run did not measure how long a node takes to answer SSH " \
-                               "(--probe-reachability measures it)."
+        return (
+            BOOT_TIMEOUT_S,
+            "Zuul's default; the run did not measure how long a node takes to answer SSH "
+            "(--probe-reachability measures it).",
+        )
     measured = int(math.ceil(2 * slowest / 60) * 60)
     if measured <= BOOT_TIMEOUT_S:
-        return BOOT_TIMEOUT_S, (f"Zuul's default; R6's node answered SSH {slowest:.0f} s after its boot request, "
-                                "well within it.")
+        return BOOT_TIMEOUT_S, (
+            f"Zuul's default; R6's node answered SSH {slowest:.0f} s after its boot request, well within it."
+        )
     return measured, f"twice the {slowest:.0f} s R6's node took from its boot request to answering SSH."
 
 
@@ -356,8 +371,11 @@ def _wrap(text: str) -> list[str]:
 
 def _image_comment(regions: list[Region]) -> list[str]:
     known = [r.probe_image for r in regions if r.probe_image]
-    how = (f"the probe image R5 booted ({known[0].get('name') or known[0]['id']})" if known
-           else f"replace {IMAGE_ID.value} with the ID of the image to boot")
+    how = (
+        f"the probe image R5 booted ({known[0].get('name') or known[0]['id']})"
+        if known
+        else f"replace {IMAGE_ID.value} with the ID of the image to boot"
+    )
     return _wrap(
         f"images: {IMAGE.value} as a `type: cloud` image needs its Glance ID"
         f"{' in this region' if len(regions) == 1 else ' (the same in every region)'}: "
@@ -366,28 +384,32 @@ def _image_comment(regions: list[Region]) -> list[str]:
     )
 
 
-def _section_comments(section: dict, regions: list[Region], timeout_why: str,
-                      boot_why: str = "") -> dict[str, list[str]]:
+def _section_comments(
+    section: dict, regions: list[Region], timeout_why: str, boot_why: str = ""
+) -> dict[str, list[str]]:
     """Why each measured value is what it is, keyed by the line it precedes, in the section's order."""
     comments: dict[str, list[str]] = {}
     if "launch-timeout" in section:
         comments["launch-timeout:"] = _wrap(f"launch-timeout: {timeout_why}.")
     defaults = section.get("label-defaults") or {}
     if "key-name" in defaults:
-        comments["key-name:"] = _wrap("key-name: a key pair in the zuul project; the launcher logs in to the "
-                                      "nodes with its private key.")
+        comments["key-name:"] = _wrap(
+            "key-name: a key pair in the zuul project; the launcher logs in to the nodes with its private key."
+        )
     if "boot-timeout" in defaults:
         comments["boot-timeout:"] = _wrap(f"boot-timeout: {boot_why}")
     if defaults.get("auto-floating-ip") is True:
-        comments["auto-floating-ip:"] = _wrap("auto-floating-ip: R6 gave its node a public address with a "
-                                              "floating IP.")
+        comments["auto-floating-ip:"] = _wrap("auto-floating-ip: R6 gave its node a public address with a floating IP.")
     elif defaults.get("auto-floating-ip") is False:
-        comments["auto-floating-ip:"] = _wrap("auto-floating-ip: false: R6's node had a public address on a "
-                                              "provider network, without a floating IP.")
+        comments["auto-floating-ip:"] = _wrap(
+            "auto-floating-ip: false: R6's node had a public address on a provider network, without a floating IP."
+        )
     if "networks" in defaults:
         known = next((r.ip.get("project_networks") for r in regions if r.networks), None) or []
-        comments["networks:"] = _wrap(f"networks: the zuul project has {len(known)} networks "
-                                      f"({', '.join(map(str, known))}); R6's node booted on this one.")
+        comments["networks:"] = _wrap(
+            f"networks: the zuul project has {len(known)} networks "
+            f"({', '.join(map(str, known))}); R6's node booted on this one."
+        )
     if defaults.get("boot-from-volume"):
         comments["boot-from-volume:"] = _wrap(
             f"boot-from-volume, volume-size: R4's flavor has no disk: nodes boot from volumes of "
@@ -419,8 +441,13 @@ def _zuul_launcher_objects(doc: dict) -> list[tuple[dict, dict[str, list[str]]]]
     objects: list[tuple[dict, dict[str, list[str]]]] = []
     if not split:
         # One section for every region, referenced by the providers directly (so not abstract).
-        section = {"name": _slug(cloud), "connection": cloud, "launch-timeout": timeout,
-                   "label-defaults": label_defaults, "flavors": first["flavors"]}
+        section = {
+            "name": _slug(cloud),
+            "connection": cloud,
+            "launch-timeout": timeout,
+            "label-defaults": label_defaults,
+            "flavors": first["flavors"],
+        }
         if shared_images:
             section["images"] = shared_images
         objects.append(({"section": section}, _section_comments(section, regions, timeout_why, boot_why)))
@@ -428,8 +455,13 @@ def _zuul_launcher_objects(doc: dict) -> list[tuple[dict, dict[str, list[str]]]]
     else:
         # The regions differ: an abstract base (only inherited) with what they share, and a section per region
         # with its own flavors (Zuul refuses flavors in a provider) and label defaults.
-        base = {"name": f"{_slug(cloud)}-base", "abstract": True, "connection": cloud, "launch-timeout": timeout,
-                "label-defaults": label_defaults}
+        base = {
+            "name": f"{_slug(cloud)}-base",
+            "abstract": True,
+            "connection": cloud,
+            "launch-timeout": timeout,
+            "label-defaults": label_defaults,
+        }
         if same_flavors:
             base["flavors"] = first["flavors"]
         if shared_images:
@@ -511,11 +543,18 @@ def _notes(doc: dict) -> str:
         )
         lines += [f"# {region.name}: R4 flavor {flavor_text}", f"#   {r6}"]
         if not ip.get("measured"):
-            lines.append(f"#   R6 found no public address here: auto-floating-ip is left to Zuul's default "
-                         f"(true){' and no network is named' if networks and len(networks) > 1 else ''}.")
-        lines.append(f"#   R8 max servers={region.max_servers}"
-                     + (f"; R5 probe image {region.probe_image.get('name') or '?'} ({region.probe_image['id']})"
-                        if region.probe_image else ""))
+            lines.append(
+                f"#   R6 found no public address here: auto-floating-ip is left to Zuul's default "
+                f"(true){' and no network is named' if networks and len(networks) > 1 else ''}."
+            )
+        lines.append(
+            f"#   R8 max servers={region.max_servers}"
+            + (
+                f"; R5 probe image {region.probe_image.get('name') or '?'} ({region.probe_image['id']})"
+                if region.probe_image
+                else ""
+            )
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -531,9 +570,8 @@ def _placeholder_notes(text: str) -> str:
 def zuul_launcher_text(doc: dict) -> str:
     cloud = _cloud(doc)
     body = "".join(_dump([obj], comments) for obj, comments in _zuul_launcher_objects(doc))
-    tenant = (
-        f"{TENANT_MARKER} (defined once in the tenant's config project; OpenDev has its own):\n"
-        + _commented(yaml.safe_dump(tenant_objects(), sort_keys=False))
+    tenant = f"{TENANT_MARKER} (defined once in the tenant's config project; OpenDev has its own):\n" + _commented(
+        yaml.safe_dump(tenant_objects(), sort_keys=False)
     )
     head = (
         f"# zuul-launcher, Zuul {ZUUL_VERSION}: `section` and `provider` objects for a config project.\n"
@@ -592,8 +630,9 @@ def _nodepool_objects(doc: dict) -> tuple[dict, dict[str, list[str]]]:
             }
         )
     if providers and percent:
-        comments["max-servers:"] = [f"max-servers: {percent:g}% below the quota R8 measured (the profile's "
-                                    "quota.headroom_percent)."]
+        comments["max-servers:"] = [
+            f"max-servers: {percent:g}% below the quota R8 measured (the profile's quota.headroom_percent)."
+        ]
     return {"labels": [{"name": LABEL.value, "min-ready": 0}], "providers": providers}, comments
 
 

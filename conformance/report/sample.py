@@ -55,8 +55,7 @@ def burst_servers(count=20, failed=1, slow_from=0.0):
     return servers
 
 
-def sample_session_results(*, verdicts=None, burst=True, secret=None, flavor_disk=80, slow_from=0.0,
-                           interrupted=False):
+def sample_session_results(*, verdicts=None, burst=True, secret=None, flavor_disk=80, slow_from=0.0, interrupted=False):
     """`verdicts` overrides per requirement ID; `secret` is planted where a careless check could leak it;
     `interrupted`: a SIGINT 25 minutes in cut the burst short while it booted (INCOMPLETE)."""
     verdicts = verdicts or {}

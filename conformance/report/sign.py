@@ -285,8 +285,9 @@ def parse_sshsig(armored: bytes) -> SshSig:
         raise SshSigInvalid(message) from None
     if key_type not in IN_PROCESS_KEY_TYPES:
         raise NotInProcess(f"a {key_type} signature is checked by ssh-keygen")
-    return SshSig(key, key_type, namespace.decode("utf-8", "replace"), hash_algorithm.decode("ascii", "replace"),
-                  signature)
+    return SshSig(
+        key, key_type, namespace.decode("utf-8", "replace"), hash_algorithm.decode("ascii", "replace"), signature
+    )
 
 
 def _public_key(blob: bytes):
@@ -559,9 +560,7 @@ def _verify_ssh_in_process(sig: Path, manifest: Path, *, allowed_signers, key, i
         parsed = parse_sshsig(signature)
         check_sshsig(parsed, data, NAMESPACE)
     except SshSigInvalid as exc:
-        check.problems.append(
-            f"{sig.name} is not a valid signature of {MANIFEST} in namespace {NAMESPACE} ({exc})"
-        )
+        check.problems.append(f"{sig.name} is not a valid signature of {MANIFEST} in namespace {NAMESPACE} ({exc})")
         check.timeless = True
         return check
     made_by = key_fingerprint(parsed.key)
@@ -599,9 +598,7 @@ def verify_ssh(bundle_dir, *, allowed_signers=None, key=None, identity=None) -> 
     sig, manifest = bundle_dir / SIGNATURE_FILES["ssh"], bundle_dir / MANIFEST
     if CHECK_IN_PROCESS:
         try:
-            return _verify_ssh_in_process(
-                sig, manifest, allowed_signers=allowed_signers, key=key, identity=identity
-            )
+            return _verify_ssh_in_process(sig, manifest, allowed_signers=allowed_signers, key=key, identity=identity)
         except NotInProcess:
             pass  # certificates, FIDO and DSA keys: ssh-keygen decides, below
     check = SignatureCheck(False, "ssh", sig.name)

@@ -47,8 +47,7 @@ class FaultProxyError(Exception):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("FAULTPROXY_CACHE_DIR")
-                or Path.home() / ".cache" / "opendev-conformance" / "faultproxy")
+    return Path(os.environ.get("FAULTPROXY_CACHE_DIR") or Path.home() / ".cache" / "opendev-conformance" / "faultproxy")
 
 
 def mitmdump_path() -> Path:
@@ -75,12 +74,15 @@ def _install(venv: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in _INSTALL_ENV_DROP}
     uv = shutil.which("uv")
     if uv:
-        steps = [[uv, "venv", "--quiet", "--python", sys.executable, str(venv)],
-                 [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-                  "-r", str(REQUIREMENTS)]]
+        steps = [
+            [uv, "venv", "--quiet", "--python", sys.executable, str(venv)],
+            [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "-r", str(REQUIREMENTS)],
+        ]
     else:
-        steps = [[sys.executable, "-m", "venv", str(venv)],
-                 [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "-r", str(REQUIREMENTS)]]
+        steps = [
+            [sys.executable, "-m", "venv", str(venv)],
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "-r", str(REQUIREMENTS)],
+        ]
     for step in steps:
         done = subprocess.run(step, env=env, capture_output=True, text=True, timeout=900)
         if done.returncode != 0:
@@ -124,13 +126,29 @@ class FaultProxy:
         self.set_rules([])
         self.stats_path.unlink(missing_ok=True)
         self.port = _free_port()
-        argv = [str(mitmdump), "--listen-host", LOOPBACK, "--listen-port", str(self.port), "-s", str(ADDON),
-                "--set", f"faults_rules={self.rules_path}", "--set", f"faults_stats={self.stats_path}",
-                "--set", f"confdir={self.workdir / 'mitmproxy'}", "--set", "termlog_verbosity=warn",
-                "--set", "flow_detail=0"]
+        argv = [
+            str(mitmdump),
+            "--listen-host",
+            LOOPBACK,
+            "--listen-port",
+            str(self.port),
+            "-s",
+            str(ADDON),
+            "--set",
+            f"faults_rules={self.rules_path}",
+            "--set",
+            f"faults_stats={self.stats_path}",
+            "--set",
+            f"confdir={self.workdir / 'mitmproxy'}",
+            "--set",
+            "termlog_verbosity=warn",
+            "--set",
+            "flow_detail=0",
+        ]
         with open(self.log_path, "wb") as log:
-            self._process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                             start_new_session=True)
+            self._process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         deadline = time.monotonic() + timeout_s
         while not self._ready():
             if self._process.poll() is not None:
@@ -205,5 +223,11 @@ class FaultProxy:
 
     def client_env(self) -> dict[str, str]:
         """Environment for a process whose http calls go through the proxy (https ones go direct)."""
-        return {"HTTP_PROXY": self.url, "http_proxy": self.url, "HTTPS_PROXY": "", "https_proxy": "",
-                "NO_PROXY": "", "no_proxy": ""}
+        return {
+            "HTTP_PROXY": self.url,
+            "http_proxy": self.url,
+            "HTTPS_PROXY": "",
+            "https_proxy": "",
+            "NO_PROXY": "",
+            "no_proxy": "",
+        }

@@ -42,10 +42,23 @@ TERMINAL = ("status", "reset", "stall")  # actions that decide the request's fat
 DEFAULT_MAX_COUNT = 1000
 DEFAULT_FOR_S = 600.0
 RECENT_KEPT = 20  # requests each rule remembers having fired on (stats "recent")
-TITLES = {429: "overLimit", 500: "computeFault", 502: "badGateway", 503: "serviceUnavailable",
-          504: "gatewayTimeout"}
-_FIELDS = {"name", "service", "method", "path", "action", "status", "retry_after", "delay_s", "after_bytes",
-           "stall_s", "rate", "max_count", "start_after_s", "for_s"}
+TITLES = {429: "overLimit", 500: "computeFault", 502: "badGateway", 503: "serviceUnavailable", 504: "gatewayTimeout"}
+_FIELDS = {
+    "name",
+    "service",
+    "method",
+    "path",
+    "action",
+    "status",
+    "retry_after",
+    "delay_s",
+    "after_bytes",
+    "stall_s",
+    "rate",
+    "max_count",
+    "start_after_s",
+    "for_s",
+}
 
 
 class RulesError(ValueError):
@@ -75,13 +88,15 @@ class Rule:
     _random: random.Random | None = field(default=None, repr=False)
 
     def matches(self, service: str, method: str, path: str) -> bool:
-        return (self.service in ("*", service) and self.method in ("*", method.upper())
-                and (self._path_re is None or self._path_re.search(path) is not None))
+        return (
+            self.service in ("*", service)
+            and self.method in ("*", method.upper())
+            and (self._path_re is None or self._path_re.search(path) is not None)
+        )
 
     def active(self, age_s: float) -> bool:
         """Within its window (`age_s` counts from the rules' written_at) and with injections left."""
-        return (self.start_after_s <= age_s < self.start_after_s + self.for_s
-                and self.injected < self.max_count)
+        return self.start_after_s <= age_s < self.start_after_s + self.for_s and self.injected < self.max_count
 
     def window_left(self, age_s: float) -> float:
         return max(0.0, self.start_after_s + self.for_s - age_s)
@@ -95,8 +110,13 @@ class Rule:
         return json.dumps({title: {"code": self.status, "message": message}}).encode()
 
     def stats(self) -> dict[str, Any]:
-        return {"action": self.action, "service": self.service, "matched": self.matched, "injected": self.injected,
-                "recent": list(self.recent)}
+        return {
+            "action": self.action,
+            "service": self.service,
+            "matched": self.matched,
+            "injected": self.injected,
+            "recent": list(self.recent),
+        }
 
 
 def _number(rule: dict, key: str, default, kind=float, low: float = 0.0, high: float | None = None):
@@ -126,8 +146,11 @@ def parse_rule(raw: dict, index: int, seed: int) -> Rule:
     except re.error as exc:
         raise RulesError(f"rule {raw['name']!r}: path is not a regular expression: {exc}") from None
     rule = Rule(
-        name=str(raw["name"]), action=action, service=str(raw.get("service", "*")),
-        method=str(raw.get("method", "*")).upper(), path=path,
+        name=str(raw["name"]),
+        action=action,
+        service=str(raw.get("service", "*")),
+        method=str(raw.get("method", "*")).upper(),
+        path=path,
         status=_number(raw, "status", 503, int, 400, 599),
         retry_after=_number(raw, "retry_after", None),
         delay_s=_number(raw, "delay_s", 0.0, high=600),
@@ -197,7 +220,7 @@ class FaultPlan:
                 decision.delay_s += rule.delay_s
                 continue
             rule.injected += 1
-            rule.recent = [*rule.recent[-(RECENT_KEPT - 1):], f"{method} {path}"]
+            rule.recent = [*rule.recent[-(RECENT_KEPT - 1) :], f"{method} {path}"]
             decision.rule = rule
             if rule.action == "stall":
                 window = rule.window_left(age)
@@ -206,6 +229,9 @@ class FaultPlan:
         return decision
 
     def stats(self) -> dict[str, Any]:
-        return {"written_at": self.written_at, "requests": dict(self.requests),
-                "rules": {r.name: r.stats() for r in self.rules},
-                "injected": sum(r.injected for r in self.rules)}
+        return {
+            "written_at": self.written_at,
+            "requests": dict(self.requests),
+            "rules": {r.name: r.stats() for r in self.rules},
+            "injected": sum(r.injected for r in self.rules),
+        }

@@ -22,35 +22,75 @@ RUN_RE = re.compile(r"\b(conformance-\d{8}T\d{6}Z-[0-9a-f]{6})\b")
 LONG = 900.0  # a bound on every wait for a line: the sandbox on a loaded machine is slow, never this slow
 
 
-def command(report_dir: Path, *args: str, profile: str = "sandbox", zuul: str = "sandbox-zuul",
-            ci: str = "sandbox-ci") -> list[str]:
+def command(
+    report_dir: Path, *args: str, profile: str = "sandbox", zuul: str = "sandbox-zuul", ci: str = "sandbox-ci"
+) -> list[str]:
     """`python -m pytest --pyargs conformance.checks` as a donor runs it, against the sandbox's two projects."""
-    return [sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider",
-            f"--profile={profile}", f"--zuul-cloud={zuul}", f"--ci-cloud={ci}", f"--report-dir={report_dir}", *args]
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--pyargs",
+        "conformance.checks",
+        "-p",
+        "no:cacheprovider",
+        f"--profile={profile}",
+        f"--zuul-cloud={zuul}",
+        f"--ci-cloud={ci}",
+        f"--report-dir={report_dir}",
+        *args,
+    ]
 
 
 def environment(clouds_yaml: Path | str, env: dict | None = None) -> dict:
     return {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds_yaml), **(env or {})}
 
 
-def run(clouds_yaml: Path | str, report_dir: Path, *args: str, env: dict | None = None, timeout: float = 1800,
-        cwd: Path = REPO_ROOT, wrap: tuple[str, ...] = (), **options) -> subprocess.CompletedProcess:
+def run(
+    clouds_yaml: Path | str,
+    report_dir: Path,
+    *args: str,
+    env: dict | None = None,
+    timeout: float = 1800,
+    cwd: Path = REPO_ROOT,
+    wrap: tuple[str, ...] = (),
+    **options,
+) -> subprocess.CompletedProcess:
     """One run to its end, stdout and stderr captured as text. `wrap`: a command the suite runs under (e.g.
     `python -m sandbox with region-two --`); `options`: profile, zuul, ci (see `command`)."""
-    return subprocess.run([*wrap, *command(report_dir, *args, **options)], capture_output=True, text=True,
-                          env=environment(clouds_yaml, env), timeout=timeout, cwd=cwd)
+    return subprocess.run(
+        [*wrap, *command(report_dir, *args, **options)],
+        capture_output=True,
+        text=True,
+        env=environment(clouds_yaml, env),
+        timeout=timeout,
+        cwd=cwd,
+    )
 
 
 class LiveRun:
     """One run with stdout+stderr on a pipe, read line by line while it runs, in a session of its own (a signal
     sent to it reaches the run only)."""
 
-    def __init__(self, clouds_yaml: Path | str, report_dir: Path, *args: str, env: dict | None = None,
-                 cwd: Path = REPO_ROOT, **options):
+    def __init__(
+        self,
+        clouds_yaml: Path | str,
+        report_dir: Path,
+        *args: str,
+        env: dict | None = None,
+        cwd: Path = REPO_ROOT,
+        **options,
+    ):
         self.report_dir = report_dir
-        self.proc = subprocess.Popen(command(report_dir, *args, **options), stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, env=environment(clouds_yaml, env),
-                                     cwd=cwd, start_new_session=True)
+        self.proc = subprocess.Popen(
+            command(report_dir, *args, **options),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=environment(clouds_yaml, env),
+            cwd=cwd,
+            start_new_session=True,
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

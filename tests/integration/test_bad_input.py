@@ -54,8 +54,9 @@ def run_cli(
         clouds_file = tmp_path / "clouds.yaml"
         clouds_file.write_text(yaml.safe_dump({"clouds": clouds or {}}))
     started = time.monotonic()
-    proc = suite.run(clouds_file, tmp_path / "reports", *args, zuul=zuul, ci=ci, profile=profile, cwd=tmp_path,
-                     timeout=120)
+    proc = suite.run(
+        clouds_file, tmp_path / "reports", *args, zuul=zuul, ci=ci, profile=profile, cwd=tmp_path, timeout=120
+    )
     return proc, time.monotonic() - started
 
 
@@ -170,8 +171,6 @@ def test_help_lists_the_options_with_their_env_vars(tmp_path):
         ("--statsd-host", "STATSD_HOST"),  # Zuul's and the statsd client's own variables
         ("--statsd-port", "STATSD_PORT"),
         ("--statsd-prefix", "STATSD_PREFIX"),
-
-
         ("--deadline", "CONFORMANCE_DEADLINE"),
         ("--probe-image", "CONFORMANCE_PROBE_IMAGE"),
     ]:
@@ -192,8 +191,10 @@ def test_statsd_port_out_of_range(tmp_path, sandbox_clouds):
 
 
 def test_deadline_must_be_seconds_above_zero(tmp_path):
-    for value, words in (("0", "argument --deadline: 0: must be more than 0 seconds"),
-                         ("soon", "argument --deadline: not a number of seconds: 'soon'")):
+    for value, words in (
+        ("0", "argument --deadline: 0: must be more than 0 seconds"),
+        ("soon", "argument --deadline: not a number of seconds: 'soon'"),
+    ):
         proc, _ = run_cli(tmp_path, "--deadline", value, clouds={"zuul": entry("https://127.0.0.1:1/v3")})
         assert proc.returncode == 4 and words in proc.stderr, proc.stdout + proc.stderr
         assert "Traceback" not in proc.stdout + proc.stderr

@@ -109,8 +109,11 @@ def test_no_library_warnings_in_the_output(bfv_run):
     warnings = [line.strip() for line in section.splitlines() if re.search(r"\w+Warning: ", line)]
     assert all("ConformanceWarning: R12 burst.size" in line for line in warnings), section
     # Nor printed raw, outside pytest's capture (the lease's thread, the cleanup at the very end).
-    raw = [line for line in (proc.stdout + proc.stderr).splitlines()
-           if re.search(r"\w+Warning: ", line) and "ConformanceWarning" not in line]
+    raw = [
+        line
+        for line in (proc.stdout + proc.stderr).splitlines()
+        if re.search(r"\w+Warning: ", line) and "ConformanceWarning" not in line
+    ]
     assert raw == [], raw
 
 

@@ -19,9 +19,23 @@ from conformance.resources import Waiter, new_run_prefix, prefix_of
 
 def _sweep(sandbox, *args):
     env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(sandbox.clouds_yaml)}
-    return subprocess.run([sys.executable, "-m", "conformance", "cleanup", "--zuul-cloud", "sandbox-zuul",
-                           "--ci-cloud", "sandbox-ci", *args], capture_output=True, text=True, env=env,
-                          timeout=900)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conformance",
+            "cleanup",
+            "--zuul-cloud",
+            "sandbox-zuul",
+            "--ci-cloud",
+            "sandbox-ci",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
 
 
 def _wait_for_burst(sandbox, proc, at_least=2) -> str:

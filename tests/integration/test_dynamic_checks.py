@@ -10,11 +10,11 @@ from helpers.suite import LiveRun, run_prefix, verdicts
 
 from conformance.resources import Waiter
 
-DYNAMIC = ("image_upload_and_boot or mirror_disk or public_ip or nodepool_operations or boot_burst "
-           "or guest_probe")
+DYNAMIC = "image_upload_and_boot or mirror_disk or public_ip or nodepool_operations or boot_burst or guest_probe"
 # A full 100-server burst takes minutes on the sandbox: bench/burst.py measures that; these tests prove the
 # behaviour with a small burst (the report marks it as an opt-out).
 BURST = os.environ.get("CONFORMANCE_TEST_BURST_SIZE", "10")
+
 
 def _run(run_suite, tmp_path, *args, **kw):
     report_dir = tmp_path / "reports"
@@ -30,18 +30,31 @@ def _assert_clean(sandbox, run):
 def test_dynamic_checks_pass(sandbox, run_suite, tmp_path):
     proc, results, run = _run(run_suite, tmp_path, "-k", DYNAMIC, "--burst-size", BURST)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    for key in [("R2", "image.upload"), ("R2", "image.boot"), ("R3", "mirror.disk"), ("R6", "public_ip"),
-                ("R13", "ops.keypair"), ("R13", "ops.security_group"), ("R13", "ops.metadata"),
-                ("R13", "ops.delete"), ("R12", "burst.p95"), ("R12", "burst.failure_rate"),
-                ("R12", "burst.delete"), ("R5", "cpu.vcpus"), ("R5", "cpu.mhz"), ("R11", "overcommit.steal")]:
+    for key in [
+        ("R2", "image.upload"),
+        ("R2", "image.boot"),
+        ("R3", "mirror.disk"),
+        ("R6", "public_ip"),
+        ("R13", "ops.keypair"),
+        ("R13", "ops.security_group"),
+        ("R13", "ops.metadata"),
+        ("R13", "ops.delete"),
+        ("R12", "burst.p95"),
+        ("R12", "burst.failure_rate"),
+        ("R12", "burst.delete"),
+        ("R5", "cpu.vcpus"),
+        ("R5", "cpu.mhz"),
+        ("R11", "overcommit.steal"),
+    ]:
         assert results[key]["verdict"] == "PASS", results[key]
     assert results[("R12", "burst.size")]["verdict"] == "WARN"  # --burst-size is an opt-out, said so
     burst = results[("R12", "burst.p95")]["data"]
     assert burst["summary"]["n"] == int(BURST) and len(burst["servers"]) == int(BURST)
     # Waiting is bulk: no server was polled with a GET of its own (that count is what grows with N and time;
     # the listings grow only with the wall time, which a busy machine stretches).
-    per_server_gets = {k: n for k, n in burst["calls_by_endpoint"].items() if k.startswith("GET ")
-                       and k.endswith("/servers/{id}")}
+    per_server_gets = {
+        k: n for k, n in burst["calls_by_endpoint"].items() if k.startswith("GET ") and k.endswith("/servers/{id}")
+    }
     assert per_server_gets == {}, burst["calls_by_endpoint"]
     assert burst["summary"]["polls"] >= 1
     assert results[("R3", "mirror.disk")]["data"]["path"] == "volume"

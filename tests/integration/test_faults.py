@@ -30,9 +30,17 @@ SEED = 14
 # so a fault there reaches no retry (and no check): the run would neither see nor count it.
 NOT_DISCOVERY = r"^(?!/(v[0-9.]+/?)?$)"
 RETRYABLE = [
-    {"name": f"{service}-{status}", "service": service, "action": "status", "status": status, "rate": rate,
-     "path": NOT_DISCOVERY, **({"retry_after": 1} if status == 429 else {})}
-    for service in ("compute", "image") for status, rate in ((503, 0.10), (429, 0.05))
+    {
+        "name": f"{service}-{status}",
+        "service": service,
+        "action": "status",
+        "status": status,
+        "rate": rate,
+        "path": NOT_DISCOVERY,
+        **({"retry_after": 1} if status == 429 else {}),
+    }
+    for service in ("compute", "image")
+    for status, rate in ((503, 0.10), (429, 0.05))
 ]
 
 
@@ -49,8 +57,23 @@ def run_to_end(sandbox, report_dir: Path, *args, env: dict | None = None) -> Liv
 
 def sweep(sandbox, *args) -> subprocess.CompletedProcess:
     env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(sandbox.clouds_yaml)}
-    return subprocess.run([sys.executable, "-m", "conformance", "cleanup", "--zuul-cloud", "sandbox-zuul",
-                           "--ci-cloud", "sandbox-ci", *args], capture_output=True, text=True, env=env, timeout=900)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conformance",
+            "cleanup",
+            "--zuul-cloud",
+            "sandbox-zuul",
+            "--ci-cloud",
+            "sandbox-ci",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
 
 
 def leaked(sandbox, *runs: str | None) -> list[str]:
@@ -132,8 +155,7 @@ def paired(sandbox, proxy, tmp_path_factory) -> Paired:
     proxy.set_rules(RETRYABLE, seed=SEED)
     try:
         baseline = start(sandbox, tmp_path_factory.mktemp("baseline"), "--burst-size", BURST)
-        faulted = start(sandbox, tmp_path_factory.mktemp("faulted"), "--burst-size", BURST,
-                        env=proxy.client_env())
+        faulted = start(sandbox, tmp_path_factory.mktemp("faulted"), "--burst-size", BURST, env=proxy.client_env())
         leases: set[str] = set()
 
         def both_leased() -> bool:
@@ -194,8 +216,9 @@ def test_two_runs_at_once_leave_each_other_and_nothing_else(sandbox, paired):
     assert paired.swept.returncode == 0, paired.swept.stdout + paired.swept.stderr
     for run in runs:
         assert f"left alone: run {run} is in progress" in paired.swept.stdout, paired.swept.stdout
-        assert run not in "".join(line for line in paired.swept.stdout.splitlines(keepends=True)
-                                  if line.startswith("deleting:"))
+        assert run not in "".join(
+            line for line in paired.swept.stdout.splitlines(keepends=True) if line.startswith("deleting:")
+        )
     for run in (paired.baseline, paired.faulted):
         assert f"run {run.prefix}: every resource the run created was deleted" in run.output
     assert leaked(sandbox, *runs) == []
@@ -203,10 +226,19 @@ def test_two_runs_at_once_leave_each_other_and_nothing_else(sandbox, paired):
 
 # ------------------------------------------------------------------------------------ one fault at a time
 def test_volume_create_500_fails_r3_quoting_the_api_error(sandbox, faults, tmp_path):
-    faults.set_rules([{"name": "volume-500", "service": "block-storage", "method": "POST", "path": "/volumes$",
-                       "action": "status", "status": 500}])
-    run = run_to_end(sandbox, tmp_path / "reports", "-k", "mirror_disk or quota or services",
-                env=faults.client_env())
+    faults.set_rules(
+        [
+            {
+                "name": "volume-500",
+                "service": "block-storage",
+                "method": "POST",
+                "path": "/volumes$",
+                "action": "status",
+                "status": 500,
+            }
+        ]
+    )
+    run = run_to_end(sandbox, tmp_path / "reports", "-k", "mirror_disk or quota or services", env=faults.client_env())
     assert faults.injected("volume-500") == 1
     results = run.verdicts()
     mirror = results[("R3", "mirror.disk")]
@@ -220,13 +252,24 @@ def test_volume_create_500_fails_r3_quoting_the_api_error(sandbox, faults, tmp_p
 def test_a_check_the_api_never_answers_says_so(sandbox, faults, tmp_path):
     """Every flavor listing answers 503: R4 fails with the API's error and how often the suite tried, not
     with a made-up shortfall; the report counts the retries and the call that gave up."""
-    faults.set_rules([{"name": "flavors-503", "service": "compute", "method": "GET", "path": "/flavors/detail$",
-                       "action": "status", "status": 503}])
+    faults.set_rules(
+        [
+            {
+                "name": "flavors-503",
+                "service": "compute",
+                "method": "GET",
+                "path": "/flavors/detail$",
+                "action": "status",
+                "status": 503,
+            }
+        ]
+    )
     run = run_to_end(sandbox, tmp_path / "reports", "-k", "test_node_flavor", env=faults.client_env())
     flavor = run.verdicts()[("R4", "node_flavor")]  # a check that errored is named after its test
     assert flavor["verdict"] == "FAIL", flavor
-    assert flavor["reason"].startswith("no answer from the cloud's API: GET /v2.1/flavors/detail: HTTP 503 "
-                                       "(gave up after 6 attempts): "), flavor
+    assert flavor["reason"].startswith(
+        "no answer from the cloud's API: GET /v2.1/flavors/detail: HTTP 503 (gave up after 6 attempts): "
+    ), flavor
     assert "injected HTTP 503 (rule flavors-503)" in flavor["reason"]
     retries = run.document()["api_retries"]
     assert retries["gave_up"] == 1 and retries["total"] == faults.injected("flavors-503") - 1 == 5, retries
@@ -236,14 +279,14 @@ def test_two_seconds_on_every_compute_call(sandbox, faults, tmp_path):
     """The burst finishes within the profile's timeout, or fails cleanly (a verdict with its reason, never a
     crashed check); its servers are deleted either way."""
     faults.set_rules([{"name": "slow-compute", "service": "compute", "action": "latency", "delay_s": 2}])
-    run = run_to_end(sandbox, tmp_path / "reports", "-k", "boot_burst", "--burst-size", BURST,
-                env=faults.client_env())
+    run = run_to_end(sandbox, tmp_path / "reports", "-k", "boot_burst", "--burst-size", BURST, env=faults.client_env())
     assert faults.injected("slow-compute") > 0
     results = run.verdicts()
     for check in ("burst.p95", "burst.failure_rate"):
         result = results[("R12", check)]
-        assert result["verdict"] == "PASS" or (result["verdict"] == "FAIL" and result["reason"]
-                                               and "crashed" not in result["reason"]), result
+        assert result["verdict"] == "PASS" or (
+            result["verdict"] == "FAIL" and result["reason"] and "crashed" not in result["reason"]
+        ), result
     assert results[("R12", "burst.delete")]["verdict"] == "PASS"
     assert leaked(sandbox, run.prefix) == []
 
@@ -251,14 +294,26 @@ def test_two_seconds_on_every_compute_call(sandbox, faults, tmp_path):
 def test_connection_reset_mid_image_upload(sandbox, faults, tmp_path):
     """A reset after 1 MiB of the image data reached Glance: the upload is sent again from its start and
     verified (size, hashes), or R2 fails quoting the error; either way no image of the run is left."""
-    faults.set_rules([{"name": "upload-reset", "service": "image", "method": "PUT", "path": "/file$",
-                       "action": "reset", "after_bytes": 1024 * 1024, "max_count": 1}])
+    faults.set_rules(
+        [
+            {
+                "name": "upload-reset",
+                "service": "image",
+                "method": "PUT",
+                "path": "/file$",
+                "action": "reset",
+                "after_bytes": 1024 * 1024,
+                "max_count": 1,
+            }
+        ]
+    )
     run = run_to_end(sandbox, tmp_path / "reports", "-k", "image_upload_and_boot", env=faults.client_env())
     assert faults.injected("upload-reset") == 1
     upload = run.verdicts()[("R2", "image.upload")]
     retried = {(r["service"], r["reason"]): r["retries"] for r in run.document()["api_retries"]["per_service"]}
     assert (upload["verdict"] == "PASS" and retried.get(("image", "connection reset")) == 1) or (
-        upload["verdict"] == "FAIL" and "connection" in upload["reason"]), (upload, retried)
+        upload["verdict"] == "FAIL" and "connection" in upload["reason"]
+    ), (upload, retried)
     assert leaked(sandbox, run.prefix) == []
 
 
@@ -266,10 +321,29 @@ def test_stalled_compute_ends_the_run_at_its_deadline(sandbox, faults, tmp_path)
     """The burst's wait (`GET /servers/detail`) never answers: the run stops at its deadline with one clear
     line, exits non-zero and writes its bundle saying so. Its servers are deleted once the stall is lifted (the
     stalled call, dropped unanswered, is retried by the cloud layer)."""
-    faults.set_rules([{"name": "stall", "service": "compute", "method": "GET", "path": "/servers/detail$",
-                       "action": "stall", "for_s": 300}])
-    run = start(sandbox, tmp_path / "reports", "-k", "boot_burst", "--burst-size", "3", "--deadline", "60",
-                env=faults.client_env())
+    faults.set_rules(
+        [
+            {
+                "name": "stall",
+                "service": "compute",
+                "method": "GET",
+                "path": "/servers/detail$",
+                "action": "stall",
+                "for_s": 300,
+            }
+        ]
+    )
+    run = start(
+        sandbox,
+        tmp_path / "reports",
+        "-k",
+        "boot_burst",
+        "--burst-size",
+        "3",
+        "--deadline",
+        "60",
+        env=faults.client_env(),
+    )
     try:
         reached = Waiter(600).poll(lambda: "run deadline reached" in run.output or run.proc.poll() is not None, 1)
         stalled = faults.injected("stall")

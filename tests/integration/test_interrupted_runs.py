@@ -55,8 +55,10 @@ class AdminView:
         conn = pymysql.connect(unix_socket=str(sandbox.layout.mysql_socket), user="root", database="nova")
         try:
             with conn.cursor() as cursor:
-                cursor.execute("SELECT COUNT(*) FROM instances WHERE deleted = 0 AND vm_state = 'active' "
-                               "AND display_name LIKE %s", (f"{prefix}-%burst-%",))
+                cursor.execute(
+                    "SELECT COUNT(*) FROM instances WHERE deleted = 0 AND vm_state = 'active' AND display_name LIKE %s",
+                    (f"{prefix}-%burst-%",),
+                )
                 return cursor.fetchone()[0]
         finally:
             conn.close()
@@ -150,9 +152,12 @@ def test_sigint_during_the_upload_with_glance_hanging_and_a_second_sigint(sandbo
     assert code == 128 + signal.SIGINT, second.tail()
     text = second.output
     assert "Traceback" not in text and "INTERNALERROR" not in text, text[-6000:]
-    hint = re.search(r"SIGINT again: exiting now, without waiting for the cleanup\. Whatever run "
-                     rf"{second.prefix} created and did not delete yet is left behind: `(python -m conformance "
-                     r"cleanup [^`]+)` deletes it\.", text)
+    hint = re.search(
+        r"SIGINT again: exiting now, without waiting for the cleanup\. Whatever run "
+        rf"{second.prefix} created and did not delete yet is left behind: `(python -m conformance "
+        r"cleanup [^`]+)` deletes it\.",
+        text,
+    )
     assert hint, second.tail()
     assert hint.group(1).endswith(f"--zuul-cloud sandbox-zuul --ci-cloud sandbox-ci --run {second.prefix}")
     assert not list(second.report_dir.glob("*/results.json"))  # at once: not even the report
@@ -164,8 +169,7 @@ def test_sigint_during_the_upload_with_glance_hanging_and_a_second_sigint(sandbo
     assert leftovers(sandbox, second.prefix), "the second signal should have left the image behind"
     sweeper = shlex.split(hint.group(1))
     env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(sandbox.clouds_yaml)}
-    swept = subprocess.run([sys.executable, *sweeper[1:]], capture_output=True, text=True, env=env,
-                           timeout=LONG)
+    swept = subprocess.run([sys.executable, *sweeper[1:]], capture_output=True, text=True, env=env, timeout=LONG)
     assert swept.returncode == 0 and second.prefix in swept.stdout, swept.stdout + swept.stderr
     assert leftovers(sandbox, second.prefix) == []
 
@@ -261,6 +265,8 @@ def test_burst_timeout_below_the_profile_leaves_building_servers_undecided(sandb
         assert "still BUILD when --burst-timeout 20 s (below the profile's 1800 s)" in r12[check]["reason"]
     summary = r12["burst.p95"]["data"]["summary"]
     timed_out = [s for s in r12["burst.p95"]["data"]["servers"] if s["status"] == "TIMEOUT"]
-    assert timed_out and f"{summary['active']}/{SIZE} ACTIVE, 0 failed, {len(timed_out)} BUILD" in \
-        r12["burst.p95"]["measured"]
+    assert (
+        timed_out
+        and f"{summary['active']}/{SIZE} ACTIVE, 0 failed, {len(timed_out)} BUILD" in r12["burst.p95"]["measured"]
+    )
     assert leftovers(sandbox, run.prefix) == []

@@ -75,7 +75,7 @@ def gauges(lines: list[str], prefix: str) -> dict[str, list[float]]:
         name, _, rest = line.partition(":")
         value, _, kind = rest.partition("|")
         if name.startswith(prefix + "."):
-            values.setdefault(f"{name[len(prefix) + 1:]}|{kind}", []).append(float(value))
+            values.setdefault(f"{name[len(prefix) + 1 :]}|{kind}", []).append(float(value))
     return values
 
 
@@ -88,8 +88,9 @@ def runs(run_suite, sandbox, tmp_path_factory):
     if not _RUNS:
         base = tmp_path_factory.mktemp("fleet-runs")
         key = base / "id_ed25519"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "donor@example.org", "-f", str(key)],
-                       check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "donor@example.org", "-f", str(key)], check=True
+        )
         reports = base / "reports"
         sign, region = f"--sign-key={key}", f"--region={REGION}"
         options, environment = StatsdListener(), StatsdListener()
@@ -98,15 +99,32 @@ def runs(run_suite, sandbox, tmp_path_factory):
         except OSError:
             default_port = None
         try:
-            burst = run_suite(*WITH_BURST, sign, region, "--burst-size=2", "--burst-timeout=300",
-                              "--statsd-host=127.0.0.1", f"--statsd-port={options.port}", "--statsd-prefix=ci",
-                              report_dir=reports)
+            burst = run_suite(
+                *WITH_BURST,
+                sign,
+                region,
+                "--burst-size=2",
+                "--burst-timeout=300",
+                "--statsd-host=127.0.0.1",
+                f"--statsd-port={options.port}",
+                "--statsd-prefix=ci",
+                report_dir=reports,
+            )
             burst_lines = options.take()
             with sandbox.quota("zuul", instances=2):
                 env = {"STATSD_HOST": "127.0.0.1", "STATSD_PORT": str(environment.port), "STATSD_PREFIX": "zuul.env"}
                 # Under xdist: the burst runs in a worker, which sends its progress itself.
-                quota = run_suite(*WITH_BURST, sign, region, "--burst-size=3", "--burst-timeout=300", "-n", "2",
-                                  env=env, report_dir=reports)
+                quota = run_suite(
+                    *WITH_BURST,
+                    sign,
+                    region,
+                    "--burst-size=3",
+                    "--burst-timeout=300",
+                    "-n",
+                    "2",
+                    env=env,
+                    report_dir=reports,
+                )
             quota_lines = environment.take()
             with sandbox.http_keystone():
                 http = run_suite(*STATIC, sign, region, zuul="sandbox-zuul-http", report_dir=reports)
@@ -117,19 +135,30 @@ def runs(run_suite, sandbox, tmp_path_factory):
                     listener.close()
         bundles = {}
         for name, proc in (("burst", burst), ("quota", quota), ("http", http)):
-            found = [line.split("bundle: ", 1)[1].split()[0] for line in proc.stdout.splitlines()
-                     if line.startswith("bundle: ")]
+            found = [
+                line.split("bundle: ", 1)[1].split()[0]
+                for line in proc.stdout.splitlines()
+                if line.startswith("bundle: ")
+            ]
             assert found, proc.stdout[-3000:] + proc.stderr[-3000:]
             path = Path(found[0])
             bundles[name] = (proc, path, json.loads((path / "results.json").read_text()))
-        _RUNS.update(bundles=bundles, key=key, reports=reports, burst_lines=burst_lines, quota_lines=quota_lines,
-                     silent=silent, options_port=options.port)
+        _RUNS.update(
+            bundles=bundles,
+            key=key,
+            reports=reports,
+            burst_lines=burst_lines,
+            quota_lines=quota_lines,
+            silent=silent,
+            options_port=options.port,
+        )
     return _RUNS
 
 
 def _result(doc: dict, requirement: str, check: str, project: str = "zuul") -> dict:
-    return next(r for r in doc["results"] if (r["requirement"], r["check"], r["project"]) == (requirement, check,
-                                                                                                project))
+    return next(
+        r for r in doc["results"] if (r["requirement"], r["check"], r["project"]) == (requirement, check, project)
+    )
 
 
 def test_statsd_lines_of_a_run_match_its_results_json(runs):
@@ -164,16 +193,20 @@ def test_statsd_lines_of_a_run_match_its_results_json(runs):
     first_end = next(i for i, line in enumerate(runs["burst_lines"]) if line.startswith(f"{key}.runs:"))
     assert all(".burst.progress." not in line for line in runs["burst_lines"][first_end:])
     count = sum(len(v) for k, v in stats.items() if ".progress." not in k)
-    assert f"statsd: {count} metrics of sandbox-zuul/RegionOne sent to 127.0.0.1:{runs['options_port']} (prefix ci)" \
+    assert (
+        f"statsd: {count} metrics of sandbox-zuul/RegionOne sent to 127.0.0.1:{runs['options_port']} (prefix ci)"
         in proc.stdout
+    )
 
 
 def test_statsd_from_zuuls_environment_variables_and_nothing_without_a_host(runs):
     """STATSD_* is also read by openstacksdk, which then sends its own per-request metrics: only the suite's
     names are checked here."""
     proc, _, doc = runs["bundles"]["quota"]
-    last = {k: v[-1] for k, v in gauges(runs["quota_lines"], "zuul.env.conformance.cloud.sandbox-zuul.region."
-                                        "RegionOne").items()}
+    last = {
+        k: v[-1]
+        for k, v in gauges(runs["quota_lines"], "zuul.env.conformance.cloud.sandbox-zuul.region.RegionOne").items()
+    }
     assert doc["verdict"] == "FAIL" and last["verdict|g"] == VERDICT_CODES["FAIL"]
     assert last["requirement.R8|g"] == VERDICT_CODES["FAIL"] and last["quota.instances_headroom|g"] == 2
     assert last["burst.failure_rate|g"] == round(1 - doc["burst"]["summary"]["success_rate"], 4) > 0
@@ -181,8 +214,10 @@ def test_statsd_from_zuuls_environment_variables_and_nothing_without_a_host(runs
     # second one too (CI saw 2 of 3): the suite reports what Nova did, and never more ACTIVE than the quota.
     progress = gauges(runs["quota_lines"], "zuul.env.conformance.cloud.sandbox-zuul.region.RegionOne.burst.progress")
     assert last["burst.progress.size|g"] == 3 and 1 <= last["burst.progress.error|g"] <= 3
-    assert max(progress["active|g"], default=0) <= 2 and last["burst.progress.error|g"] + max(
-        progress["active|g"], default=0) <= 3
+    assert (
+        max(progress["active|g"], default=0) <= 2
+        and last["burst.progress.error|g"] + max(progress["active|g"], default=0) <= 3
+    )
     http_proc = runs["bundles"]["http"][0]
     assert runs["silent"] == [] and "statsd:" not in http_proc.stdout
 
@@ -211,8 +246,7 @@ def test_metrics_prom_is_in_the_signed_manifest_and_matches_results_json(runs):
     assert value("conformance_api_calls", service="compute") == compute["count"]
     assert value("conformance_api_latency_seconds", service="compute", quantile="0.95") == compute["p95_s"]
     assert value("conformance_run_duration_seconds") == doc["duration_s"]
-    assert value("conformance_quota_instances_headroom") == _result(doc, "R8", "quota.instances")["data"][
-        "max_servers"]
+    assert value("conformance_quota_instances_headroom") == _result(doc, "R8", "quota.instances")["data"]["max_servers"]
 
 
 @pytest.fixture
@@ -250,7 +284,9 @@ def test_fleet_rows_trends_changes_and_the_rejection(runs, fleet):
     assert all(r["signature"]["status"] == "verified" for s in data["scopes"] for r in s["runs"])
     # Trend points are the runs' burst p95 and failure rate, in time order.
     assert [p["value"] for p in main_row["trends"]["burst_p95_s"]] == [
-        docs["burst"]["burst"]["summary"]["p95"], docs["quota"]["burst"]["summary"]["p95"]]
+        docs["burst"]["burst"]["summary"]["p95"],
+        docs["quota"]["burst"]["summary"]["p95"],
+    ]
     rates = [p["value"] for p in main_row["trends"]["burst_failure_rate"]]
     assert rates == [round(1 - d["burst"]["summary"]["success_rate"], 4) for d in (docs["burst"], docs["quota"])]
     assert rates[1] > rates[0]
@@ -284,8 +320,13 @@ def test_fleet_pages_render_in_headless_chromium_with_no_external_url(fleet, tmp
         assert "http://" not in text and "https://" not in text and "<script" not in text, page
         shot = tmp_path / f"{page.stem}.png"
         # One browser run per page: the DOM it built, and what it drew.
-        done = chromium(page.resolve().as_uri(), tmp_path / "profile", "--window-size=1400,900",
-                        f"--screenshot={shot}", "--dump-dom")
+        done = chromium(
+            page.resolve().as_uri(),
+            tmp_path / "profile",
+            "--window-size=1400,900",
+            f"--screenshot={shot}",
+            "--dump-dom",
+        )
         assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
         table = "fleet-index" if page.name == "index.html" else "region-runs"
         assert f'id="{table}"' in done.stdout and done.stdout.count("<tr data-") >= 2

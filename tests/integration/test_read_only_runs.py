@@ -15,17 +15,34 @@ from helpers.suite import results, verdicts
 
 from conformance.profiles import profiles_dir
 
-STATIC_CHECKS = {"test_services", "test_keystone_https", "test_node_flavor", "test_mirror_flavor",
-                 "test_compute_quota", "test_network_quota", "test_ci_volume_quota",
-                 "test_two_projects", "test_non_admin"}
-DYNAMIC_CHECKS = {"test_image_upload_and_boot", "test_mirror_disk", "test_guest_probe", "test_public_ip",
-                  "test_nodepool_operations", "test_boot_burst"}
+STATIC_CHECKS = {
+    "test_services",
+    "test_keystone_https",
+    "test_node_flavor",
+    "test_mirror_flavor",
+    "test_compute_quota",
+    "test_network_quota",
+    "test_ci_volume_quota",
+    "test_two_projects",
+    "test_non_admin",
+}
+DYNAMIC_CHECKS = {
+    "test_image_upload_and_boot",
+    "test_mirror_disk",
+    "test_guest_probe",
+    "test_public_ip",
+    "test_nodepool_operations",
+    "test_boot_burst",
+}
 
 
 def _collected(proc) -> set[str]:
     """Check functions of `--collect-only -q` output (node ids without module and parameters)."""
-    return {line.split("::")[-1].split("[")[0] for line in proc.stdout.splitlines()
-            if line.startswith("conformance/checks/")}
+    return {
+        line.split("::")[-1].split("[")[0]
+        for line in proc.stdout.splitlines()
+        if line.startswith("conformance/checks/")
+    }
 
 
 def test_not_dynamic_creates_nothing(sandbox, tmp_path):
@@ -40,8 +57,10 @@ def test_not_dynamic_creates_nothing(sandbox, tmp_path):
     assert ran and ran <= STATIC_CHECKS, ran
     assert "6 deselected" in proc.stdout
     assert "warnings summary" not in proc.stdout, proc.stdout  # a clean run: no library's deprecation notices
-    print(f"\n-m 'not dynamic' against the sandbox: {seconds:.1f} s (pytest: "
-          f"{proc.stdout.strip().splitlines()[-1].strip('= ')})")
+    print(
+        f"\n-m 'not dynamic' against the sandbox: {seconds:.1f} s (pytest: "
+        f"{proc.stdout.strip().splitlines()[-1].strip('= ')})"
+    )
 
 
 def test_dynamic_marker_selects_exactly_the_checks_that_create(sandbox, tmp_path):
@@ -51,9 +70,11 @@ def test_dynamic_marker_selects_exactly_the_checks_that_create(sandbox, tmp_path
     assert _collected(dynamic) == DYNAMIC_CHECKS, dynamic.stdout
 
 
-@pytest.mark.parametrize("args", [["--collect-only"], ["--markers"], ["--fixtures"], ["--help"],
-                                  ["-k", "no_check_has_this_name"]],
-                         ids=["collect-only", "markers", "fixtures", "help", "nothing-selected"])
+@pytest.mark.parametrize(
+    "args",
+    [["--collect-only"], ["--markers"], ["--fixtures"], ["--help"], ["-k", "no_check_has_this_name"]],
+    ids=["collect-only", "markers", "fixtures", "help", "nothing-selected"],
+)
 def test_a_run_that_checks_nothing_writes_no_bundle(sandbox, tmp_path, args):
     earlier = tmp_path / "reports" / "sandbox-zuul-20260101T000000Z"
     earlier.mkdir(parents=True)
@@ -66,7 +87,10 @@ def test_a_run_that_checks_nothing_writes_no_bundle(sandbox, tmp_path, args):
         assert proc.returncode in (0, 5), proc.stdout[-3000:] + proc.stderr[-2000:]
         assert f"bundle: {report_dir}" not in proc.stdout
         assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == [
-            Path("reports"), earlier.relative_to(tmp_path), earlier.relative_to(tmp_path) / "results.json"]
+            Path("reports"),
+            earlier.relative_to(tmp_path),
+            earlier.relative_to(tmp_path) / "results.json",
+        ]
     if args == ["--markers"]:
         assert "@pytest.mark.dynamic:" in proc.stdout
     if args == ["--collect-only"]:  # nothing ran: no results table, no cleanup line either
@@ -78,8 +102,14 @@ def test_r7_names_the_cacert_fix_for_a_private_ca(sandbox, tmp_path):
     del clouds["clouds"]["sandbox-zuul"]["cacert"]  # the donor forgot it: the system store knows no sandbox CA
     without_ca = tmp_path / "clouds.yaml"
     without_ca.write_text(yaml.safe_dump(clouds))
-    proc = suite.run(sandbox.clouds_yaml, tmp_path / "reports", "-k", "test_keystone_tls",
-                 env={"OS_CLIENT_CONFIG_FILE": str(without_ca)}, timeout=600)
+    proc = suite.run(
+        sandbox.clouds_yaml,
+        tmp_path / "reports",
+        "-k",
+        "test_keystone_tls",
+        env={"OS_CLIENT_CONFIG_FILE": str(without_ca)},
+        timeout=600,
+    )
     found = {(r["check"], r["project"]): r for r in results(tmp_path / "reports")}
     certificate = found[("keystone.certificate", "zuul")]
     assert certificate["verdict"] == "FAIL", certificate
@@ -95,8 +125,9 @@ def test_floating_ip_quota_is_checked_when_auto_mode_gives_floating_ips(sandbox,
     profile = tmp_path / "auto.yaml"
     profile.write_text(f"extends: {profiles_dir() / 'sandbox.yaml'}\nname: auto-ip\npublic_ip: {{mode: auto}}\n")
     with sandbox.unshared_external_network():
-        proc = suite.run(sandbox.clouds_yaml, tmp_path / "reports", "-k", "test_network_quota", profile=profile,
-                         timeout=600)
+        proc = suite.run(
+            sandbox.clouds_yaml, tmp_path / "reports", "-k", "test_network_quota", profile=profile, timeout=600
+        )
     fips = verdicts(tmp_path / "reports").get(("R8", "quota.floating_ips"))
     assert fips is not None, proc.stdout[-3000:]
     assert fips["verdict"] == "PASS" and fips["threshold"] == ">= 100", fips

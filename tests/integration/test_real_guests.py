@@ -28,16 +28,26 @@ PROVIDER_PROFILE = REPO_ROOT / "tests" / "profiles" / "sandbox-provider.yaml"
 @pytest.fixture(scope="module")
 def real_run(sandbox, tmp_path_factory):
     report_dir = tmp_path_factory.mktemp("real-guests")
-    proc = suite.run(sandbox.clouds_yaml, report_dir, f"--probe-image={real_host.GLANCE_NAME}", "--probe-reachability",
-                     "-k", "test_guest_probe or test_public_ip", profile=PROVIDER_PROFILE, timeout=1800)
+    proc = suite.run(
+        sandbox.clouds_yaml,
+        report_dir,
+        f"--probe-image={real_host.GLANCE_NAME}",
+        "--probe-reachability",
+        "-k",
+        "test_guest_probe or test_public_ip",
+        profile=PROVIDER_PROFILE,
+        timeout=1800,
+    )
     return proc, verdicts(report_dir)
 
 
 def boot(conn, image: str, flavor: str, network: str = "public"):
     server = conn.compute.create_server(
-        name=f"real-guests-test-{image}", image_id=next(conn.image.images(name=image)).id,
+        name=f"real-guests-test-{image}",
+        image_id=next(conn.image.images(name=image)).id,
         flavor_id=conn.compute.find_flavor(flavor, ignore_missing=False).id,
-        networks=[{"uuid": conn.network.find_network(network, ignore_missing=False).id}])
+        networks=[{"uuid": conn.network.find_network(network, ignore_missing=False).id}],
+    )
     return conn.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1, wait=180)
 
 
@@ -50,8 +60,9 @@ def test_the_real_host_runs_beside_the_fake_nodes(sandbox):
     plan = real_host.RealHost.load(sandbox.layout)
     assert plan.enabled and plan.virt_type == ("kvm" if real_host.hardware_virtualisation() else "qemu")
     assert real_host.bridge_exists(sandbox.layout.bridge)
-    status = subprocess.run([sys.executable, "-m", "sandbox", "status"], capture_output=True, text=True,
-                            cwd=REPO_ROOT, timeout=120)
+    status = subprocess.run(
+        [sys.executable, "-m", "sandbox", "status"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120
+    )
     assert status.returncode == 0, status.stdout + status.stderr
     assert f"real host: {plan.virt_type}" in status.stdout and "libvirtd" in status.stdout
 

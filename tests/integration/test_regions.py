@@ -29,9 +29,17 @@ REGIONS = {REGION, SECOND_REGION}
 def two_regions(sandbox, tmp_path_factory):
     report_dir = tmp_path_factory.mktemp("regions") / "reports"
     # The suite under `python -m sandbox with region-two --`, as a user tries it.
-    proc = suite.run(sandbox.clouds_yaml, report_dir, "--burst-size", "2", "-k",
-                     "not (mirror_disk or guest_probe or public_ip)", env={"SANDBOX_DIR": str(sandbox.layout.root)},
-                     wrap=(sys.executable, "-m", "sandbox", "with", "region-two", "--"), timeout=3600)
+    proc = suite.run(
+        sandbox.clouds_yaml,
+        report_dir,
+        "--burst-size",
+        "2",
+        "-k",
+        "not (mirror_disk or guest_probe or public_ip)",
+        env={"SANDBOX_DIR": str(sandbox.layout.root)},
+        wrap=(sys.executable, "-m", "sandbox", "with", "region-two", "--"),
+        timeout=3600,
+    )
     bundle = next(p for p in report_dir.iterdir() if p.is_dir())
     return proc, results(report_dir), run_prefix(proc.stdout), bundle
 

@@ -45,8 +45,9 @@ def image(zuul, tmp_path_factory):
     """A raw image uploaded by the zuul user (Glance inspects data: raw is any bytes, declared as raw)."""
     path = tmp_path_factory.mktemp("image") / "disk.raw"
     path.write_bytes(os.urandom(2 * 1024 * 1024))
-    created = zuul.image.create_image(name=unique("image"), filename=str(path), disk_format="raw",
-                                      container_format="bare", wait=True)
+    created = zuul.image.create_image(
+        name=unique("image"), filename=str(path), disk_format="raw", container_format="bare", wait=True
+    )
     yield zuul.image.get_image(created.id)
     zuul.image.delete_image(created)
 
@@ -54,8 +55,9 @@ def image(zuul, tmp_path_factory):
 def boot(conn, image, flavor_name, network_name="private", **kwargs):
     flavor = conn.compute.find_flavor(flavor_name, ignore_missing=False)
     network = conn.network.find_network(network_name, ignore_missing=False)
-    server = conn.compute.create_server(name=unique("server"), image_id=image.id, flavor_id=flavor.id,
-                                        networks=[{"uuid": network.id}], **kwargs)
+    server = conn.compute.create_server(
+        name=unique("server"), image_id=image.id, flavor_id=flavor.id, networks=[{"uuid": network.id}], **kwargs
+    )
     return conn.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1, wait=180)
 
 
@@ -70,7 +72,8 @@ def test_clouds_yaml_has_the_four_entries_over_https_with_the_ca(sandbox):
     assert Path(zuul_entry["cacert"]).exists()
     assert sandbox.cloud_config("sandbox-zuul-http")["auth"]["auth_url"].startswith("http://127.0.0.1:")
     assert {"sandbox-zuul", "sandbox-ci", "sandbox-admin", "sandbox-zuul-http"} <= set(
-        __import__("yaml").safe_load(sandbox.clouds_yaml.read_text())["clouds"])
+        __import__("yaml").safe_load(sandbox.clouds_yaml.read_text())["clouds"]
+    )
 
 
 @pytest.mark.parametrize("cloud,project", [("sandbox-zuul", "zuul"), ("sandbox-ci", "ci")])
@@ -124,16 +127,17 @@ def test_server_on_the_public_network_gets_ipv4_and_ipv6(zuul, image):
 def test_500gb_volume_attaches_to_a_mirror_server_in_ci(sandbox, ci, tmp_path):
     path = tmp_path / "disk.raw"
     path.write_bytes(b"\1" * 1024 * 1024)
-    image = ci.image.create_image(name=unique("image"), filename=str(path), disk_format="raw",
-                                  container_format="bare", wait=True)
+    image = ci.image.create_image(
+        name=unique("image"), filename=str(path), disk_format="raw", container_format="bare", wait=True
+    )
     server = boot(ci, image, MIRROR_FLAVOR["name"])
     volume = ci.block_storage.create_volume(size=500, name=unique("volume"))
     try:
-        volume = ci.block_storage.wait_for_status(volume, status="available", failures=["error"], interval=1,
-                                                  wait=120)
+        volume = ci.block_storage.wait_for_status(volume, status="available", failures=["error"], interval=1, wait=120)
         ci.compute.create_volume_attachment(server, volume=volume)
-        volume = ci.block_storage.wait_for_status(volume, status="in-use", failures=["error", "error_attaching"],
-                                                  interval=1, wait=120)
+        volume = ci.block_storage.wait_for_status(
+            volume, status="in-use", failures=["error", "error_attaching"], interval=1, wait=120
+        )
         assert volume.size == 500
         assert [a["server_id"] for a in volume.attachments] == [server.id]
         ci.compute.delete_volume_attachment(server, volume)
@@ -152,13 +156,15 @@ def test_twenty_servers_boot_concurrently_and_are_deleted(sandbox, image):
 
     def create(index):
         conn = sandbox.connect("sandbox-zuul")
-        return conn.compute.create_server(name=f"{prefix}-{index}", image_id=image.id, flavor_id=flavor_id,
-                                          networks=[{"uuid": network_id}]).id
+        return conn.compute.create_server(
+            name=f"{prefix}-{index}", image_id=image.id, flavor_id=flavor_id, networks=[{"uuid": network_id}]
+        ).id
 
     with ThreadPoolExecutor(10) as pool:
         ids = list(pool.map(create, range(20)))
     conn = sandbox.connect("sandbox-zuul")
     try:
+
         def states():
             return {s.id: s.status for s in conn.compute.servers(name=f"^{prefix}-")}
 
@@ -177,6 +183,7 @@ def test_twenty_servers_boot_concurrently_and_are_deleted(sandbox, image):
 
 
 # ---- variants: each changes exactly what it says, through the API, and restores -------------------------------
+
 
 def test_quota_variant_sets_and_restores(sandbox, zuul):
     before = zuul.compute.get_limits().absolute.instances
@@ -205,8 +212,11 @@ def test_role_variant_grants_and_revokes(sandbox):
 def test_without_service_removes_and_restores_the_endpoints(sandbox):
     def endpoints():
         conn = sandbox.connect("sandbox-ci")
-        return conn.session.auth.get_access(conn.session).service_catalog.get_endpoints(
-            service_type="block-storage").get("block-storage")
+        return (
+            conn.session.auth.get_access(conn.session)
+            .service_catalog.get_endpoints(service_type="block-storage")
+            .get("block-storage")
+        )
 
     with sandbox.without_service("block-storage"):
         assert not endpoints()
@@ -218,10 +228,12 @@ def test_policy_variant_forbids_image_upload_and_restores(sandbox, zuul, tmp_pat
     path.write_bytes(b"\2" * 1024 * 1024)
     with sandbox.policy("glance", "deny-upload"):
         with pytest.raises(openstack.exceptions.ForbiddenException):
-            zuul.image.create_image(name=unique("denied"), filename=str(path), disk_format="raw",
-                                    container_format="bare", wait=True)
-    image = zuul.image.create_image(name=unique("allowed"), filename=str(path), disk_format="raw",
-                                    container_format="bare", wait=True)
+            zuul.image.create_image(
+                name=unique("denied"), filename=str(path), disk_format="raw", container_format="bare", wait=True
+            )
+    image = zuul.image.create_image(
+        name=unique("allowed"), filename=str(path), disk_format="raw", container_format="bare", wait=True
+    )
     zuul.image.delete_image(image)
     assert not [i for i in zuul.image.images() if i.name.startswith("sandboxtest-denied")]
 
@@ -253,10 +265,14 @@ def test_guest_emulation_prints_probe_lines_from_the_flavor_and_the_variant(sand
     server = boot(zuul, image, TEST_NODE_FLAVOR["name"], user_data=_b64("#!/bin/sh\necho conformance-probe\n"))
     plain = boot(zuul, image, TEST_NODE_FLAVOR["name"])
     try:
+
         def probe(target):
             text = zuul.compute.get_server_console_output(target)["output"]
-            return dict(line.split(": ", 1)[1].split("=", 1) for line in text.splitlines()
-                        if line.startswith("conformance-probe: "))
+            return dict(
+                line.split(": ", 1)[1].split("=", 1)
+                for line in text.splitlines()
+                if line.startswith("conformance-probe: ")
+            )
 
         values = probe(server)
         assert values["nproc"] == "8" and values["emulated"] == "sandbox"
@@ -280,9 +296,16 @@ def _b64(text: str) -> str:
 
 # ---- command line ----------------------------------------------------------------------------------------------
 
+
 def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "sandbox", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=REPO_ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "sandbox", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
 
 
 def test_up_on_a_running_sandbox_says_so(sandbox):
@@ -339,8 +362,10 @@ def test_the_http_keystone_answers_only_inside_its_variant(sandbox):
     env = {"SANDBOX_DIR": str(sandbox.layout.root)}
     http_url = sandbox.cloud_config("sandbox-zuul-http")["auth"]["auth_url"]
     assert "keystone-http" not in sandbox.stack.table.load()
-    code = ("import openstack; c = openstack.connect(cloud='sandbox-zuul-http'); "
-            "print(c.session.auth.auth_url, c.compute.get_limits().absolute.instances)")
+    code = (
+        "import openstack; c = openstack.connect(cloud='sandbox-zuul-http'); "
+        "print(c.session.auth.auth_url, c.compute.get_limits().absolute.instances)"
+    )
     result = run_cli("with", "keystone-http", "--", sys.executable, "-c", code, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().splitlines()[-1] == f"{http_url} {QUOTAS['zuul']['instances']}"
@@ -364,10 +389,21 @@ def test_service_on_an_unknown_process_is_one_line(sandbox, action):
 
 
 def test_with_applies_a_variant_around_a_command_and_restores(sandbox, zuul):
-    code = ("import openstack; c = openstack.connect(cloud='sandbox-zuul'); "
-            "print(c.compute.get_limits().absolute.instances)")
-    result = run_cli("with", "quota", "zuul", "instances=42", "--", sys.executable, "-c", code,
-                     env={"SANDBOX_DIR": str(sandbox.layout.root)})
+    code = (
+        "import openstack; c = openstack.connect(cloud='sandbox-zuul'); "
+        "print(c.compute.get_limits().absolute.instances)"
+    )
+    result = run_cli(
+        "with",
+        "quota",
+        "zuul",
+        "instances=42",
+        "--",
+        sys.executable,
+        "-c",
+        code,
+        env={"SANDBOX_DIR": str(sandbox.layout.root)},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "42"
     assert zuul.compute.get_limits().absolute.instances == QUOTAS["zuul"]["instances"]
@@ -382,8 +418,7 @@ def test_no_process_listens_on_a_unix_socket_outside_the_sandbox_directory(sandb
 
     from sandbox.processes import group_members
 
-    inside = {(st.st_dev, st.st_ino) for st in (os.lstat(p) for p in sandbox.layout.root.rglob("*")
-                                                 if p.is_socket())}
+    inside = {(st.st_dev, st.st_ino) for st in (os.lstat(p) for p in sandbox.layout.root.rglob("*") if p.is_socket())}
 
     def reached(pid: int, path: str) -> tuple[int, int] | None:
         try:

@@ -25,7 +25,10 @@ def test_100_polling_clients_see_no_reset_no_5xx_and_no_error_server(sandbox):
     before = {name: (pid, running) for name, pid, running, _rss in sandbox.status()}
     proc = subprocess.run(
         [sys.executable, "bench/sandbox_load.py", "--bursts", "0", "--poll-clients", str(POLL_CLIENTS)],
-        capture_output=True, text=True, timeout=1800, cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=REPO_ROOT,
         env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(sandbox.clouds_yaml)},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

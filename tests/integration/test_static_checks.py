@@ -111,9 +111,7 @@ def test_flavor_with_4_vcpus_fails_r4(sandbox, run_suite):
 def test_quota_of_99_instances_fails_r8(sandbox, run_suite):
     with sandbox.quota("zuul", instances=99):
         proc = run_static(run_suite)
-    assert_only_failure(
-        proc, ("R8", "quota.instances", "zuul/RegionOne"), "maxTotalInstances is 99", "need 100"
-    )
+    assert_only_failure(proc, ("R8", "quota.instances", "zuul/RegionOne"), "maxTotalInstances is 99", "need 100")
 
 
 def test_small_ci_volume_quota_fails_r8(sandbox, run_suite):
@@ -125,9 +123,7 @@ def test_small_ci_volume_quota_fails_r8(sandbox, run_suite):
 def test_http_only_keystone_fails_r7_and_the_rest_still_runs(sandbox, run_suite):
     with sandbox.http_keystone():
         proc = run_static(run_suite, zuul="sandbox-zuul-http")
-    results = assert_only_failure(
-        proc, ("R7", "keystone.https", "zuul/RegionOne"), "is not https", "http://127.0.0.1"
-    )
+    results = assert_only_failure(proc, ("R7", "keystone.https", "zuul/RegionOne"), "is not https", "http://127.0.0.1")
     assert results[("R8", "quota.instances", "zuul/RegionOne")]["verdict"] == "PASS"
 
 
@@ -164,9 +160,7 @@ def test_admin_role_only_warns_when_the_profile_says_so(sandbox, run_suite, tmp_
 def test_missing_block_storage_fails_r1(sandbox, run_suite):
     with sandbox.without_service("block-storage"):
         proc = run_static(run_suite)
-    results = assert_only_failure(
-        proc, ("R1", "service.block-storage", "ci/RegionOne"), "no block-storage endpoint"
-    )
+    results = assert_only_failure(proc, ("R1", "service.block-storage", "ci/RegionOne"), "no block-storage endpoint")
     assert results[("R8", "quota.gigabytes", "ci/RegionOne")]["verdict"] == "SKIP"
 
 

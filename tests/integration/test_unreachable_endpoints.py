@@ -23,8 +23,16 @@ from conformance.plugin import EXIT_ERROR
 from conformance.resources import Waiter
 from tests.faults.proxy import FaultProxy, services_from_catalog
 
-STALL_FLAVORS = [{"name": "stall", "service": "compute", "method": "GET", "path": "/flavors/detail$",
-                  "action": "stall", "for_s": 600}]
+STALL_FLAVORS = [
+    {
+        "name": "stall",
+        "service": "compute",
+        "method": "GET",
+        "path": "/flavors/detail$",
+        "action": "stall",
+        "for_s": 600,
+    }
+]
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +94,9 @@ def test_keystone_certificate_not_trusted_is_one_line_and_r7(sandbox, tmp_path):
 
 def test_an_explicit_tb_still_shows_the_failures(sandbox, tmp_path):
     """Someone debugging the suite asks for pytest's report of every failed check with --tb."""
-    proc = suite.run(without_cacert(sandbox, tmp_path), tmp_path / "reports", "-m", "not dynamic", "--tb=short",
-                     timeout=600)
+    proc = suite.run(
+        without_cacert(sandbox, tmp_path), tmp_path / "reports", "-m", "not dynamic", "--tb=short", timeout=600
+    )
     assert "= FAILURES =" in proc.stdout, proc.stdout[-3000:]
 
 
@@ -107,8 +116,11 @@ def test_compute_that_never_answers_ends_the_run_in_minutes(sandbox, stalled_fla
     results = run.verdicts()
     flavor = results[("R4", "node_flavor")]
     assert flavor["verdict"] == "ERROR", flavor
-    endpoint = re.search(r"compute endpoint (http://127\.0\.0\.1:\d+\S*) stopped answering \(no answer in 120 s, "
-                         r"\d+ tr(y|ies)\)", flavor["reason"])
+    endpoint = re.search(
+        r"compute endpoint (http://127\.0\.0\.1:\d+\S*) stopped answering \(no answer in 120 s, "
+        r"\d+ tr(y|ies)\)",
+        flavor["reason"],
+    )
     assert endpoint, flavor
     needs_compute = [r for r in results.values() if endpoint.group(1) in r["reason"]]
     assert {r["requirement"] for r in needs_compute} >= {"R4", "R8", "R12"}, needs_compute
@@ -125,11 +137,11 @@ def test_sigint_during_a_call_that_hangs_ends_it_at_once(sandbox, stalled_flavor
     """R2 uploads the run's image, then asks for the flavors, which never come: SIGINT there ends the call at
     once (it waited out api.timeout_s, 120 s, before), the cleanup deletes the image and the lease, and the run
     exits as interrupted."""
-    run = LiveRun(sandbox.clouds_yaml, tmp_path / "reports", "-k", "image_upload_and_boot",
-                  env=stalled_flavors.client_env())
+    run = LiveRun(
+        sandbox.clouds_yaml, tmp_path / "reports", "-k", "image_upload_and_boot", env=stalled_flavors.client_env()
+    )
     try:
-        hanging = Waiter(600).poll(lambda: stalled_flavors.injected("stall") >= 1 or run.proc.poll() is not None,
-                                   0.2)
+        hanging = Waiter(600).poll(lambda: stalled_flavors.injected("stall") >= 1 or run.proc.poll() is not None, 0.2)
         assert hanging and run.proc.poll() is None, run.tail()
         sent = time.monotonic()
         run.send(signal.SIGINT)

@@ -34,18 +34,42 @@ TOKEN = {
         "user": {"id": "u1", "name": "tester", "domain": {"id": "default", "name": "Default"}},
         "project": {"id": "p1", "name": "zuul", "domain": {"id": "default", "name": "Default"}},
         "roles": [{"id": "r1", "name": "member"}],
-        "catalog": [{"type": "compute", "name": "nova", "id": "s1", "endpoints": [
-            {"id": "e1", "interface": "public", "region": "RegionOne", "region_id": "RegionOne", "url": NOVA}]}],
+        "catalog": [
+            {
+                "type": "compute",
+                "name": "nova",
+                "id": "s1",
+                "endpoints": [
+                    {"id": "e1", "interface": "public", "region": "RegionOne", "region_id": "RegionOne", "url": NOVA}
+                ],
+            }
+        ],
     }
 }
-FLAVOR = {"id": "f1", "name": "ci.large", "vcpus": 8, "ram": 8192, "disk": 80, "swap": "",
-          "OS-FLV-EXT-DATA:ephemeral": 0, "os-flavor-access:is_public": True, "rxtx_factor": 1.0,
-          "OS-FLV-DISABLED:disabled": False, "links": []}
+FLAVOR = {
+    "id": "f1",
+    "name": "ci.large",
+    "vcpus": 8,
+    "ram": 8192,
+    "disk": 80,
+    "swap": "",
+    "OS-FLV-EXT-DATA:ephemeral": 0,
+    "os-flavor-access:is_public": True,
+    "rxtx_factor": 1.0,
+    "OS-FLV-DISABLED:disabled": False,
+    "links": [],
+}
 
 
 def _keystone_version(request, context):
-    return {"version": {"id": "v3.14", "status": "stable", "links": [{"rel": "self", "href": KEYSTONE + "/"}],
-                        "media-types": []}}
+    return {
+        "version": {
+            "id": "v3.14",
+            "status": "stable",
+            "links": [{"rel": "self", "href": KEYSTONE + "/"}],
+            "media-types": [],
+        }
+    }
 
 
 def _nova(request, context):
@@ -55,8 +79,15 @@ def _nova(request, context):
             return {"error": "injected 503 (fake cloud)"}
         return {"flavors": [FLAVOR]}
     # Nova's version document (openstacksdk's discovery)
-    return {"version": {"id": "v2.1", "status": "CURRENT", "version": "2.79", "min_version": "2.1",
-                        "links": [{"rel": "self", "href": NOVA + "/"}]}}
+    return {
+        "version": {
+            "id": "v2.1",
+            "status": "CURRENT",
+            "version": "2.79",
+            "min_version": "2.1",
+            "links": [{"rel": "self", "href": NOVA + "/"}],
+        }
+    }
 
 
 MOCK = requests_mock.Mocker()
@@ -68,15 +99,18 @@ MOCK.post(KEYSTONE + "/auth/tokens", status_code=201, json=TOKEN, headers={"X-Su
 MOCK.start()
 
 # The cloud layer's retry policy with waits of milliseconds: the 503 is retried the full number of times, fast.
-cloudlayer.open_cloud.__kwdefaults__["policy"] = cloudlayer.RetryPolicy(initial_wait_s=0.001, max_wait_s=0.002,
-                                                                        jitter_s=0.0)
+cloudlayer.open_cloud.__kwdefaults__["policy"] = cloudlayer.RetryPolicy(
+    initial_wait_s=0.001, max_wait_s=0.002, jitter_s=0.0
+)
 
 if FAULT == "suite-bug":
+
     def _broken_choice(*args, **kwargs):
         raise TypeError(BUG)
 
     flavors.choose_flavor = _broken_choice
 elif FAULT == "fixture-bug":
+
     def _broken_get(self, role, region):
         raise TypeError(BUG)
 

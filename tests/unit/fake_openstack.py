@@ -40,11 +40,26 @@ class FakeCompute:
         with self.lock:
             live = [s for s in self.servers_by_id.values() if not s.deleting]
             if self.cloud.quota_instances is not None and len(live) >= self.cloud.quota_instances:
-                raise http_error("Quota exceeded for instances: Requested 1, but already "
-                            f"used {len(live)} of {self.cloud.quota_instances} instances", 403, os_exc.HttpException)
-            server = FakeServer(id=str(uuid.uuid4()), name=name, status="BUILD", fault=None,
-                                created_at="2030-01-01T00:00:00Z", launched_at=None, metadata=metadata or {},
-                                polls=0, deleting=False, delete_polls=0, addresses={}, attached_volumes=[])
+                raise http_error(
+                    "Quota exceeded for instances: Requested 1, but already "
+                    f"used {len(live)} of {self.cloud.quota_instances} instances",
+                    403,
+                    os_exc.HttpException,
+                )
+            server = FakeServer(
+                id=str(uuid.uuid4()),
+                name=name,
+                status="BUILD",
+                fault=None,
+                created_at="2030-01-01T00:00:00Z",
+                launched_at=None,
+                metadata=metadata or {},
+                polls=0,
+                deleting=False,
+                delete_polls=0,
+                addresses={},
+                attached_volumes=[],
+            )
             self.servers_by_id[server.id] = server
             for mapping in kw.get("block_device_mapping") or []:  # boot from volume: Nova makes the volume
                 volume = self.cloud.block_storage.make_boot_volume(server, mapping)
@@ -63,8 +78,11 @@ class FakeCompute:
                 if server.polls >= self.cloud.active_after_polls:
                     if self.cloud.error_names and re.search(self.cloud.error_names, server.name):
                         server.status = "ERROR"
-                        server.fault = {"message": "No valid host was found.", "code": 500} \
-                            if self.cloud.fault_in_listing else None
+                        server.fault = (
+                            {"message": "No valid host was found.", "code": 500}
+                            if self.cloud.fault_in_listing
+                            else None
+                        )
                         server.hidden_fault = {"message": "No valid host was found.", "code": 500}
                     else:
                         server.status = "ACTIVE"
@@ -190,9 +208,14 @@ class FakeBlockStorage:
         self.keep_boot_volumes = False  # a Nova that fails to delete them with their server
 
     def make_boot_volume(self, server, mapping):
-        volume = SimpleNamespace(id=str(uuid.uuid4()), name="", status="in-use", size=mapping["volume_size"],
-                                 attachments=[{"server_id": server.id}],
-                                 volume_image_metadata={"image_id": mapping["uuid"], "image_name": "img"})
+        volume = SimpleNamespace(
+            id=str(uuid.uuid4()),
+            name="",
+            status="in-use",
+            size=mapping["volume_size"],
+            attachments=[{"server_id": server.id}],
+            volume_image_metadata={"image_id": mapping["uuid"], "image_name": "img"},
+        )
         self.vols[volume.id] = volume
         return volume
 
@@ -222,8 +245,9 @@ class FakeBlockStorage:
         self.cloud.order.append(("volume", volume_id))
         volume = self.vols.get(volume_id)
         if volume is not None and volume.status not in ("available", "error"):
-            raise http_error(f"Invalid volume: status must be available or error, but current status is: "
-                             f"{volume.status}", 400)
+            raise http_error(
+                f"Invalid volume: status must be available or error, but current status is: {volume.status}", 400
+            )
         self.vols.pop(volume_id, None)
 
 
@@ -250,8 +274,16 @@ class FakeCloud:
 
     _ids = itertools.count()
 
-    def __init__(self, scope="zuul/RegionOne", active_after_polls=2, delete_after_polls=1,
-                 quota_instances=None, error_names=None, fault_in_listing=True, with_records=True):
+    def __init__(
+        self,
+        scope="zuul/RegionOne",
+        active_after_polls=2,
+        delete_after_polls=1,
+        quota_instances=None,
+        error_names=None,
+        fault_in_listing=True,
+        with_records=True,
+    ):
         self.scope = scope
         self.name, self.region = scope.split("/")
         self.active_after_polls = active_after_polls
@@ -282,8 +314,9 @@ class FakeCloud:
             self.counts[key] += 1
             if getattr(self, "calls", None) is not None:
                 method, path = key.split(" ", 1)
-                self.calls.append(SimpleNamespace(method=method, path="/v2.1" + path, status=200,
-                                                  seconds=0.01, service="compute"))
+                self.calls.append(
+                    SimpleNamespace(method=method, path="/v2.1" + path, status=200, seconds=0.01, service="compute")
+                )
 
     def call(self, fn, *args, **kwargs):
         interrupt.check()  # a safe point, as Cloud.call is

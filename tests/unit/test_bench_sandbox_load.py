@@ -101,8 +101,7 @@ def test_all_creates_leave_together_after_every_token_and_are_timed_from_the_sta
     cloud = StandInCloud(delay=lambda index: 0.05 * (index % 5))
     monkeypatch.setattr(bench.openstack, "connect", cloud.connect)
     tracker = Tracker()
-    outcomes, statuses = bench.run_simultaneous_creates("c", cloud.owner(), tracker, 30, timeout_s=5, wait_s=5,
-                                                        **BOOT)
+    outcomes, statuses = bench.run_simultaneous_creates("c", cloud.owner(), tracker, 30, timeout_s=5, wait_s=5, **BOOT)
     assert len(cloud.authorized) == 30 and max(cloud.authorized) < min(cloud.sent)
     assert max(cloud.sent) - min(cloud.sent) < 1.0, "the creates did not leave together"
     assert [o.status for o in outcomes] == [202] * 30

@@ -14,7 +14,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "sandbox_up.py"
 
 # `up` starts a process group that burns ~0.3 s of CPU, records it as the sandbox does, and prints its phases;
 # `down` kills the group and leaves a mark. FAIL_UP makes `up` fail as a broken cloud would.
-STAND_IN = r'''
+STAND_IN = r"""
 import json, os, signal, subprocess, sys
 from pathlib import Path
 state = Path(os.environ["SANDBOX_DIR"])
@@ -40,7 +40,7 @@ else:
     for entry in table.values():
         os.killpg(entry["pid"], signal.SIGKILL)
     (state.parent / "down-ran").write_text("yes")
-'''
+"""
 
 
 @pytest.fixture
@@ -62,8 +62,10 @@ def tree(tmp_path):
 
 def test_up_is_measured_then_brought_down(bench, tree, tmp_path):
     result = bench.run_up(tree, tmp_path / "state")
-    assert result["phases"] == [(0.5, "databases restored from the template"),
-                                (12.3, "all APIs answer (first answers: keystone 3.9s)")]
+    assert result["phases"] == [
+        (0.5, "databases restored from the template"),
+        (12.3, "all APIs answer (first answers: keystone 3.9s)"),
+    ]
     assert result["cpu"]["keystone"] >= 0.3
     assert result["wall"] > 0
     assert (tmp_path / "down-ran").read_text() == "yes"

@@ -22,24 +22,42 @@ from conformance.resources import (
 
 
 def _volume(cloud, status, **kw):
-    volume = SimpleNamespace(id=kw.pop("id", f"v{len(cloud.block_storage.vols)}"), name=kw.pop("name", ""),
-                             status=status, attachments=kw.pop("attachments", []), **kw)
+    volume = SimpleNamespace(
+        id=kw.pop("id", f"v{len(cloud.block_storage.vols)}"),
+        name=kw.pop("name", ""),
+        status=status,
+        attachments=kw.pop("attachments", []),
+        **kw,
+    )
     cloud.block_storage.vols[volume.id] = volume
     return volume
 
 
 def test_mapping_is_an_image_made_into_a_volume_deleted_with_its_server():
-    assert boot_volume_mapping("img", 80) == [{"boot_index": 0, "uuid": "img", "source_type": "image",
-                                               "destination_type": "volume", "volume_size": 80,
-                                               "delete_on_termination": True}]
+    assert boot_volume_mapping("img", 80) == [
+        {
+            "boot_index": 0,
+            "uuid": "img",
+            "source_type": "image",
+            "destination_type": "volume",
+            "volume_size": 80,
+            "delete_on_termination": True,
+        }
+    ]
 
 
 def test_burst_from_volumes_binds_waits_for_and_counts_them():
     cloud = FakeCloud()
     tracker = Tracker(new_run_prefix(), poll_interval_s=0.01)
-    result = run_burst(cloud, tracker, image_id="img", flavor_id="fl", network_id="net",
-                       settings=BurstSettings(size=5, concurrency=5, poll_interval_s=0.01, timeout_s=5),
-                       volume_size_gb=80)
+    result = run_burst(
+        cloud,
+        tracker,
+        image_id="img",
+        flavor_id="fl",
+        network_id="net",
+        settings=BurstSettings(size=5, concurrency=5, poll_interval_s=0.01, timeout_s=5),
+        volume_size_gb=80,
+    )
     summary = result.summary()
     assert summary["active"] == 5 and summary["boot_volume_gb"] == 80
     assert summary["volumes_created"] == 5 and summary["volumes_deleted"] == 5 and summary["volumes_left"] == 0
@@ -55,8 +73,17 @@ def test_boot_volumes_nova_failed_to_delete_are_deleted_by_the_tracker():
     cloud = FakeCloud()
     cloud.block_storage.keep_boot_volumes = True
     tracker = Tracker(new_run_prefix(), poll_interval_s=0.01)
-    server, _ = boot_server(cloud, tracker, "r2-boot", image_id="img", flavor_id="fl", network_id="net",
-                            timeout_s=5, interval_s=0.01, volume_size_gb=80)
+    server, _ = boot_server(
+        cloud,
+        tracker,
+        "r2-boot",
+        image_id="img",
+        flavor_id="fl",
+        network_id="net",
+        timeout_s=5,
+        interval_s=0.01,
+        volume_size_gb=80,
+    )
     volume = next(i for i in tracker.items if i.kind == "volume")
     assert volume.id == server.attached_volumes[0]["id"] and volume.extra["boot_image"] == "img"
     assert tracker.cleanup(timeout_s=5) == []
@@ -71,8 +98,9 @@ def test_a_boot_volume_the_server_never_showed_is_found_by_the_run_image():
     intent = tracker.intent("volume", tracker.name("r6-node-volume"), cloud, boot_image="run-image")
     lost = _volume(cloud, "available", volume_image_metadata={"image_id": "run-image"})
     other = _volume(cloud, "available", volume_image_metadata={"image_id": "someone-elses-image"})
-    held = _volume(cloud, "in-use", volume_image_metadata={"image_id": "run-image"},
-                   attachments=[{"server_id": "a-live-server"}])
+    held = _volume(
+        cloud, "in-use", volume_image_metadata={"image_id": "run-image"}, attachments=[{"server_id": "a-live-server"}]
+    )
     assert tracker.cleanup(timeout_s=5) == []
     assert intent.id == lost.id and set(cloud.block_storage.vols) == {other.id, held.id}
 

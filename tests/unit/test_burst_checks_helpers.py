@@ -51,17 +51,20 @@ def test_user_data_runs_here(tmp_path):
     assert 0.0 <= float(facts["steal_percent"]) <= 100.0
 
 
-@pytest.mark.parametrize(("addr", "accept", "public", "doc"), [
-    ("8.8.8.8", False, True, False),
-    ("10.0.0.5", True, False, False),
-    ("192.0.2.38", False, False, True),
-    ("192.0.2.38", True, True, True),
-    ("203.0.113.9", True, True, True),
-    ("2001:db8::5", True, True, True),
-    ("2001:db8::5", False, False, True),
-    ("2a00:1450:4001:81b::200e", False, True, False),
-    ("fd00::1", True, False, False),
-])
+@pytest.mark.parametrize(
+    ("addr", "accept", "public", "doc"),
+    [
+        ("8.8.8.8", False, True, False),
+        ("10.0.0.5", True, False, False),
+        ("192.0.2.38", False, False, True),
+        ("192.0.2.38", True, True, True),
+        ("203.0.113.9", True, True, True),
+        ("2001:db8::5", True, True, True),
+        ("2001:db8::5", False, False, True),
+        ("2a00:1450:4001:81b::200e", False, True, False),
+        ("fd00::1", True, False, False),
+    ],
+)
 def test_classify(addr, accept, public, doc):
     result = classify(addr, accept)
     assert result["public"] is public and result["documentation"] is doc
@@ -89,8 +92,12 @@ def _burst(statuses: list[str], interrupted: bool = False, phase: str = "boot", 
         timing.fault = (faults or {}).get(status)
         servers.append(timing)
     stop = Interruption("SIGINT", dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)) if interrupted else None
-    result = BurstResult(servers=servers, interrupted=stop, phase=phase if interrupted else "",
-                         stopped_after_s=25.0 if interrupted else None)
+    result = BurstResult(
+        servers=servers,
+        interrupted=stop,
+        phase=phase if interrupted else "",
+        stopped_after_s=25.0 if interrupted else None,
+    )
     return result, result.summary()
 
 
@@ -103,8 +110,11 @@ def _verdicts(result, summary, timeout=1800.0):
     )
 
     open_boots = undecided_boots(result, timeout, 1800.0)
-    return (p95_verdict(summary, 600.0, open_boots), failure_rate_verdict(result, summary, 0.02, open_boots),
-            delete_verdict(result, summary, timeout, 1800.0))
+    return (
+        p95_verdict(summary, 600.0, open_boots),
+        failure_rate_verdict(result, summary, 0.02, open_boots),
+        delete_verdict(result, summary, timeout, 1800.0),
+    )
 
 
 def test_burst_stopped_while_booting_is_incomplete_with_the_counts_and_times():

@@ -22,15 +22,27 @@ from conformance.resources import Tracker, new_run_prefix
 
 
 def settings(n, **kw):
-    return BurstSettings(size=n, concurrency=kw.pop("concurrency", 5),
-                         poll_interval_s=kw.pop("interval", 0.01), timeout_s=kw.pop("timeout", 5), **kw)
+    return BurstSettings(
+        size=n,
+        concurrency=kw.pop("concurrency", 5),
+        poll_interval_s=kw.pop("interval", 0.01),
+        timeout_s=kw.pop("timeout", 5),
+        **kw,
+    )
 
 
 def burst(cloud, n, **kw):
     tracker = Tracker(new_run_prefix(), poll_interval_s=0.01)
     lines = []
-    result = run_burst(cloud, tracker, image_id="img", flavor_id="fl", network_id="net",
-                       settings=settings(n, **kw), progress=lines.append)
+    result = run_burst(
+        cloud,
+        tracker,
+        image_id="img",
+        flavor_id="fl",
+        network_id="net",
+        settings=settings(n, **kw),
+        progress=lines.append,
+    )
     return result, tracker, lines
 
 
@@ -50,15 +62,26 @@ def test_all_active_bulk_polls_only():
     assert not cloud.compute.servers_by_id and not tracker.pending()
     assert summary["delete_s"] is not None and summary["left_after_delete"] == 0
     assert lines and lines[-1].startswith("burst 30/30 ACTIVE, 0 ERROR, 0 BUILD")
-    assert set(result.servers[0].as_dict()) == {"name", "status", "request_to_active_s",
-                                                "created_to_launched_s", "fault"}
+    assert set(result.servers[0].as_dict()) == {
+        "name",
+        "status",
+        "request_to_active_s",
+        "created_to_launched_s",
+        "fault",
+    }
 
 
 def test_names_carry_the_run_prefix_and_metadata():
     cloud = FakeCloud(delete_after_polls=10**6)
     tracker = Tracker(new_run_prefix(), poll_interval_s=0.01)
-    run_burst(cloud, tracker, image_id="i", flavor_id="f", network_id="n",
-              settings=settings(3, timeout=0.5, delete_timeout_s=0.05))
+    run_burst(
+        cloud,
+        tracker,
+        image_id="i",
+        flavor_id="f",
+        network_id="n",
+        settings=settings(3, timeout=0.5, delete_timeout_s=0.05),
+    )
     servers = list(cloud.compute.servers_by_id.values())
     assert len(servers) == 3
     assert all(s.name.startswith(tracker.name("burst-", cloud)) for s in servers)
@@ -100,9 +123,14 @@ def test_compute_stopped_times_out_and_still_deletes():
 def test_per_server_baseline_costs_more_calls():
     bulk_cloud, base_cloud = FakeCloud(active_after_polls=3), FakeCloud(active_after_polls=3)
     bulk, _, _ = burst(bulk_cloud, 20)
-    run_burst(base_cloud, Tracker(new_run_prefix()), image_id="i", flavor_id="f", network_id="n",
-              settings=BurstSettings(size=20, concurrency=5, poll_interval_s=0.01, timeout_s=30,
-                                     per_server_baseline=True))
+    run_burst(
+        base_cloud,
+        Tracker(new_run_prefix()),
+        image_id="i",
+        flavor_id="f",
+        network_id="n",
+        settings=BurstSettings(size=20, concurrency=5, poll_interval_s=0.01, timeout_s=30, per_server_baseline=True),
+    )
     assert base_cloud.counts["GET /servers/{id}"] >= 20
     assert sum(base_cloud.counts.values()) > sum(bulk_cloud.counts.values())
 
@@ -121,8 +149,7 @@ def test_interrupt_leaves_servers_to_the_tracker():
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_burst(cloud, tracker, image_id="i", flavor_id="f", network_id="n", settings=settings(8),
-                  progress=interrupt)
+        run_burst(cloud, tracker, image_id="i", flavor_id="f", network_id="n", settings=settings(8), progress=interrupt)
     assert cloud.compute.servers_by_id
     assert tracker.cleanup(timeout_s=5) == []
     assert not cloud.compute.servers_by_id
@@ -136,8 +163,10 @@ def test_helpers():
     assert parse_cloud_time("2030-01-01T00:00:00Z").tzinfo is not None
     assert parse_cloud_time("2030-01-01T00:00:07.500000").second == 7
     assert parse_cloud_time(None) is None and parse_cloud_time("garbage") is None
-    assert endpoint_key("get", "https://h:8774/v2.1/servers/0b4a6b4e-9a5e-4a0b-8f7e-2d6c2f7d6d1a?x=1") == \
-        "GET /v2.1/servers/{id}"
+    assert (
+        endpoint_key("get", "https://h:8774/v2.1/servers/0b4a6b4e-9a5e-4a0b-8f7e-2d6c2f7d6d1a?x=1")
+        == "GET /v2.1/servers/{id}"
+    )
     assert endpoint_key("GET", "/v2.1/servers/detail?name=%5Econformance") == "GET /v2.1/servers/detail"
 
     class Exc(Exception):
@@ -149,6 +178,7 @@ def test_helpers():
 
 def test_progress_line_format():
     from conformance.burst import ServerTiming
+
     servers = [ServerTiming(i, f"s{i}") for i in range(100)]
     for s in servers[:37]:
         s.status = "ACTIVE"
@@ -174,8 +204,15 @@ def test_stopped_while_booting_returns_what_was_measured(stop_request):
 
     cloud.compute.create_server = slow_create
     tracker = Tracker(new_run_prefix(), poll_interval_s=0.01)
-    result = run_burst(cloud, tracker, image_id="i", flavor_id="f", network_id="n",
-                       settings=settings(20, concurrency=2), progress=lambda line: stop_request())
+    result = run_burst(
+        cloud,
+        tracker,
+        image_id="i",
+        flavor_id="f",
+        network_id="n",
+        settings=settings(20, concurrency=2),
+        progress=lambda line: stop_request(),
+    )
     assert result.interrupted.reason == "SIGINT" and result.phase == "boot"
     summary = result.summary()
     assert summary["interrupted"]["phase"] == "boot" and summary["interrupted"]["reason"] == "SIGINT"
@@ -196,8 +233,9 @@ def test_stopped_while_deleting_keeps_the_boot_times(stop_request):
         if "| delete:" in line:
             stop_request()
 
-    result = run_burst(cloud, tracker, image_id="i", flavor_id="f", network_id="n", settings=settings(5),
-                       progress=progress)
+    result = run_burst(
+        cloud, tracker, image_id="i", flavor_id="f", network_id="n", settings=settings(5), progress=progress
+    )
     assert result.interrupted and result.phase == "delete" and result.delete_s is not None
     summary = result.summary()
     assert summary["active"] == 5 and summary["p95"] is not None and summary["build"] == 0

@@ -46,9 +46,7 @@ def test_regions_come_from_the_clouds_yaml_entry(clouds_yaml):
 
 
 def test_unknown_cloud_lists_the_known_ones(clouds_yaml):
-    with pytest.raises(
-        BadInput, match=r"cloud 'nope' is not in .*clouds.yaml \(clouds there: none, one, single\)"
-    ):
+    with pytest.raises(BadInput, match=r"cloud 'nope' is not in .*clouds.yaml \(clouds there: none, one, single\)"):
         cl.cloud_regions("nope")
 
 
@@ -123,9 +121,7 @@ def test_connection_errors_are_explained(message, expected):
 
 
 def test_make_result_and_summary_line():
-    result = make_result(
-        "R8", "quota.instances", scope="zuul/RegionOne", measured=150, threshold=">= 100", ok=True
-    )
+    result = make_result("R8", "quota.instances", scope="zuul/RegionOne", measured=150, threshold=">= 100", ok=True)
     assert result["project"] == "zuul" and result["region"] == "RegionOne" and result["verdict"] == "PASS"
     failed = make_result(
         "R7",
@@ -149,20 +145,49 @@ def test_calls_are_named_by_the_catalog_service_even_when_the_sdk_authenticated(
     """openstacksdk authenticates on the first call, not through Cloud.access(): the call records must still
     name their service from the token's catalog (the report groups API statistics by it)."""
     cloud = cl.open_cloud("one", "RegionOne", role="zuul")
-    token = {"token": {
-        "methods": ["password"], "expires_at": "2099-01-01T00:00:00.000000Z", "issued_at": "2026-01-01T00:00:00Z",
-        "user": {"id": "u1", "name": "u", "domain": {"id": "default", "name": "Default"}},
-        "project": {"id": "p1", "name": "p", "domain": {"id": "default", "name": "Default"}},
-        "roles": [{"id": "r1", "name": "member"}],
-        "catalog": [{"type": "compute", "name": "nova", "id": "c1", "endpoints": [
-            {"id": "e1", "interface": "public", "region": "RegionOne", "region_id": "RegionOne",
-             "url": "https://nova.test/v2.1"}]}],
-    }}
+    token = {
+        "token": {
+            "methods": ["password"],
+            "expires_at": "2099-01-01T00:00:00.000000Z",
+            "issued_at": "2026-01-01T00:00:00Z",
+            "user": {"id": "u1", "name": "u", "domain": {"id": "default", "name": "Default"}},
+            "project": {"id": "p1", "name": "p", "domain": {"id": "default", "name": "Default"}},
+            "roles": [{"id": "r1", "name": "member"}],
+            "catalog": [
+                {
+                    "type": "compute",
+                    "name": "nova",
+                    "id": "c1",
+                    "endpoints": [
+                        {
+                            "id": "e1",
+                            "interface": "public",
+                            "region": "RegionOne",
+                            "region_id": "RegionOne",
+                            "url": "https://nova.test/v2.1",
+                        }
+                    ],
+                }
+            ],
+        }
+    }
     with requests_mock.Mocker() as mock:
-        mock.get("https://keystone.test:5000/v3", json={"version": {"id": "v3.14", "status": "stable", "links": [
-            {"rel": "self", "href": "https://keystone.test:5000/v3/"}]}})
-        mock.post("https://keystone.test:5000/v3/auth/tokens", json=token, status_code=201,
-                  headers={"X-Subject-Token": "tok-" + "x" * 30})
+        mock.get(
+            "https://keystone.test:5000/v3",
+            json={
+                "version": {
+                    "id": "v3.14",
+                    "status": "stable",
+                    "links": [{"rel": "self", "href": "https://keystone.test:5000/v3/"}],
+                }
+            },
+        )
+        mock.post(
+            "https://keystone.test:5000/v3/auth/tokens",
+            json=token,
+            status_code=201,
+            headers={"X-Subject-Token": "tok-" + "x" * 30},
+        )
         mock.get("https://nova.test/v2.1/servers", json={"servers": []})
         cloud.conn.session.get("https://nova.test/v2.1/servers", raise_exc=False)
     services = {record.path: record.service for record in cloud.calls}

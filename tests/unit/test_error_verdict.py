@@ -42,11 +42,24 @@ BUG = "TypeError: unsupported operand type(s) for +: 'int' and 'NoneType'"
 
 
 def clouds_yaml(folder: Path) -> Path:
-    auth = {"auth_url": "http://keystone.fake.test/v3", "username": "tester", "password": "fake-pass-1",
-            "user_domain_name": "Default", "project_domain_name": "Default"}
+    auth = {
+        "auth_url": "http://keystone.fake.test/v3",
+        "username": "tester",
+        "password": "fake-pass-1",
+        "user_domain_name": "Default",
+        "project_domain_name": "Default",
+    }
     path = folder / "clouds.yaml"
-    path.write_text(yaml.safe_dump({"clouds": {
-        role: {"auth": {**auth, "project_name": role}, "region_name": "RegionOne"} for role in ("zuul", "ci")}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "clouds": {
+                    role: {"auth": {**auth, "project_name": role}, "region_name": "RegionOne"}
+                    for role in ("zuul", "ci")
+                }
+            }
+        )
+    )
     return path
 
 
@@ -54,9 +67,27 @@ def run_suite(tmp_path: Path, fault: str, *args: str) -> tuple[subprocess.Comple
     """The suite as tox runs it, against the fake cloud; returns the run and its bundle."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONFORMANCE_", "OS_"))}
     env.update(OS_CLIENT_CONFIG_FILE=str(clouds_yaml(tmp_path)), PYTHONPATH=str(UNIT), FAKE_CLOUD_FAULT=fault)
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "fake_cloud_plugin", "--pyargs",
-               "conformance.checks", "-k", "test_node_flavor", "--zuul-cloud", "zuul", "--ci-cloud", "ci",
-               "--report-dir", "reports", "-rA", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "fake_cloud_plugin",
+        "--pyargs",
+        "conformance.checks",
+        "-k",
+        "test_node_flavor",
+        "--zuul-cloud",
+        "zuul",
+        "--ci-cloud",
+        "ci",
+        "--report-dir",
+        "reports",
+        "-rA",
+        *args,
+    ]
     proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     bundles = sorted((tmp_path / "reports").iterdir()) if (tmp_path / "reports").exists() else []
     assert len(bundles) == 1, proc.stdout[-4000:] + proc.stderr[-4000:]
@@ -82,11 +113,15 @@ def test_the_fake_cloud_passes_r4_without_a_fault(tmp_path):
     assert proc.returncode == 0 and doc["verdict"] == "INCOMPLETE"  # the other requirements did not run
 
 
-@pytest.mark.parametrize(("fault", "phase", "workers"), [
-    ("suite-bug", "check crashed", []),
-    ("suite-bug", "check crashed", ["-n", "2"]),
-    ("fixture-bug", "setup crashed", []),
-], ids=["check", "check-xdist", "fixture"])
+@pytest.mark.parametrize(
+    ("fault", "phase", "workers"),
+    [
+        ("suite-bug", "check crashed", []),
+        ("suite-bug", "check crashed", ["-n", "2"]),
+        ("fixture-bug", "setup crashed", []),
+    ],
+    ids=["check", "check-xdist", "fixture"],
+)
 def test_a_crash_of_the_suite_is_error_not_fail(tmp_path, fault, phase, workers):
     proc, path = run_suite(tmp_path, fault, *workers)
     output = proc.stdout + proc.stderr
@@ -111,9 +146,11 @@ def test_a_crash_of_the_suite_is_error_not_fail(tmp_path, fault, phase, workers)
     junit = ElementTree.parse(path / "junit.xml").getroot()
     [case] = junit.iter("testcase")
     assert case.find("failure") is None and case.find("error") is not None, ElementTree.tostring(case)[:800]
-    samples = {(s.name, s.labels.get("requirement"), s.labels.get("verdict")): s.value
-               for family in text_string_to_metric_families((path / "metrics.prom").read_text())
-               for s in family.samples}
+    samples = {
+        (s.name, s.labels.get("requirement"), s.labels.get("verdict")): s.value
+        for family in text_string_to_metric_families((path / "metrics.prom").read_text())
+        for s in family.samples
+    }
     assert samples[("conformance_requirement_verdict", "R4", "ERROR")] == 1
     assert samples[("conformance_requirement_verdict", "R4", "FAIL")] == 0
     assert samples[("conformance_verdict", None, "ERROR")] == 1
@@ -124,8 +161,9 @@ def test_an_api_error_after_the_retries_stays_a_fail_naming_the_api(tmp_path):
     doc = json.loads((path / "results.json").read_text())
     result = r4(doc)
     assert result["verdict"] == "FAIL", result
-    assert result["reason"].startswith("no answer from the cloud's API: GET /v2.1/flavors/detail: HTTP 503 "
-                                       "(gave up after 6 attempts): "), result
+    assert result["reason"].startswith(
+        "no answer from the cloud's API: GET /v2.1/flavors/detail: HTTP 503 (gave up after 6 attempts): "
+    ), result
     assert doc["verdict"] == "FAIL" and proc.returncode == 1, proc.stdout[-3000:]
     assert doc["api_retries"]["gave_up"] == 1
     junit = ElementTree.parse(path / "junit.xml").getroot()
@@ -134,18 +172,21 @@ def test_an_api_error_after_the_retries_stays_a_fail_naming_the_api(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ the verdict rules
-@pytest.mark.parametrize(("verdicts", "expected"), [
-    ([], "NOT_RUN"),
-    (["PASS"], "PASS"),
-    (["PASS", "SKIP"], "PASS"),
-    (["SKIP"], "SKIP"),
-    (["PASS", "WARN"], "WARN"),
-    (["PASS", "INCOMPLETE"], "INCOMPLETE"),
-    (["PASS", "ERROR"], "ERROR"),
-    (["INCOMPLETE", "ERROR"], "ERROR"),
-    (["ERROR", "FAIL"], "FAIL"),  # the cloud failed whatever else the suite did
-    (["PASS", "FAIL", "INCOMPLETE"], "FAIL"),
-])
+@pytest.mark.parametrize(
+    ("verdicts", "expected"),
+    [
+        ([], "NOT_RUN"),
+        (["PASS"], "PASS"),
+        (["PASS", "SKIP"], "PASS"),
+        (["SKIP"], "SKIP"),
+        (["PASS", "WARN"], "WARN"),
+        (["PASS", "INCOMPLETE"], "INCOMPLETE"),
+        (["PASS", "ERROR"], "ERROR"),
+        (["INCOMPLETE", "ERROR"], "ERROR"),
+        (["ERROR", "FAIL"], "FAIL"),  # the cloud failed whatever else the suite did
+        (["PASS", "FAIL", "INCOMPLETE"], "FAIL"),
+    ],
+)
 def test_requirement_verdict(verdicts, expected):
     assert model.requirement_verdict(verdicts) == expected
 
@@ -158,20 +199,23 @@ def rows(**verdicts) -> list[dict]:
 STOP = {"reason": "SIGINT", "at": "2026-11-29T04:55:24Z", "after_s": 28}
 
 
-@pytest.mark.parametrize(("given", "exit_status", "interrupted", "expected"), [
-    ({}, 0, None, "PASS"),
-    ({"R3": "WARN"}, 0, None, "PASS"),
-    ({"R11": "SKIP"}, 0, None, "INCOMPLETE"),
-    ({"R2": "NOT_RUN"}, 0, None, "INCOMPLETE"),
-    ({"R12": "INCOMPLETE"}, 1, None, "INCOMPLETE"),
-    ({"R4": "ERROR"}, 1, None, "ERROR"),
-    ({"R4": "ERROR", "R12": "INCOMPLETE"}, 2, STOP, "ERROR"),
-    ({"R4": "ERROR", "R8": "FAIL"}, 1, None, "FAIL"),
-    ({"R8": "FAIL", "R12": "INCOMPLETE"}, 2, STOP, "FAIL"),
-    ({}, 1, None, "ERROR"),  # pytest failed without any verdict saying why: a crash outside a requirement
-    ({}, 2, STOP, "PASS"),  # stopped after the last check: interrupted says so
-    ({}, 5, None, "PASS"),
-])
+@pytest.mark.parametrize(
+    ("given", "exit_status", "interrupted", "expected"),
+    [
+        ({}, 0, None, "PASS"),
+        ({"R3": "WARN"}, 0, None, "PASS"),
+        ({"R11": "SKIP"}, 0, None, "INCOMPLETE"),
+        ({"R2": "NOT_RUN"}, 0, None, "INCOMPLETE"),
+        ({"R12": "INCOMPLETE"}, 1, None, "INCOMPLETE"),
+        ({"R4": "ERROR"}, 1, None, "ERROR"),
+        ({"R4": "ERROR", "R12": "INCOMPLETE"}, 2, STOP, "ERROR"),
+        ({"R4": "ERROR", "R8": "FAIL"}, 1, None, "FAIL"),
+        ({"R8": "FAIL", "R12": "INCOMPLETE"}, 2, STOP, "FAIL"),
+        ({}, 1, None, "ERROR"),  # pytest failed without any verdict saying why: a crash outside a requirement
+        ({}, 2, STOP, "PASS"),  # stopped after the last check: interrupted says so
+        ({}, 5, None, "PASS"),
+    ],
+)
 def test_overall_verdict(given, exit_status, interrupted, expected):
     assert model.overall_verdict(rows(**given), exit_status, interrupted) == expected
 
@@ -180,51 +224,85 @@ def error_result(rid: str, kind: str = "suite") -> dict:
     return res.error_result(rid, "x", scope="zuul/RegionOne", why="check crashed: KeyError: 'x'", kind=kind)
 
 
-@pytest.mark.parametrize(("verdict", "given", "results", "interrupted", "expected"), [
-    ("PASS", {}, [], None, "PASS"),
-    ("FAIL", {"R8": "FAIL", "R4": "ERROR"}, [], None, "FAIL"),
-    ("INCOMPLETE", {"R11": "SKIP"}, [], None, "INCOMPLETE (R11 not measured)"),
-    ("INCOMPLETE", {"R12": "INCOMPLETE", "R11": "SKIP", "R2": "NOT_RUN"}, [], None,
-     "INCOMPLETE (R12 cut short; R11 not measured; R2 not run)"),
-    ("INCOMPLETE", {f"R{n}": "NOT_RUN" for n in range(1, 8)}, [], None,
-     "INCOMPLETE (R1, R2, R3, R4 and 3 more not run)"),
-    ("ERROR", {"R4": "ERROR", "R2": "NOT_RUN"}, [error_result("R4")], None, "ERROR (R4: a bug of the suite)"),
-    ("ERROR", {"R4": "ERROR", "R8": "ERROR"}, [error_result("R4"), error_result("R8")], None,
-     "ERROR (R4, R8: a bug of the suite)"),
-    ("ERROR", {"R1": "ERROR"}, [error_result("R1", kind="endpoint unreachable")], None,
-     "ERROR (R1: endpoint unreachable)"),
-    ("ERROR", {}, [], None, "ERROR"),  # pytest failed without a requirement saying why
-    ("INCOMPLETE", {"R12": "INCOMPLETE"}, [], STOP, "INCOMPLETE (run interrupted by SIGINT at "
-                                                     "2026-11-29T04:55:24Z, 28 s in)"),
-])
+@pytest.mark.parametrize(
+    ("verdict", "given", "results", "interrupted", "expected"),
+    [
+        ("PASS", {}, [], None, "PASS"),
+        ("FAIL", {"R8": "FAIL", "R4": "ERROR"}, [], None, "FAIL"),
+        ("INCOMPLETE", {"R11": "SKIP"}, [], None, "INCOMPLETE (R11 not measured)"),
+        (
+            "INCOMPLETE",
+            {"R12": "INCOMPLETE", "R11": "SKIP", "R2": "NOT_RUN"},
+            [],
+            None,
+            "INCOMPLETE (R12 cut short; R11 not measured; R2 not run)",
+        ),
+        (
+            "INCOMPLETE",
+            {f"R{n}": "NOT_RUN" for n in range(1, 8)},
+            [],
+            None,
+            "INCOMPLETE (R1, R2, R3, R4 and 3 more not run)",
+        ),
+        ("ERROR", {"R4": "ERROR", "R2": "NOT_RUN"}, [error_result("R4")], None, "ERROR (R4: a bug of the suite)"),
+        (
+            "ERROR",
+            {"R4": "ERROR", "R8": "ERROR"},
+            [error_result("R4"), error_result("R8")],
+            None,
+            "ERROR (R4, R8: a bug of the suite)",
+        ),
+        (
+            "ERROR",
+            {"R1": "ERROR"},
+            [error_result("R1", kind="endpoint unreachable")],
+            None,
+            "ERROR (R1: endpoint unreachable)",
+        ),
+        ("ERROR", {}, [], None, "ERROR"),  # pytest failed without a requirement saying why
+        (
+            "INCOMPLETE",
+            {"R12": "INCOMPLETE"},
+            [],
+            STOP,
+            "INCOMPLETE (run interrupted by SIGINT at 2026-11-29T04:55:24Z, 28 s in)",
+        ),
+    ],
+)
 def test_verdict_text(verdict, given, results, interrupted, expected):
     doc = {"verdict": verdict, "requirements": rows(**given), "results": results, "interrupted": interrupted}
     assert model.verdict_text(doc) == expected
 
 
 def test_error_result_is_the_api_for_an_undecided_requirement():
-    result = res.error_result("R4", "flavor", scope="zuul/RegionOne", why="check crashed: TypeError: x",
-                              data={"seen": 1}, test="t")
+    result = res.error_result(
+        "R4", "flavor", scope="zuul/RegionOne", why="check crashed: TypeError: x", data={"seen": 1}, test="t"
+    )
     assert (result["verdict"], result["project"], result["region"]) == ("ERROR", "zuul", "RegionOne")
     assert result["reason"] == "check crashed: TypeError: x: a bug of the suite, not a finding about the cloud"
     assert result["data"] == {"seen": 1, "error_kind": "suite"}
-    other = res.error_result("R1", "service.compute", scope="zuul/RegionOne", why="compute endpoint unreachable",
-                             kind="endpoint unreachable")
+    other = res.error_result(
+        "R1", "service.compute", scope="zuul/RegionOne", why="compute endpoint unreachable", kind="endpoint unreachable"
+    )
     assert other["reason"] == "compute endpoint unreachable" and other["data"]["error_kind"] == "endpoint unreachable"
     assert res.make_result("R4", "f", scope="zuul", verdict="error")["verdict"] == "ERROR"
 
 
-@pytest.mark.parametrize(("status", "given", "expected"), [
-    (1, {"R4": "ERROR"}, 6),
-    (1, {"R4": "ERROR", "R8": "FAIL"}, 1),
-    (1, {"R8": "FAIL"}, 1),
-    (0, {}, 0),
-    (2, {"R4": "ERROR"}, 2),  # interrupted stays interrupted
-    (4, {}, 4),
-])
+@pytest.mark.parametrize(
+    ("status", "given", "expected"),
+    [
+        (1, {"R4": "ERROR"}, 6),
+        (1, {"R4": "ERROR", "R8": "FAIL"}, 1),
+        (1, {"R8": "FAIL"}, 1),
+        (0, {}, 0),
+        (2, {"R4": "ERROR"}, 2),  # interrupted stays interrupted
+        (4, {}, 4),
+    ],
+)
 def test_exit_status(status, given, expected):
-    results = SimpleNamespace(results=[{"requirement": rid, "verdict": v} for rid, v in given.items()],
-                              interrupted=None)
+    results = SimpleNamespace(
+        results=[{"requirement": rid, "verdict": v} for rid, v in given.items()], interrupted=None
+    )
     assert plugin.exit_status(status, results) == expected
 
 
@@ -252,8 +330,10 @@ def test_metrics_carry_a_requirement_error():
     key = "conformance.cloud.sandbox-zuul.region.RegionOne"
     assert stats[f"{key}.verdict"] == stats[f"{key}.requirement.R4"] == metrics.VERDICT_CODES["ERROR"]
     text = openmetrics_text(doc)
-    assert 'conformance_requirement_verdict{cloud="sandbox-zuul",region="RegionOne",requirement="R4",' \
-           'verdict="ERROR"} 1.0' in text
+    assert (
+        'conformance_requirement_verdict{cloud="sandbox-zuul",region="RegionOne",requirement="R4",'
+        'verdict="ERROR"} 1.0' in text
+    )
 
 
 def test_the_fleet_shows_an_error_bundle(tmp_path, capsys):
@@ -275,18 +355,21 @@ def _classified(exc: BaseException, when: str = "call") -> dict:
     return plugin._unexplained_failure(report, SimpleNamespace(excinfo=SimpleNamespace(value=exc)))
 
 
-@pytest.mark.parametrize(("exc", "verdict"), [
-    (TypeError("x"), "ERROR"),
-    (KeyError("flavor"), "ERROR"),
-    (AttributeError("'NoneType' object has no attribute 'id'"), "ERROR"),
-    (RuntimeError("x"), "ERROR"),
-    (AssertionError("the cloud answered 2 servers"), "FAIL"),
-    (CloudFault("volume went error"), "FAIL"),
-    (BootFailed("server x went ERROR: No valid host"), "FAIL"),
-    (sdk_exc.ResourceTimeout("timed out waiting"), "FAIL"),
-    (ksa_exc.EndpointNotFound("no compute endpoint"), "FAIL"),
-    (fake_openstack.http_error("boom", 500), "FAIL"),
-])
+@pytest.mark.parametrize(
+    ("exc", "verdict"),
+    [
+        (TypeError("x"), "ERROR"),
+        (KeyError("flavor"), "ERROR"),
+        (AttributeError("'NoneType' object has no attribute 'id'"), "ERROR"),
+        (RuntimeError("x"), "ERROR"),
+        (AssertionError("the cloud answered 2 servers"), "FAIL"),
+        (CloudFault("volume went error"), "FAIL"),
+        (BootFailed("server x went ERROR: No valid host"), "FAIL"),
+        (sdk_exc.ResourceTimeout("timed out waiting"), "FAIL"),
+        (ksa_exc.EndpointNotFound("no compute endpoint"), "FAIL"),
+        (fake_openstack.http_error("boom", 500), "FAIL"),
+    ],
+)
 def test_what_escapes_a_check_is_error_only_when_it_is_the_suites(exc, verdict):
     outcome = _classified(exc)
     assert outcome["verdict"] == verdict, outcome

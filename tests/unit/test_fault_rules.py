@@ -18,14 +18,27 @@ def plan(*rules, seed=7):
 
 
 def test_a_rule_matches_service_method_and_path():
-    p = plan({"name": "vol", "service": "block-storage", "method": "post", "path": "/volumes$", "action": "status",
-              "status": 500})
+    p = plan(
+        {
+            "name": "vol",
+            "service": "block-storage",
+            "method": "post",
+            "path": "/volumes$",
+            "action": "status",
+            "status": 500,
+        }
+    )
     assert p.decide("block-storage", "POST", "/v3/abc/volumes", T0).rule.name == "vol"
     assert p.decide("block-storage", "GET", "/v3/abc/volumes", T0).rule is None
     assert p.decide("block-storage", "POST", "/v3/abc/volumes/1/action", T0).rule is None
     assert p.decide("compute", "POST", "/v3/abc/volumes", T0).rule is None
-    assert p.stats()["rules"]["vol"] == {"action": "status", "service": "block-storage", "matched": 1,
-                                         "injected": 1, "recent": ["POST /v3/abc/volumes"]}
+    assert p.stats()["rules"]["vol"] == {
+        "action": "status",
+        "service": "block-storage",
+        "matched": 1,
+        "injected": 1,
+        "recent": ["POST /v3/abc/volumes"],
+    }
 
 
 def test_a_path_can_leave_version_discovery_alone():
@@ -53,8 +66,10 @@ def test_rates_are_reproducible_with_a_seed_and_near_the_rate():
 
 
 def test_injections_are_bounded_in_count_and_time():
-    p = plan({"name": "c", "action": "status", "max_count": 3},
-             {"name": "w", "action": "reset", "service": "image", "start_after_s": 10, "for_s": 5})
+    p = plan(
+        {"name": "c", "action": "status", "max_count": 3},
+        {"name": "w", "action": "reset", "service": "image", "start_after_s": 10, "for_s": 5},
+    )
     assert [p.decide("compute", "GET", "/", T0).rule is not None for _ in range(5)] == [True] * 3 + [False] * 2
     assert p.decide("image", "GET", "/", T0 + 9.9).rule is None
     assert p.decide("image", "GET", "/", T0 + 10).rule.name == "w"
@@ -62,8 +77,11 @@ def test_injections_are_bounded_in_count_and_time():
 
 
 def test_latency_adds_up_and_does_not_stop_the_other_rules():
-    p = plan({"name": "a", "action": "latency", "delay_s": 2}, {"name": "b", "action": "latency", "delay_s": 0.5},
-             {"name": "s", "action": "status", "status": 503, "retry_after": 1})
+    p = plan(
+        {"name": "a", "action": "latency", "delay_s": 2},
+        {"name": "b", "action": "latency", "delay_s": 0.5},
+        {"name": "s", "action": "status", "status": 503, "retry_after": 1},
+    )
     decision = p.decide("compute", "GET", "/", T0)
     assert decision.delay_s == 2.5 and decision.rule.name == "s"
 
@@ -81,15 +99,18 @@ def test_error_bodies_read_like_openstack_errors():
     assert body == {"overLimit": {"code": 429, "message": "faultproxy: injected HTTP 429 (rule q)"}}
 
 
-@pytest.mark.parametrize("rule, words", [
-    ({"action": "explode"}, "action must be one of"),
-    ({"action": "status", "rate": 1.5}, "rate 1.5 is outside"),
-    ({"action": "status", "status": 200}, "status 200 is outside"),
-    ({"action": "status", "path": "("}, "not a regular expression"),
-    ({"action": "status", "colour": "red"}, "unknown field(s) colour"),
-    ({"action": "latency", "delay_s": "2"}, "delay_s must be a number"),
-    ({"action": "stall", "for_s": 0}, "for_s 0 is outside"),
-])
+@pytest.mark.parametrize(
+    "rule, words",
+    [
+        ({"action": "explode"}, "action must be one of"),
+        ({"action": "status", "rate": 1.5}, "rate 1.5 is outside"),
+        ({"action": "status", "status": 200}, "status 200 is outside"),
+        ({"action": "status", "path": "("}, "not a regular expression"),
+        ({"action": "status", "colour": "red"}, "unknown field(s) colour"),
+        ({"action": "latency", "delay_s": "2"}, "delay_s must be a number"),
+        ({"action": "stall", "for_s": 0}, "for_s 0 is outside"),
+    ],
+)
 def test_mistaken_rules_are_refused_with_the_field_named(rule, words):
     with pytest.raises(RulesError, match=words.replace("(", r"\(").replace(")", r"\)")):
         plan(rule)
@@ -97,8 +118,13 @@ def test_mistaken_rules_are_refused_with_the_field_named(rule, words):
 
 def test_services_come_from_the_catalogs_plain_http_loopback_endpoints():
     catalog = [
-        {"type": "compute", "endpoints": [{"interface": "public", "url": "http://127.0.0.1:13774/v2.1"},
-                                          {"interface": "internal", "url": "http://127.0.0.1:13775/v2.1"}]},
+        {
+            "type": "compute",
+            "endpoints": [
+                {"interface": "public", "url": "http://127.0.0.1:13774/v2.1"},
+                {"interface": "internal", "url": "http://127.0.0.1:13775/v2.1"},
+            ],
+        },
         {"type": "identity", "endpoints": [{"interface": "public", "url": "https://127.0.0.1:10000/v3"}]},
         {"type": "image", "endpoints": [{"interface": "public", "url": "http://192.0.2.7:9292"}]},
     ]

@@ -49,9 +49,18 @@ class Profile(dict):
         return super().get(key, default)
 
 
-NODE = Profile({"flavor.min_ram_mb": 8192, "flavor.min_vcpus": 8, "flavor.min_disk_gb": 80,
-                "flavor.allow_boot_from_volume": True, "mirror.flavor.min_ram_mb": 4096,
-                "mirror.flavor.min_vcpus": 2, "mirror.flavor.min_disk_gb": 20, "mirror.allow_volume": True})
+NODE = Profile(
+    {
+        "flavor.min_ram_mb": 8192,
+        "flavor.min_vcpus": 8,
+        "flavor.min_disk_gb": 80,
+        "flavor.allow_boot_from_volume": True,
+        "mirror.flavor.min_ram_mb": 4096,
+        "mirror.flavor.min_vcpus": 2,
+        "mirror.flavor.min_disk_gb": 20,
+        "mirror.allow_volume": True,
+    }
+)
 
 
 def cloud_with(*found):

@@ -218,9 +218,7 @@ def test_a_rebuild_replaces_the_site_and_a_foreign_out_is_refused(runs_folder, t
 
 
 # ------------------------------------------------------------------------------------------- rebuild cache
-CHECKED = re.compile(
-    r"(\d+) bundle\(s\) checked: (\d+) signature\(s\) verified, (\d+) results.json schema-checked"
-)
+CHECKED = re.compile(r"(\d+) bundle\(s\) checked: (\d+) signature\(s\) verified, (\d+) results.json schema-checked")
 
 
 def build_counts(capsys, *argv) -> tuple[int, int, int]:
@@ -332,10 +330,7 @@ def test_the_site_is_the_same_built_cold_warm_or_in_processes(signed_folder, tmp
 
     def files(site: Path) -> dict:
         built = re.compile(r"Built [^;]+;|\d+ (?:min|h|d \d+ h)(?: ago)?")
-        return {
-            p.relative_to(site).as_posix(): built.sub("", p.read_text())
-            for p in site.rglob("*.html")
-        }
+        return {p.relative_to(site).as_posix(): built.sub("", p.read_text()) for p in site.rglob("*.html")}
 
     assert files(tmp_path / "pool") == files(tmp_path / "one")
 
@@ -461,10 +456,16 @@ def zuul(tmp_path):
         path = write(doc, logs / uuid / "reports", key=key)
         if number == 1:  # as the cloud-conformance job returns them: relative to the logs, typed
             artifacts = [
-                {"name": "Conformance report", "url": f"reports/{path.name}/report.html",
-                 "metadata": {"type": "html_report", "verdict": doc["verdict"]}},
-                {"name": "Conformance results", "url": f"reports/{path.name}/results.json",
-                 "metadata": {"type": "results_json", "verdict": doc["verdict"]}},
+                {
+                    "name": "Conformance report",
+                    "url": f"reports/{path.name}/report.html",
+                    "metadata": {"type": "html_report", "verdict": doc["verdict"]},
+                },
+                {
+                    "name": "Conformance results",
+                    "url": f"reports/{path.name}/results.json",
+                    "metadata": {"type": "results_json", "verdict": doc["verdict"]},
+                },
             ]
         else:
             artifacts = [{"name": "results.json", "url": f"{log_url}reports/{path.name}/results.json"}]
@@ -515,8 +516,10 @@ def test_zuul_builds_api_source_fetches_and_verifies_each_build(zuul, tmp_path, 
     assert (out / scope["runs"][0]["report"]).is_file() and scope["runs"][2]["report"] is None
     assert scope["changes"][0]["regressions"] == ["R8: PASS -> FAIL", "R8 quota.instances zuul/RegionOne: PASS -> FAIL"]
     [rejected] = fleet["rejected"]
-    assert rejected["reason"] == f"build {'f' * 32} of opendev-cloud-conformance-sandbox (NODE_FAILURE) has no " \
+    assert (
+        rejected["reason"] == f"build {'f' * 32} of opendev-cloud-conformance-sandbox (NODE_FAILURE) has no "
         "results.json artifact"
+    )
     # The Zuul build pages are not linked: the site holds no external URL.
     for page in [out / "index.html", *(out / "regions").glob("*.html")]:
         assert not EXTERNAL.findall(page.read_text())
@@ -531,8 +534,12 @@ def test_zuul_source_rejects_a_build_whose_bundle_was_changed_on_the_log_server(
     server, docs, allowed = zuul
     results = next((server.root / "logs" / f"{0:032x}").rglob("results.json"))
     results.write_text(results.read_text().replace('"PASS"', '"WARN"'))
-    runs = sources.zuul_runs(f"{server.url}/api/tenant/opendev", "opendev-cloud-conformance-sandbox",
-                             tmp_path / "work", allowed_signers=allowed)
+    runs = sources.zuul_runs(
+        f"{server.url}/api/tenant/opendev",
+        "opendev-cloud-conformance-sandbox",
+        tmp_path / "work",
+        allowed_signers=allowed,
+    )
     reasons = [r.rejected for r in runs if r.rejected]
     assert "changed: results.json" in reasons and len(runs) == 4
 
@@ -555,8 +562,13 @@ def test_zuul_api_errors_are_usage_errors(tmp_path, capsys):
 
 def test_zuul_artifact_that_cannot_be_fetched_is_a_rejected_run(tmp_path):
     api = "http://127.0.0.1:9/api/tenant/opendev"
-    build = {"uuid": "a" * 32, "job_name": "j", "result": "SUCCESS", "log_url": "http://127.0.0.1:9/logs/",
-             "artifacts": [{"name": "results.json", "url": "bundle/results.json"}]}
+    build = {
+        "uuid": "a" * 32,
+        "job_name": "j",
+        "result": "SUCCESS",
+        "log_url": "http://127.0.0.1:9/logs/",
+        "artifacts": [{"name": "results.json", "url": "bundle/results.json"}],
+    }
     with requests_mock_module.Mocker() as mock:
         mock.get(f"{api}/builds", json=[build])
         mock.get("http://127.0.0.1:9/logs/bundle/results.json", status_code=503)
@@ -579,8 +591,9 @@ def test_the_benchmark_runs_on_a_few_bundles():
     """bench/fleet.py (docs/benchmarks.md's figures) on 12 bundles instead of 1,000, with the baseline: it runs
     and says what it measured."""
     bench = Path(__file__).resolve().parents[2] / "bench" / "fleet.py"
-    done = subprocess.run([sys.executable, str(bench), "--bundles", "12", "--baseline"], capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(bench), "--bundles", "12", "--baseline"], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     last = dict(field.split("=") for field in done.stdout.strip().splitlines()[-1].split())
     assert last["bundles"] == "12" and float(last["cold_s"]) > 0 and float(last["warm_cpu_s"]) > 0

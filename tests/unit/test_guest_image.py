@@ -33,8 +33,12 @@ def fake_build(directory: Path, sizes=(300, 200, 100)) -> dict:
         path = directory / f"sandbox-guest{suffix}"
         path.write_bytes(b"x" * size)
         files[role] = {"name": path.name, "size": size, "sha256": "0" * 64}
-    manifest = {"files": files, "cmdline": guest_image.CMDLINE, "build_seconds": 321.0,
-                "build_date": "2025-01-01T00:00:00Z"}
+    manifest = {
+        "files": files,
+        "cmdline": guest_image.CMDLINE,
+        "build_seconds": 321.0,
+        "build_date": "2025-01-01T00:00:00Z",
+    }
     (directory / guest_image.MANIFEST).write_text(json.dumps(manifest))
     return manifest
 
@@ -80,18 +84,23 @@ def test_the_key_changes_when_an_element_file_changes_and_not_otherwise(tmp_path
 
 def test_the_settings_take_the_mirrors_from_the_hosts_apt_sources(tmp_path, monkeypatch):
     deb822 = tmp_path / "debian.sources"
-    deb822.write_text("Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
-                      "Components: main\n\nTypes: deb\nURIs: http://mirror.example/debian-security\n"
-                      "Suites: bookworm-security\nComponents: main\n")
+    deb822.write_text(
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
+        "Components: main\n\nTypes: deb\nURIs: http://mirror.example/debian-security\n"
+        "Suites: bookworm-security\nComponents: main\n"
+    )
     vendor = tmp_path / "vendor.list"
     vendor.write_text("deb https://packages.example/apt cloud-sdk-bookworm main\n")
-    assert guest_image.host_mirrors([vendor, deb822]) == ("http://mirror.example/debian",
-                                                          "http://mirror.example/debian-security")
+    assert guest_image.host_mirrors([vendor, deb822]) == (
+        "http://mirror.example/debian",
+        "http://mirror.example/debian-security",
+    )
     one_line = tmp_path / "sources.list"
-    one_line.write_text("# comment\ndeb [arch=amd64] http://old.example/debian bullseye main\n"
-                        "deb http://old.example/debian-security bullseye-security main\n")
-    assert guest_image.host_mirrors([one_line]) == ("http://old.example/debian",
-                                                    "http://old.example/debian-security")
+    one_line.write_text(
+        "# comment\ndeb [arch=amd64] http://old.example/debian bullseye main\n"
+        "deb http://old.example/debian-security bullseye-security main\n"
+    )
+    assert guest_image.host_mirrors([one_line]) == ("http://old.example/debian", "http://old.example/debian-security")
     monkeypatch.setenv("DIB_DISTRIBUTION_MIRROR", "http://override.example/debian")
     assert guest_image.dib_settings()["DIB_DISTRIBUTION_MIRROR"] == "http://override.example/debian"
     assert guest_image.dib_settings()["DIB_NO_TMPFS"] == "1"
@@ -143,9 +152,13 @@ def test_ensure_image_returns_a_cached_build_without_building(cache, monkeypatch
 def test_missing_prerequisites_are_one_line_naming_the_apt_packages(cache, monkeypatch):
     absent = {"debootstrap", "qemu-img"}
     real_which = shutil.which
-    monkeypatch.setattr(guest_image.shutil, "which",
-                        lambda program, path=None: None if program in absent else real_which(program, path=path)
-                        or f"/usr/bin/{program}")
+    monkeypatch.setattr(
+        guest_image.shutil,
+        "which",
+        lambda program, path=None: (
+            None if program in absent else real_which(program, path=path) or f"/usr/bin/{program}"
+        ),
+    )
     monkeypatch.setattr(guest_image, "_venv_ready", lambda: True)
     monkeypatch.setattr(guest_image.os, "geteuid", lambda: 0)
     assert guest_image.missing_prerequisites() == [("debootstrap", "debootstrap"), ("qemu-img", "qemu-utils")]
@@ -189,8 +202,10 @@ def fake_dib(cache, monkeypatch):
     monkeypatch.setattr(guest_image, "HEARTBEAT_S", 0.2)
 
     def use(mode: str):
-        monkeypatch.setattr(guest_image, "_dib_command", lambda output: [sys.executable, "-c", FAKE_DIB, str(output),
-                                                                          mode])
+        monkeypatch.setattr(
+            guest_image, "_dib_command", lambda output: [sys.executable, "-c", FAKE_DIB, str(output), mode]
+        )
+
     return use
 
 
@@ -205,8 +220,11 @@ def test_a_build_says_each_phase_and_keeps_saying_something(cache, fake_dib):
     assert image.directory == cache / image.key
     assert not (cache / (image.key + guest_image.STAGING_SUFFIX)).exists()
     manifest = json.loads((image.directory / guest_image.MANIFEST).read_text())
-    assert manifest["files"]["kernel"] == {"name": "sandbox-guest.vmlinuz", "size": 2000,
-                                           "sha256": guest_image._sha256(image.kernel)}
+    assert manifest["files"]["kernel"] == {
+        "name": "sandbox-guest.vmlinuz",
+        "size": 2000,
+        "sha256": guest_image._sha256(image.kernel),
+    }
     assert manifest["cmdline"] == guest_image.CMDLINE
     assert manifest["dib_version"] == guest_image.DIB_VERSION
     assert manifest["build_seconds"] > 0 and manifest["build_date"].endswith("Z")

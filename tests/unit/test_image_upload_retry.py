@@ -61,8 +61,15 @@ def image_file(tmp_path):
 def upload(script, image_file, statuses=()):
     glance = Glance(script, statuses)
     conn = SimpleNamespace(image=glance, session=SimpleNamespace(auth=None))
-    cloud = Cloud(name="c", region="R", role="zuul", conn=conn, config=None,
-                  policy=RetryPolicy(max_attempts=4, max_total_s=100), sleep=lambda s: None)
+    cloud = Cloud(
+        name="c",
+        region="R",
+        role="zuul",
+        conn=conn,
+        config=None,
+        policy=RetryPolicy(max_attempts=4, max_total_s=100),
+        sleep=lambda s: None,
+    )
     cloud._endpoints = [("http://127.0.0.1:9292", "image")]
     send_image_data(cloud, Image(id="i1"), image_file)
     return glance, cloud

@@ -151,26 +151,35 @@ LAYERS = (
     ("what checks use", ("nodes", "burst", "images", "probe", "progress", "report", "metrics")),
     ("resources", ("resources",)),
     ("cloud layer", ("cloud",)),
-    ("base", ("results", "profiles", "flavors", "tls", "interrupt", "redact", "errors", "requirements",
-              "report.layout")),
+    (
+        "base",
+        ("results", "profiles", "flavors", "tls", "interrupt", "redact", "errors", "requirements", "report.layout"),
+    ),
 )
 
 
 def layer_of(module: str) -> int:
     """The index in LAYERS of the longest prefix naming `module` (or its package)."""
     name = module.removeprefix(PACKAGE + ".")
-    matches = [(len(prefix), index) for index, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes
-               if name == prefix or name.startswith(prefix + ".")]
+    matches = [
+        (len(prefix), index)
+        for index, (_, prefixes) in enumerate(LAYERS)
+        for prefix in prefixes
+        if name == prefix or name.startswith(prefix + ".")
+    ]
     assert matches, f"{module} is in no layer of LAYERS (docs/ARCHITECTURE.md): add it"
     return max(matches)[1]
 
 
 def test_no_import_points_upward():
     graph = import_graph()
-    upward = [f"{source} ({LAYERS[layer_of(source)][0]}, line {line}) imports {target} "
-              f"({LAYERS[layer_of(target)][0]})"
-              for source, imported in sorted(graph.items()) if source != PACKAGE
-              for target, line in sorted(imported.items()) if layer_of(target) < layer_of(source)]
+    upward = [
+        f"{source} ({LAYERS[layer_of(source)][0]}, line {line}) imports {target} ({LAYERS[layer_of(target)][0]})"
+        for source, imported in sorted(graph.items())
+        if source != PACKAGE
+        for target, line in sorted(imported.items())
+        if layer_of(target) < layer_of(source)
+    ]
     assert not upward, "\n".join(upward)
 
 

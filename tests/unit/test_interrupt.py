@@ -16,8 +16,9 @@ from _pytest._code import ExceptionInfo
 from conformance import interrupt
 from conformance.resources import Waiter
 
-main_thread_only = pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
-                                      reason="signal handlers: main thread only")
+main_thread_only = pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="signal handlers: main thread only"
+)
 
 
 @pytest.fixture
@@ -26,8 +27,9 @@ def handlers():
     read_fd, write_fd = os.pipe()
     open_fds = {read_fd, write_fd}
     exits: list[int] = []
-    restore = interrupt.install_signal_handlers(lambda: "run conformance-x left: `cleanup --run x` deletes it.",
-                                                exit_now=exits.append, stderr_fd=write_fd)
+    restore = interrupt.install_signal_handlers(
+        lambda: "run conformance-x left: `cleanup --run x` deletes it.", exit_now=exits.append, stderr_fd=write_fd
+    )
 
     def messages() -> str:
         os.close(write_fd)
@@ -89,8 +91,7 @@ def test_first_request_wins_and_later_callers_see_it():
     try:
         first = interrupt.request("deadline", "overall deadline of 3600 s")
         assert interrupt.request("SIGINT") is first
-        assert first.describe().startswith("deadline at ") and first.describe().endswith("(overall deadline of "
-                                                                                            "3600 s)")
+        assert first.describe().startswith("deadline at ") and first.describe().endswith("(overall deadline of 3600 s)")
         assert first.to_dict()["at"].endswith("Z")
     finally:
         interrupt.reset()
@@ -193,11 +194,14 @@ def test_run_level_line_says_what_was_cut_short():
     from conformance.plugin import interruption_line
 
     record = {"reason": "SIGTERM", "at": "2026-11-29T04:55:24Z", "detail": "", "during": "checks", "after_s": 28.1}
-    assert interruption_line(record) == ("run interrupted by SIGTERM at 2026-11-29T04:55:24Z, 28 s in, during the "
-                                         "checks: the results above are what was measured until then")
+    assert interruption_line(record) == (
+        "run interrupted by SIGTERM at 2026-11-29T04:55:24Z, 28 s in, during the "
+        "checks: the results above are what was measured until then"
+    )
     record.update(during="finish", detail="overall deadline of 3600 s")
-    assert interruption_line(record).endswith("(overall deadline of 3600 s), 28 s in, after every check had ended "
-                                              "(nothing was cut short)")
+    assert interruption_line(record).endswith(
+        "(overall deadline of 3600 s), 28 s in, after every check had ended (nothing was cut short)"
+    )
 
 
 # The handler writes with os.write: a print() would re-enter stdout's buffer when the signal lands while the
@@ -219,8 +223,13 @@ sys.exit(run_child([sys.executable, "-c", {CHILD!r}]))
 def test_sandbox_demo_and_with_leave_ctrl_c_to_the_suite():
     """`python -m sandbox demo|with` wait for the suite through Ctrl-C (the terminal signals both): the child
     gets to clean up and its exit status is theirs, where subprocess.call would SIGKILL it."""
-    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, start_new_session=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     assert parent.stdout.readline() == "child: ready\n"
     os.killpg(parent.pid, signal.SIGINT)  # what a terminal does on Ctrl-C: the whole foreground group
     out, err = parent.communicate(timeout=60)

@@ -30,8 +30,9 @@ def test_a_lease_is_taken_at_the_first_create_renewed_and_released_last():
     assert group.name == f"{prefix}-lease"
     assert lease_until(group.name, group.description) == NOW + dt.timedelta(seconds=600)
     clock["now"] = NOW + dt.timedelta(minutes=5)
-    assert Waiter(5).poll(lambda: lease_until(group.name, group.description) > NOW + dt.timedelta(minutes=10),
-                            0.01), "the lease is renewed while the run goes on"
+    assert Waiter(5).poll(lambda: lease_until(group.name, group.description) > NOW + dt.timedelta(minutes=10), 0.01), (
+        "the lease is renewed while the run goes on"
+    )
     assert lease.release(timeout_s=5) == []
     assert cloud.network.groups == {}
 
@@ -47,8 +48,10 @@ def test_no_lease_where_there_is_no_network_service():
 
 def _leased(cloud, prefix, until):
     cloud.network.groups["lease"] = SimpleNamespace(
-        id="lease", name=f"{prefix}-lease", description=f"conformance run in progress: lease until "
-                                                         f"{until.strftime('%Y%m%dT%H%M%SZ')} (renewed ...)")
+        id="lease",
+        name=f"{prefix}-lease",
+        description=f"conformance run in progress: lease until {until.strftime('%Y%m%dT%H%M%SZ')} (renewed ...)",
+    )
 
 
 def test_the_sweeper_leaves_a_running_run_alone_whatever_its_age(swept, capsys):  # noqa: F811
@@ -61,9 +64,11 @@ def test_the_sweeper_leaves_a_running_run_alone_whatever_its_age(swept, capsys):
     _leased(zuul, running, now + dt.timedelta(minutes=8))
     zuul.compute.create_keypair(f"{running}-key")
     ci.compute.create_keypair(f"{running}-key")  # the lease in zuul protects the run in ci too
-    zuul.network.groups["old"] = SimpleNamespace(id="old", name=f"{crashed}-lease",
-                                                 description="conformance run in progress: lease until "
-                                                             f"{(now - dt.timedelta(minutes=1)):%Y%m%dT%H%M%SZ}")
+    zuul.network.groups["old"] = SimpleNamespace(
+        id="old",
+        name=f"{crashed}-lease",
+        description=f"conformance run in progress: lease until {(now - dt.timedelta(minutes=1)):%Y%m%dT%H%M%SZ}",
+    )
     zuul.compute.create_keypair(f"{crashed}-key")
     assert cleanup.main(["--zuul-cloud", "z", "--ci-cloud", "c", "--older-than", "2h", "--timeout", "5"]) == 0
     out = capsys.readouterr().out
@@ -139,8 +144,10 @@ def test_the_third_party_warning_filters_hold_outside_pytests_capture():
         warnings.simplefilter("always")
         for spec in THIRD_PARTY_WARNINGS:
             _ignore_process_wide(spec)
-        for message in ("The _compute_attributes method is deprecated for removal",
-                        "The 'service_type' parameter is unnecesary and will be removed",
-                        "a deprecation the suite must see"):
+        for message in (
+            "The _compute_attributes method is deprecated for removal",
+            "The 'service_type' parameter is unnecesary and will be removed",
+            "a deprecation the suite must see",
+        ):
             warnings.warn(message, RemovedInSDK50Warning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["a deprecation the suite must see"]

@@ -203,8 +203,10 @@ def test_every_bundle_has_metrics_prom_in_its_manifest(tmp_path):
 @pytest.mark.parametrize("document", ["README.md", "docs/metrics.md"])
 def test_the_docs_list_every_statsd_name(document):
     text = (REPO / document).read_text()
-    names = {re.sub(r"^conformance\.cloud\.[^.]+\.region\.[^.]+\.", "", name) for name, _, _ in end_of_run(
-        metrics.scope_metrics(sample_doc()))}
+    names = {
+        re.sub(r"^conformance\.cloud\.[^.]+\.region\.[^.]+\.", "", name)
+        for name, _, _ in end_of_run(metrics.scope_metrics(sample_doc()))
+    }
     names = {re.sub(r"^api\.[^.]+\.", "api.<service>.", n) for n in names}
     names = {re.sub(r"^requirement\..*", "requirement.<ID>", n) for n in names}
     names |= {f"burst.progress.{n}" for n in ("size", "active", "error", "build", "elapsed", "delete_left")}

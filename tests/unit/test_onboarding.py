@@ -11,15 +11,34 @@ import yaml
 
 from conformance.report import onboarding
 
-FLOATING = {"ipv4": True, "ipv6": False, "mode": "floating", "network": {"id": "n1", "name": "private"},
-            "project_networks": ["private", "other"]}
-PROVIDER = {"ipv4": True, "ipv6": True, "mode": "provider", "network": {"id": "n2", "name": "provider-net"},
-            "project_networks": ["provider-net", "private"]}
+FLOATING = {
+    "ipv4": True,
+    "ipv6": False,
+    "mode": "floating",
+    "network": {"id": "n1", "name": "private"},
+    "project_networks": ["private", "other"],
+}
+PROVIDER = {
+    "ipv4": True,
+    "ipv6": True,
+    "mode": "provider",
+    "network": {"id": "n2", "name": "provider-net"},
+    "project_networks": ["provider-net", "private"],
+}
 
 
 def _result(rid, check, verdict="PASS", region="RegionOne", data=None):
-    return {"requirement": rid, "check": check, "project": "zuul", "region": region, "measured": "",
-            "threshold": "", "verdict": verdict, "reason": "", "data": data or {}}
+    return {
+        "requirement": rid,
+        "check": check,
+        "project": "zuul",
+        "region": region,
+        "measured": "",
+        "threshold": "",
+        "verdict": verdict,
+        "reason": "",
+        "data": data or {},
+    }
 
 
 def doc(regions: dict[str, dict], *, thresholds=None, burst=None) -> dict:
@@ -28,8 +47,9 @@ def doc(regions: dict[str, dict], *, thresholds=None, burst=None) -> dict:
         flavor = {"name": spec.get("flavor", "ci.standard"), "ram": 8192, "vcpus": 8, "disk": spec.get("disk", 80)}
         results.append(_result("R4", "flavor.test_node", region=region, data={"flavor": flavor}))
         r6 = spec.get("r6", {"ipv4": True, "ipv6": False, "mode": "floating"})
-        results.append(_result("R6", "public_ip", "PASS" if r6.get("ipv4") or r6.get("ipv6") else "FAIL",
-                               region=region, data=r6))
+        results.append(
+            _result("R6", "public_ip", "PASS" if r6.get("ipv4") or r6.get("ipv6") else "FAIL", region=region, data=r6)
+        )
         results.append(_result("R8", "quota.instances", region=region, data={"max_servers": spec.get("max", 200)}))
         if spec.get("probe_image"):
             results.append(_result("R5", "cpu.vcpus", region=region, data={"probe_image": spec["probe_image"]}))
@@ -49,7 +69,7 @@ def objects(d: dict, kind: str) -> list[dict]:
 
 
 def body(text: str) -> str:
-    return text[text.index("\n- ") + 1:]
+    return text[text.index("\n- ") + 1 :]
 
 
 def comments(text: str) -> str:
@@ -104,8 +124,9 @@ def test_two_regions_with_different_flavors_get_a_section_each():
     assert base["abstract"] is True and "flavors" not in base and base["connection"] == "donor"
     # A Glance ID is per region: each provider names its own (a placeholder here).
     assert "images" not in base
-    assert [p["images"] for p in objects(d, "provider")] == [[{"name": onboarding.IMAGE.value,
-                                                               "image-id": onboarding.IMAGE_ID.value}]] * 2
+    assert [p["images"] for p in objects(d, "provider")] == [
+        [{"name": onboarding.IMAGE.value, "image-id": onboarding.IMAGE_ID.value}]
+    ] * 2
     assert (one["parent"], two["parent"]) == (base["name"], base["name"])
     assert one["flavors"][0]["flavor-name"] == "ci.standard" and two["flavors"][0]["flavor-name"] == "ci.large"
     assert [p["section"] for p in objects(d, "provider")] == [one["name"], two["name"]]
@@ -175,18 +196,27 @@ def test_probe_image_id_replaces_the_placeholder():
     assert onboarding.IMAGE_ID.value not in body(texts["zuul-launcher-provider.yaml"])
     assert "the probe image R5 booted (ubuntu-24.04)" in comments(texts["zuul-launcher-provider.yaml"])
     assert onboarding.nodepool(d)["providers"][0]["cloud-images"] == [
-        {"name": onboarding.IMAGE.value, "image-id": image["id"]}]
+        {"name": onboarding.IMAGE.value, "image-id": image["id"]}
+    ]
 
 
 def test_probe_images_per_region_go_to_the_providers():
-    d = doc({"RegionOne": {"probe_image": {"id": "a1", "name": "img"}},
-             "RegionTwo": {"probe_image": {"id": "b2", "name": "img"}}})
+    d = doc(
+        {
+            "RegionOne": {"probe_image": {"id": "a1", "name": "img"}},
+            "RegionTwo": {"probe_image": {"id": "b2", "name": "img"}},
+        }
+    )
     (section,) = objects(d, "section")  # the regions agree on everything else: one section
     assert "images" not in section
     assert [p["images"][0]["image-id"] for p in objects(d, "provider")] == ["a1", "b2"]
     # One Glance for both regions (the same ID): one entry in the section.
-    d = doc({"RegionOne": {"probe_image": {"id": "a1", "name": "img"}},
-             "RegionTwo": {"probe_image": {"id": "a1", "name": "img"}}})
+    d = doc(
+        {
+            "RegionOne": {"probe_image": {"id": "a1", "name": "img"}},
+            "RegionTwo": {"probe_image": {"id": "a1", "name": "img"}},
+        }
+    )
     assert objects(d, "section")[0]["images"][0]["image-id"] == "a1"
     assert all("images" not in p for p in objects(d, "provider"))
 
@@ -213,8 +243,13 @@ def test_nodepool_draft_has_top_level_labels_and_pool_settings():
 def test_boot_timeout_from_r6s_ssh_handshake(seconds, expected):
     d = doc({"RegionOne": {}})
     if seconds is not None:
-        d["results"].append(_result("R6", "public_ip.reachable", data={
-            "seconds": seconds, "probe_image": {"id": "img-r6", "name": "debian"}}))
+        d["results"].append(
+            _result(
+                "R6",
+                "public_ip.reachable",
+                data={"seconds": seconds, "probe_image": {"id": "img-r6", "name": "debian"}},
+            )
+        )
     [section] = objects(d, "section")
     assert section["label-defaults"]["boot-timeout"] == expected
     text = onboarding.snippets(d)["zuul-launcher-provider.yaml"]

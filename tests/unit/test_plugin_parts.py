@@ -46,8 +46,14 @@ def test_every_part_is_registered_and_shares_the_state(pytestconfig):
 
 def pytest_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONFORMANCE_")}
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 def test_the_entry_point_registers_every_part(tmp_path):
@@ -64,9 +70,11 @@ def test_a_part_alone_says_in_one_line_that_it_needs_the_main_part(tmp_path, par
     proc = pytest_run(tmp_path, "-p", "no:conformance", "-p", part, "--co", "-q", "test_plain.py")
     assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout + proc.stderr
     errors = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
-    assert errors == [f"ERROR: {part} is a part of the conformance plugin and needs its main part, "
-                      f"{state.MAIN_PART} (the `conformance` entry point, which registers every part): do not "
-                      "load it alone or with -p no:conformance"], errors
+    assert errors == [
+        f"ERROR: {part} is a part of the conformance plugin and needs its main part, "
+        f"{state.MAIN_PART} (the `conformance` entry point, which registers every part): do not "
+        "load it alone or with -p no:conformance"
+    ], errors
 
 
 def test_without_the_plugin_a_plain_run_is_untouched(tmp_path):

@@ -27,12 +27,15 @@ def conf(text: str) -> configparser.ConfigParser:
     return parser
 
 
-@pytest.mark.parametrize("flags, kvm_exists, expected", [
-    ("fpu vme vmx sse2", True, True),
-    ("fpu svm sse2", True, True),
-    ("fpu sse2 hypervisor", True, False),  # a /dev/kvm of software nested virtualisation: TCG is faster
-    ("fpu vmx", False, False),
-])
+@pytest.mark.parametrize(
+    "flags, kvm_exists, expected",
+    [
+        ("fpu vme vmx sse2", True, True),
+        ("fpu svm sse2", True, True),
+        ("fpu sse2 hypervisor", True, False),  # a /dev/kvm of software nested virtualisation: TCG is faster
+        ("fpu vmx", False, False),
+    ],
+)
 def test_kvm_only_with_hardware_virtualisation(tmp_path, flags, kvm_exists, expected):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
@@ -77,16 +80,25 @@ def test_glance_ids_are_fixed_per_image_build():
 
 
 def test_nova_isolates_the_guest_image_on_the_real_host(layout):
-    plan = real_host.RealHost(enabled=True, virt_type="qemu", bridge="sbxbr0",
-                              image={"name": "sandbox-guest", "key": "k", "ids": real_host.glance_ids("k")})
+    plan = real_host.RealHost(
+        enabled=True,
+        virt_type="qemu",
+        bridge="sbxbr0",
+        image={"name": "sandbox-guest", "key": "k", "ids": real_host.glance_ids("k")},
+    )
     nova = conf(configs.nova(layout, {name: "x" for name in ("nova", "placement", "neutron", "cinder")}, plan))
     scheduler = nova["filter_scheduler"]
     assert "IsolatedHostsFilter" in scheduler["enabled_filters"].split(",")
     assert scheduler["isolated_hosts"] == configs.REAL_COMPUTE_HOST
     assert scheduler["isolated_images"] == plan.image["ids"]["disk"]
     assert scheduler["restrict_isolated_hosts_to_isolated_images"] == "true"
-    off = conf(configs.nova(layout, {name: "x" for name in ("nova", "placement", "neutron", "cinder")},
-                            real_host.RealHost(enabled=False)))
+    off = conf(
+        configs.nova(
+            layout,
+            {name: "x" for name in ("nova", "placement", "neutron", "cinder")},
+            real_host.RealHost(enabled=False),
+        )
+    )
     assert off["filter_scheduler"]["isolated_images"] == ""  # restrictive: nothing boots on a real host
 
 
@@ -142,19 +154,23 @@ def test_binding_is_a_tap_on_the_real_host_and_ovs_elsewhere():
 
     bound = []
     for host in (configs.REAL_COMPUTE_HOST, configs.COMPUTE_HOST):
-        context = SimpleNamespace(host=host, segments_to_bind=[{"id": "seg"}],
-                                  set_binding=lambda *args, **kwargs: bound.append(args))
+        context = SimpleNamespace(
+            host=host, segments_to_bind=[{"id": "seg"}], set_binding=lambda *args, **kwargs: bound.append(args)
+        )
         BindAllMechanismDriver().bind_port(context)
     assert [b[1] for b in bound] == [portbindings.VIF_TYPE_TAP, portbindings.VIF_TYPE_OVS]
 
 
 # ---- the suite's side ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("facts, kind", [
-    ({"emulated": "sandbox"}, "measured by the sandbox guest emulation, not a real guest"),
-    ({"virt": "qemu"}, "real guest (QEMU TCG)"),
-    ({"virt": "kvm"}, "real guest (KVM)"),
-    ({}, "real guest"),
-])
+@pytest.mark.parametrize(
+    "facts, kind",
+    [
+        ({"emulated": "sandbox"}, "measured by the sandbox guest emulation, not a real guest"),
+        ({"virt": "qemu"}, "real guest (QEMU TCG)"),
+        ({"virt": "kvm"}, "real guest (KVM)"),
+        ({}, "real guest"),
+    ],
+)
 def test_guest_kind(facts, kind):
     assert probe.guest_kind(facts) == kind
 

@@ -66,8 +66,9 @@ def run(tmp_path: Path, *args, env=None) -> subprocess.CompletedProcess:
         "test_fake_checks.py",
         *map(str, args),
     ]
-    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          env=clean_env(**(env or {})))
+    return subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=clean_env(**(env or {}))
+    )
 
 
 def only_bundle(tmp_path: Path) -> Path:

@@ -29,11 +29,20 @@ def test_run_prefix_shape_and_parsing():
     assert prefix.startswith("conformance-20300506T070809Z-")
     assert prefix_of(prefix + "-burst-001") == prefix
     assert prefix_time(prefix + "-r2-image") == now
-    for name in (None, "", "conformance", "my-server", "xconformance-20300506T070809Z-abcdef",
-                 "conformance-20300506T070809Z-abcdefg", "conformance-2030-abcdef"):
+    for name in (
+        None,
+        "",
+        "conformance",
+        "my-server",
+        "xconformance-20300506T070809Z-abcdef",
+        "conformance-20300506T070809Z-abcdefg",
+        "conformance-2030-abcdef",
+    ):
         assert prefix_of(name) is None
-    assert server_name_filter("conformance-20300506T070809Z-abcdef-burst-") == \
-        r"^conformance\-20300506T070809Z\-abcdef\-burst\-"
+    assert (
+        server_name_filter("conformance-20300506T070809Z-abcdef-burst-")
+        == r"^conformance\-20300506T070809Z\-abcdef\-burst\-"
+    )
 
 
 def test_intent_requires_prefix_and_known_kind():
@@ -62,8 +71,9 @@ def test_cleanup_in_dependency_order():
     cloud.network.fips["fip1"] = SimpleNamespace(id="fip1", description=fip.name)
     fip.bind("fip1")
     vol = tracker.intent("volume", tracker.name("vol"), cloud)
-    cloud.block_storage.vols["vol1"] = SimpleNamespace(id="vol1", name=vol.name, status="in-use",
-                                                      attachments=[{"server_id": "x"}])
+    cloud.block_storage.vols["vol1"] = SimpleNamespace(
+        id="vol1", name=vol.name, status="in-use", attachments=[{"server_id": "x"}]
+    )
     vol.bind("vol1")
     server = tracker.intent("server", tracker.name("srv"), cloud)
     server.bind(cloud.compute.create_server(server.name))
@@ -111,8 +121,7 @@ def test_one_kind_failing_does_not_stop_the_others():
     cloud = FakeCloud()
     tracker = Tracker(new_run_prefix(), poll_interval_s=0.01)
     vol = tracker.intent("volume", tracker.name("vol"), cloud)
-    cloud.block_storage.vols["vol-x"] = SimpleNamespace(id="vol-x", name=vol.name, status="available",
-                                                       attachments=[])
+    cloud.block_storage.vols["vol-x"] = SimpleNamespace(id="vol-x", name=vol.name, status="available", attachments=[])
     vol.bind("vol-x")
 
     def boom(*a, **k):

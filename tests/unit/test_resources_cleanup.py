@@ -43,8 +43,7 @@ def _populate(cloud, prefix):
     cloud.network.fips["f2"] = SimpleNamespace(id="f2", description="")
     cloud.network.groups["g1"] = SimpleNamespace(id="g1", name=f"{prefix}-sg")
     cloud.network.groups["g2"] = SimpleNamespace(id="g2", name="default")
-    cloud.block_storage.vols["v1"] = SimpleNamespace(id="v1", name=f"{prefix}-vol", status="available",
-                                                     attachments=[])
+    cloud.block_storage.vols["v1"] = SimpleNamespace(id="v1", name=f"{prefix}-vol", status="available", attachments=[])
     cloud.block_storage.vols["v2"] = SimpleNamespace(id="v2", name=None, status="available", attachments=[])
     cloud.image.imgs["i1"] = SimpleNamespace(id="i1", name=f"{prefix}-image-zuul")
     cloud.image.imgs["i2"] = SimpleNamespace(id="i2", name="ubuntu-noble")
@@ -66,9 +65,14 @@ def swept(monkeypatch):
 
 
 def _remaining(cloud):
-    return ({s.name for s in cloud.compute.servers_by_id.values()}, set(cloud.compute.keypair_map),
-            set(cloud.network.fips), set(cloud.network.groups), set(cloud.block_storage.vols),
-            set(cloud.image.imgs))
+    return (
+        {s.name for s in cloud.compute.servers_by_id.values()},
+        set(cloud.compute.keypair_map),
+        set(cloud.network.fips),
+        set(cloud.network.groups),
+        set(cloud.block_storage.vols),
+        set(cloud.image.imgs),
+    )
 
 
 def test_dry_run_deletes_nothing(swept, capsys):
@@ -145,14 +149,35 @@ def test_ctrl_c_while_the_cloud_hangs_is_one_line_and_exit_130(tmp_path):
     silent.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
     port = silent.getsockname()[1]
     clouds = tmp_path / "clouds.yaml"
-    auth = {"auth_url": f"http://127.0.0.1:{port}/v3", "username": "u", "password": "hunter2-secret",
-            "project_name": "p", "user_domain_name": "Default", "project_domain_name": "Default"}
-    clouds.write_text(json.dumps({"clouds": {name: {"auth": auth, "region_name": "R"}
-                                             for name in ("hang-zuul", "hang-ci")}}))  # JSON is YAML
+    auth = {
+        "auth_url": f"http://127.0.0.1:{port}/v3",
+        "username": "u",
+        "password": "hunter2-secret",
+        "project_name": "p",
+        "user_domain_name": "Default",
+        "project_domain_name": "Default",
+    }
+    clouds.write_text(
+        json.dumps({"clouds": {name: {"auth": auth, "region_name": "R"} for name in ("hang-zuul", "hang-ci")}})
+    )  # JSON is YAML
     env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}
-    proc = subprocess.Popen([sys.executable, "-m", "conformance", "cleanup", "--zuul-cloud", "hang-zuul",
-                             "--ci-cloud", "hang-ci", "--dry-run"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "conformance",
+            "cleanup",
+            "--zuul-cloud",
+            "hang-zuul",
+            "--ci-cloud",
+            "hang-ci",
+            "--dry-run",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     silent.settimeout(60)
     try:
         held, _ = silent.accept()  # it is now waiting on the silent Keystone

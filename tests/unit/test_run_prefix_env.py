@@ -19,8 +19,9 @@ def test_without_it_every_run_gets_a_new_prefix(monkeypatch):
     assert prefix_of(first) == first and first != second
 
 
-@pytest.mark.parametrize("value", ["conformance-tomorrow", "conformance-20261129T040000Z-9f3a0c-extra",
-                                   "other-20261129T040000Z-9f3a0c"])
+@pytest.mark.parametrize(
+    "value", ["conformance-tomorrow", "conformance-20261129T040000Z-9f3a0c-extra", "other-20261129T040000Z-9f3a0c"]
+)
 def test_anything_else_is_a_usage_error(monkeypatch, value):
     monkeypatch.setenv("CONFORMANCE_RUN_PREFIX", value)
     with pytest.raises(pytest.UsageError, match="is not a run prefix"):

@@ -7,22 +7,29 @@ import pytest
 from sandbox import real_host
 
 
-@pytest.mark.parametrize("command, seen", [
-    (["up", "--no-real-guests"], {"up": False}),
-    (["up"], {"up": True}),
-    (["demo", "--no-real-guests", "-k", "x"], {"demo": (False, ["-k", "x"])}),
-    # What demo does not know goes to pytest: `tox -e demo -- --burst-size 5` (a `--` is dropped).
-    (["demo", "--burst-size", "5", "-m", "not dynamic"], {"demo": (True, ["--burst-size", "5", "-m", "not dynamic"])}),
-    (["demo", "--", "-k", "x"], {"demo": (True, ["-k", "x"])}),
-])
+@pytest.mark.parametrize(
+    "command, seen",
+    [
+        (["up", "--no-real-guests"], {"up": False}),
+        (["up"], {"up": True}),
+        (["demo", "--no-real-guests", "-k", "x"], {"demo": (False, ["-k", "x"])}),
+        # What demo does not know goes to pytest: `tox -e demo -- --burst-size 5` (a `--` is dropped).
+        (
+            ["demo", "--burst-size", "5", "-m", "not dynamic"],
+            {"demo": (True, ["--burst-size", "5", "-m", "not dynamic"])},
+        ),
+        (["demo", "--", "-k", "x"], {"demo": (True, ["-k", "x"])}),
+    ],
+)
 def test_no_real_guests_option_and_demo_arguments(monkeypatch, command, seen):
     from sandbox import cli
 
     monkeypatch.setenv("SANDBOX_REAL_GUESTS", "1")  # restored after the test
     got = {}
     monkeypatch.setattr(cli, "cmd_up", lambda sb, args: got.setdefault("up", real_host.wanted()) and 0)
-    monkeypatch.setattr(cli, "cmd_demo", lambda sb, args: got.setdefault("demo", (real_host.wanted(),
-                                                                                     args.pytest_args)) and 0)
+    monkeypatch.setattr(
+        cli, "cmd_demo", lambda sb, args: got.setdefault("demo", (real_host.wanted(), args.pytest_args)) and 0
+    )
     cli.main(command)
     assert got == seen
 

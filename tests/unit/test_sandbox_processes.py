@@ -9,9 +9,12 @@ from sandbox.processes import Process, ProcessTable, group_members, is_alive
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 # A leader that forks a child into its own group, as gunicorn forks workers.
-FORKER = [sys.executable, "-c",
-          "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
-          " time.sleep(60)"]
+FORKER = [
+    sys.executable,
+    "-c",
+    "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+    " time.sleep(60)",
+]
 
 
 def test_start_records_and_stop_all_stops_every_group_member(tmp_path):
@@ -81,18 +84,22 @@ def test_stop_keeps_the_record_so_the_process_can_be_started_again(tmp_path):
 
 def test_cpu_seconds_counts_every_member_of_the_group(tmp_path):
     # A leader that sleeps and a child that burns ~0.5 s of CPU, then sleeps: the group's time includes the child's.
-    burner = [sys.executable, "-c",
-              "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time\\n"
-              "end = time.process_time() + 0.5\\nwhile time.process_time() < end: pass\\ntime.sleep(60)']);"
-              " time.sleep(60)"]
+    burner = [
+        sys.executable,
+        "-c",
+        "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time\\n"
+        "end = time.process_time() + 0.5\\nwhile time.process_time() < end: pass\\ntime.sleep(60)']);"
+        " time.sleep(60)",
+    ]
     from sandbox.processes import cpu_seconds
     from sandbox.waiting import wait_for
 
     table = ProcessTable(tmp_path / "processes.json")
     proc = table.start("burner", burner, tmp_path / "burner.out", {})
     try:
-        assert wait_for(lambda: cpu_seconds(proc) >= 0.5, timeout=20, interval=0.1, raise_on_timeout=False), \
+        assert wait_for(lambda: cpu_seconds(proc) >= 0.5, timeout=20, interval=0.1, raise_on_timeout=False), (
             cpu_seconds(proc)
+        )
         assert len(group_members(proc.pid)) == 2
         sleeper = table.start("sleeper", SLEEPER, tmp_path / "sleeper.out", {})
         assert cpu_seconds(sleeper) < 0.5

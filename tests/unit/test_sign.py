@@ -264,8 +264,19 @@ def sign_with(bundle_dir: Path, key: Path, namespace: str = sign.NAMESPACE) -> N
 def ssh_keygen_verify(bundle_dir: Path, allowed: Path, principal: str) -> bool:
     """The reference: `ssh-keygen -Y verify` of the bundle's manifest for this principal."""
     done = subprocess.run(
-        ["ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", principal, "-n", sign.NAMESPACE,
-         "-s", str(bundle_dir / "MANIFEST.sha256.sig")],
+        [
+            "ssh-keygen",
+            "-Y",
+            "verify",
+            "-f",
+            str(allowed),
+            "-I",
+            principal,
+            "-n",
+            sign.NAMESPACE,
+            "-s",
+            str(bundle_dir / "MANIFEST.sha256.sig"),
+        ],
         stdin=(bundle_dir / "MANIFEST.sha256").open("rb"),
         capture_output=True,
     )
@@ -378,8 +389,9 @@ def test_a_certificate_signature_is_left_to_ssh_keygen(tmp_path, typed_keys):
     ca = typed_keys["other", "ed25519"]
     user = tmp_path / "user"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(user)], check=True)
-    subprocess.run(["ssh-keygen", "-q", "-s", str(ca), "-I", "donor", "-n", "donor@example.org", f"{user}.pub"],
-                   check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-s", str(ca), "-I", "donor", "-n", "donor@example.org", f"{user}.pub"], check=True
+    )
     path = make_bundle(tmp_path)
     sign_with(path, Path(f"{user}-cert.pub"))
     with pytest.raises(sign.NotInProcess):

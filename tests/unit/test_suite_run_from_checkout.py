@@ -18,25 +18,48 @@ UNIT = Path(__file__).resolve().parent
 REPO_ROOT = UNIT.parents[1]
 
 # Each process of the run (controller, workers) writes what it sees of the probe image option.
-SPY = '''
+SPY = """
 import json, os, sys
 def pytest_configure(config):
     seen = {"worker": hasattr(config, "workerinput"), "option": config.getoption("conformance_probe_image"),
             "env": os.environ.get("CONFORMANCE_PROBE_IMAGE")}
     with open(os.environ["SPY_FILE"], "a") as out:
         out.write(json.dumps(seen) + "\\n")
-'''
+"""
 
 
 def test_tests_conftest_changes_nothing_in_a_suite_run_from_the_checkout(tmp_path):
     (tmp_path / "probe_spy.py").write_text(SPY)
     spy_file = tmp_path / "seen.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONFORMANCE_", "OS_"))}
-    env.update(OS_CLIENT_CONFIG_FILE=str(clouds_yaml(tmp_path)), PYTHONPATH=os.pathsep.join([str(UNIT), str(tmp_path)]),
-               SPY_FILE=str(spy_file))
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "fake_cloud_plugin", "-p", "probe_spy",
-               "--pyargs", "conformance.checks", "-k", "test_node_flavor", "--zuul-cloud", "zuul", "--ci-cloud", "ci",
-               "--report-dir", str(tmp_path / "reports"), "-n", "2"]
+    env.update(
+        OS_CLIENT_CONFIG_FILE=str(clouds_yaml(tmp_path)),
+        PYTHONPATH=os.pathsep.join([str(UNIT), str(tmp_path)]),
+        SPY_FILE=str(spy_file),
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "fake_cloud_plugin",
+        "-p",
+        "probe_spy",
+        "--pyargs",
+        "conformance.checks",
+        "-k",
+        "test_node_flavor",
+        "--zuul-cloud",
+        "zuul",
+        "--ci-cloud",
+        "ci",
+        "--report-dir",
+        str(tmp_path / "reports"),
+        "-n",
+        "2",
+    ]
     proc = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     seen = [json.loads(line) for line in spy_file.read_text().splitlines()]

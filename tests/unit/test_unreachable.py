@@ -54,9 +54,18 @@ def silent():
 @pytest.fixture
 def clouds_yaml(tmp_path, monkeypatch):
     def write(auth_url: str, **extra) -> None:
-        entry = {"auth": {"auth_url": auth_url, "username": "u", "password": "p", "project_name": "p",
-                          "user_domain_name": "Default", "project_domain_name": "Default"},
-                 "region_name": "RegionOne", **extra}
+        entry = {
+            "auth": {
+                "auth_url": auth_url,
+                "username": "u",
+                "password": "p",
+                "project_name": "p",
+                "user_domain_name": "Default",
+                "project_domain_name": "Default",
+            },
+            "region_name": "RegionOne",
+            **extra,
+        }
         path = tmp_path / "clouds.yaml"
         path.write_text(yaml.safe_dump({"clouds": {"one": entry, "two": entry}}))
         monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
@@ -142,13 +151,17 @@ def test_an_untrusted_keystone_is_one_line_naming_cacert(clouds_yaml, tmp_path, 
     root = url.removesuffix("v3")
     assert down.value.outage.text == (
         f"Keystone's certificate at {root} is not trusted (unable to get local issuer certificate): "
-        "add `cacert: /path/to/ca.pem` to cloud one in clouds.yaml (or fix the CA)")
+        "add `cacert: /path/to/ca.pem` to cloud one in clouds.yaml (or fix the CA)"
+    )
     assert down.value.outage.from_start and "\n" not in str(down.value)
     # Said once for every clouds.yaml entry using that Keystone; a cacert that does not verify it is named.
     assert cl.untrusted_keystone(url, ["one", "two"], None, "x").text.endswith(
-        "add `cacert: /path/to/ca.pem` to clouds one and two in clouds.yaml (or fix the CA)")
-    assert "the CA file /etc/ca.pem that cloud one names as `cacert`" in cl.untrusted_keystone(
-        url, ["one"], "/etc/ca.pem", "x").text
+        "add `cacert: /path/to/ca.pem` to clouds one and two in clouds.yaml (or fix the CA)"
+    )
+    assert (
+        "the CA file /etc/ca.pem that cloud one names as `cacert`"
+        in cl.untrusted_keystone(url, ["one"], "/etc/ca.pem", "x").text
+    )
 
     clouds_yaml(url, cacert=str(ca))  # the fix: authentication then gets past TLS (nothing answers it here)
     cloud = cl.open_cloud("one", "RegionOne", policy=cl.STARTUP_POLICY, timeout=1.0)

@@ -31,8 +31,10 @@ def zuul_harness(sandbox):
     # The zuul project's clouds.yaml entry is the launcher's OpenStack connection of the same name, as a donated
     # cloud's is in OpenDev's zuul.conf (the onboarding draft names it): tests/zuul/test_launcher_node.py.
     launcher_cloud = yaml.safe_load(Path(sandbox.clouds_yaml).read_text())["clouds"][LAUNCHER_CLOUD]
-    harness = ZuulHarness(Path(os.environ.get("ZUUL_HARNESS_DIR") or REPO_ROOT / ".zuul-harness"),
-                          openstack_clouds={LAUNCHER_CLOUD: launcher_cloud})
+    harness = ZuulHarness(
+        Path(os.environ.get("ZUUL_HARNESS_DIR") or REPO_ROOT / ".zuul-harness"),
+        openstack_clouds={LAUNCHER_CLOUD: launcher_cloud},
+    )
     # What the builds create on the node (this machine), removed at the end when it was not there before.
     for path in (NODE_HOME / "src", NODE_HOME / "zuul-output", NODE_HOME / ".config" / "opendev-conformance"):
         harness.note_node_path(path)
@@ -74,8 +76,9 @@ def cloud_file(secret_stanza: str, cacert: str, variables: dict) -> str:
 def secret_values(sandbox) -> tuple[dict, str]:
     """The sandbox's two project entries (without their local cacert path) and its CA's PEM."""
     clouds = yaml.safe_load(Path(sandbox.clouds_yaml).read_text())["clouds"]
-    entries = {name: {k: v for k, v in clouds[name].items() if k != "cacert"}
-               for name in ("sandbox-zuul", "sandbox-ci")}
+    entries = {
+        name: {k: v for k, v in clouds[name].items() if k != "cacert"} for name in ("sandbox-zuul", "sandbox-ci")
+    }
     return entries, Path(clouds["sandbox-zuul"]["cacert"]).read_text()
 
 
@@ -88,9 +91,28 @@ def loopback_job(zuul_harness, secret_values, tmp_path_factory) -> str:
     plain, encrypted = work / "clouds.yaml", work / "secret.yaml"
     plain.write_text(yaml.safe_dump({"clouds": entries}))
     plain.chmod(0o600)
-    subprocess.run([zuul_harness.bin("zuul-client"), "--zuul-url", zuul_harness.web_url, "encrypt",
-                    "--tenant", TENANT, "--project", PROJECT, "--secret-name", JOB, "--field-name", "clouds_yaml",
-                    "--infile", str(plain), "--outfile", str(encrypted)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            zuul_harness.bin("zuul-client"),
+            "--zuul-url",
+            zuul_harness.web_url,
+            "encrypt",
+            "--tenant",
+            TENANT,
+            "--project",
+            PROJECT,
+            "--secret-name",
+            JOB,
+            "--field-name",
+            "clouds_yaml",
+            "--infile",
+            str(plain),
+            "--outfile",
+            str(encrypted),
+        ],
+        check=True,
+        capture_output=True,
+    )
     plain.unlink()
     variables = {
         "conformance_profile": "sandbox",
@@ -102,8 +124,9 @@ def loopback_job(zuul_harness, secret_values, tmp_path_factory) -> str:
         "conformance_extra_args": ["--burst-size=3", "--burst-timeout=300", "--probe-image=none"],
         "conformance_tox_executable": tox_for_node(),
     }
-    zuul_harness.commit({f"zuul.d/cloud-{CLOUD}.yaml": cloud_file(encrypted.read_text(), cacert, variables)},
-                        f"Add the {CLOUD} cloud")
+    zuul_harness.commit(
+        {f"zuul.d/cloud-{CLOUD}.yaml": cloud_file(encrypted.read_text(), cacert, variables)}, f"Add the {CLOUD} cloud"
+    )
     zuul_harness.wait_for_job(JOB)
     return JOB
 
@@ -112,4 +135,3 @@ def pytest_terminal_summary(terminalreporter):
     if _TIMINGS:
         figures = ", ".join(f"{name} {value:.1f}" for name, value in _TIMINGS.items())
         terminalreporter.write_line(f"zuul harness timings (s): {figures}")
-

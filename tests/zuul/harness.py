@@ -62,13 +62,18 @@ NODE_LABEL = "ubuntu-noble"
 NODE_USER = "root"
 NODE_HOME = Path(os.path.expanduser(f"~{NODE_USER}"))
 ZOOKEEPER_JARS = [
-    "zookeeper.jar", "slf4j-simple.jar",
+    "zookeeper.jar",
+    "slf4j-simple.jar",
     # Debian's zookeeper.jar manifest leaves these out; without them the TLS (Netty) handshake fails with
     # NoClassDefFoundError io/netty/handler/codec/ByteToMessageDecoder and clients see only an EOF.
-    "netty-codec.jar", "netty-resolver.jar", "netty-transport-native-unix-common.jar",
+    "netty-codec.jar",
+    "netty-resolver.jar",
+    "netty-transport-native-unix-common.jar",
 ]
-REGISTRY_ENV = re.compile(r"^(SSL_CERT_(FILE|DIR)|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|PIP_[A-Z_]+|UV_[A-Z_]+"
-                          r"|(HTTPS?|NO|ALL)_PROXY|(https?|no|all)_proxy)$")
+REGISTRY_ENV = re.compile(
+    r"^(SSL_CERT_(FILE|DIR)|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|PIP_[A-Z_]+|UV_[A-Z_]+"
+    r"|(HTTPS?|NO|ALL)_PROXY|(https?|no|all)_proxy)$"
+)
 ZUUL_PROCESSES = ("zuul-scheduler", "zuul-executor", "zuul-web", "zuul-launcher")
 
 
@@ -91,8 +96,17 @@ def zuul_home() -> Path:
 
 def missing_prerequisites() -> list[str]:
     home = zuul_home()
-    missing = [f"{p} (apt)" for p in ("/usr/share/java/zookeeper.jar", "/usr/bin/bwrap", "/usr/sbin/sshd",
-                                       "/usr/sbin/mariadbd", "/usr/bin/java") if not Path(p).exists()]
+    missing = [
+        f"{p} (apt)"
+        for p in (
+            "/usr/share/java/zookeeper.jar",
+            "/usr/bin/bwrap",
+            "/usr/sbin/sshd",
+            "/usr/sbin/mariadbd",
+            "/usr/bin/java",
+        )
+        if not Path(p).exists()
+    ]
     for program in ("zuul-scheduler", "zuul-client", "zuul-manage-ansible"):
         if not (home / "venv" / "bin" / program).exists():
             missing.append(f"{home / 'venv' / 'bin' / program}")
@@ -122,23 +136,39 @@ def make_certs(directory: Path) -> None:
     now = dt.datetime.now(dt.timezone.utc)
     validity = (now - dt.timedelta(minutes=5), now + dt.timedelta(days=2))
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name("zuul-harness-ca")).issuer_name(_name("zuul-harness-ca"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(validity[0]).not_valid_after(validity[1])
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("zuul-harness-ca"))
+        .issuer_name(_name("zuul-harness-ca"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(validity[0])
+        .not_valid_after(validity[1])
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
     pem = serialization.Encoding.PEM
     (directory / "ca.pem").write_bytes(ca.public_bytes(pem))
     for name in ("server", "client"):
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca.subject)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(validity[0]).not_valid_after(validity[1])
-                .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST)),
-                                                            x509.DNSName("localhost")]), critical=False)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                      ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-                .sign(ca_key, hashes.SHA256()))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(name))
+            .issuer_name(ca.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(validity[0])
+            .not_valid_after(validity[1])
+            .add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")]),
+                critical=False,
+            )
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
         key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         (directory / f"{name}.pem").write_bytes(cert.public_bytes(pem))
         (directory / f"{name}-key.pem").write_bytes(key_pem)
@@ -168,6 +198,7 @@ class ZuulHarness:
     git = property(lambda self: self.root / "git")
     logs = property(lambda self: self.root / "logs")
     logserver = property(lambda self: self.root / "logserver")
+
     @property
     def builds(self) -> Path:
         """The executor's job dir: short (see BUILDS_PARENT) and named after this harness's root."""
@@ -186,8 +217,9 @@ class ZuulHarness:
     def up(self) -> None:
         missing = missing_prerequisites()
         if missing:
-            raise HarnessError("missing Zuul prerequisites: " + "; ".join(missing) +
-                               ". Run `bash sandbox/prereqs.sh` (as root).")
+            raise HarnessError(
+                "missing Zuul prerequisites: " + "; ".join(missing) + ". Run `bash sandbox/prereqs.sh` (as root)."
+            )
         busy = [f"{port} ({name})" for name, port in PORTS.items() if _port_open(port)]
         if busy:
             raise HarnessError(f"loopback port(s) already in use: {', '.join(busy)}")
@@ -244,25 +276,43 @@ class ZuulHarness:
     def _start_zookeeper(self) -> None:
         data = self.root / "zookeeper"
         data.mkdir()
-        (data / "zoo.cfg").write_text("\n".join([
-            f"dataDir={data}",
-            "tickTime=2000",
-            # TLS only: no plain clientPort at all.
-            f"secureClientPort={PORTS['zookeeper']}",
-            f"secureClientPortAddress={HOST}",
-            "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
-            f"ssl.keyStore.location={self.certs / 'zookeeper-keystore.pem'}",
-            "ssl.keyStore.type=PEM",
-            f"ssl.trustStore.location={self.certs / 'ca.pem'}",
-            "ssl.trustStore.type=PEM",
-            "admin.enableServer=false",
-            "",
-        ]))
+        (data / "zoo.cfg").write_text(
+            "\n".join(
+                [
+                    f"dataDir={data}",
+                    "tickTime=2000",
+                    # TLS only: no plain clientPort at all.
+                    f"secureClientPort={PORTS['zookeeper']}",
+                    f"secureClientPortAddress={HOST}",
+                    "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+                    f"ssl.keyStore.location={self.certs / 'zookeeper-keystore.pem'}",
+                    "ssl.keyStore.type=PEM",
+                    f"ssl.trustStore.location={self.certs / 'ca.pem'}",
+                    "ssl.trustStore.type=PEM",
+                    "admin.enableServer=false",
+                    "",
+                ]
+            )
+        )
         classpath = ":".join(f"/usr/share/java/{jar}" for jar in ZOOKEEPER_JARS)
-        self._start("zookeeper", ["java", "-Xmx256m", "-Dzookeeper.jmx.log4j.disable=true", "-cp", classpath,
-                                  "org.apache.zookeeper.server.ZooKeeperServerMain", str(data / "zoo.cfg")])
-        wait_for(lambda: self._alive_or_fail("zookeeper") or self._zookeeper_tls_ok(), timeout=60, interval=0.3,
-                 what="ZooKeeper's TLS port")
+        self._start(
+            "zookeeper",
+            [
+                "java",
+                "-Xmx256m",
+                "-Dzookeeper.jmx.log4j.disable=true",
+                "-cp",
+                classpath,
+                "org.apache.zookeeper.server.ZooKeeperServerMain",
+                str(data / "zoo.cfg"),
+            ],
+        )
+        wait_for(
+            lambda: self._alive_or_fail("zookeeper") or self._zookeeper_tls_ok(),
+            timeout=60,
+            interval=0.3,
+            what="ZooKeeper's TLS port",
+        )
 
     def _zookeeper_tls_ok(self) -> bool:
         """A full TLS handshake with Zuul's client certificate (a bare TCP probe makes ZooKeeper log errors)."""
@@ -278,20 +328,56 @@ class ZuulHarness:
     def _start_mariadb(self) -> None:
         datadir, sock = self.root / "mariadb", self.root / "run" / "mariadb.sock"
         root_user = ["--user=root"] if os.geteuid() == 0 else []
-        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={datadir}", "--skip-test-db",
-                        "--auth-root-authentication-method=normal", *root_user],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={datadir}",
+                "--skip-test-db",
+                "--auth-root-authentication-method=normal",
+                *root_user,
+            ],
+            check=True,
+            capture_output=True,
+        )
         # Socket only: nothing listens on TCP, so no port can clash and no password is needed.
-        self._start("mariadb", ["mariadbd", "--no-defaults", f"--datadir={datadir}", f"--socket={sock}",
-                                f"--pid-file={self.root / 'run' / 'mariadb.pid'}", "--skip-networking",
-                                "--skip-log-bin", "--innodb-buffer-pool-size=64M", "--performance-schema=OFF",
-                                "--innodb-flush-log-at-trx-commit=0", *root_user])
-        wait_for(lambda: self._alive_or_fail("mariadb") or sock.exists(), timeout=60, interval=0.2,
-                 what="MariaDB's socket")
-        wait_for(lambda: subprocess.run(["mariadb", f"--socket={sock}", "-uroot", "-e",
-                                         "CREATE DATABASE IF NOT EXISTS zuul CHARACTER SET utf8mb4"],
-                                        capture_output=True).returncode == 0,
-                 timeout=30, interval=0.3, what="MariaDB to accept the zuul database")
+        self._start(
+            "mariadb",
+            [
+                "mariadbd",
+                "--no-defaults",
+                f"--datadir={datadir}",
+                f"--socket={sock}",
+                f"--pid-file={self.root / 'run' / 'mariadb.pid'}",
+                "--skip-networking",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=64M",
+                "--performance-schema=OFF",
+                "--innodb-flush-log-at-trx-commit=0",
+                *root_user,
+            ],
+        )
+        wait_for(
+            lambda: self._alive_or_fail("mariadb") or sock.exists(), timeout=60, interval=0.2, what="MariaDB's socket"
+        )
+        wait_for(
+            lambda: (
+                subprocess.run(
+                    [
+                        "mariadb",
+                        f"--socket={sock}",
+                        "-uroot",
+                        "-e",
+                        "CREATE DATABASE IF NOT EXISTS zuul CHARACTER SET utf8mb4",
+                    ],
+                    capture_output=True,
+                ).returncode
+                == 0
+            ),
+            timeout=30,
+            interval=0.3,
+            what="MariaDB to accept the zuul database",
+        )
 
     def _start_sshd(self) -> None:
         """The static node: a private sshd on 127.0.0.1 that accepts only the executor's key."""
@@ -299,29 +385,50 @@ class ZuulHarness:
         d.mkdir()
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "host_key")], check=True)
         shutil.copy(self.etc / "id_ed25519.pub", d / "authorized_keys")
-        registry_env = [f'{name}="{value}"' for name, value in sorted(os.environ.items())
-                        if REGISTRY_ENV.match(name) and not name.endswith("_CONSTRAINT")]
-        (d / "sshd_config").write_text("\n".join([
-            f"ListenAddress {HOST}", f"Port {PORTS['ssh']}", f"HostKey {d / 'host_key'}",
-            f"PidFile {d / 'sshd.pid'}", f"AuthorizedKeysFile {d / 'authorized_keys'}",
-            "PermitRootLogin prohibit-password", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-            "UsePAM no", "StrictModes no", "Subsystem sftp internal-sftp",
-            # The node is this machine: its sessions reach the package registries as this process does
-            # (a proxy's CA bundle, pip/uv settings), which a plain ssh session's environment would lack.
-            # (One SetEnv line: sshd uses the first line of a keyword.)
-            *([f"SetEnv {' '.join(registry_env)}"] if registry_env else []),
-            "",
-        ]))
+        registry_env = [
+            f'{name}="{value}"'
+            for name, value in sorted(os.environ.items())
+            if REGISTRY_ENV.match(name) and not name.endswith("_CONSTRAINT")
+        ]
+        (d / "sshd_config").write_text(
+            "\n".join(
+                [
+                    f"ListenAddress {HOST}",
+                    f"Port {PORTS['ssh']}",
+                    f"HostKey {d / 'host_key'}",
+                    f"PidFile {d / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {d / 'authorized_keys'}",
+                    "PermitRootLogin prohibit-password",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "UsePAM no",
+                    "StrictModes no",
+                    "Subsystem sftp internal-sftp",
+                    # The node is this machine: its sessions reach the package registries as this process does
+                    # (a proxy's CA bundle, pip/uv settings), which a plain ssh session's environment would lack.
+                    # (One SetEnv line: sshd uses the first line of a keyword.)
+                    *([f"SetEnv {' '.join(registry_env)}"] if registry_env else []),
+                    "",
+                ]
+            )
+        )
         Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory (Debian's path)
         self._start("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", str(d / "sshd_config")])
-        wait_for(lambda: self._alive_or_fail("sshd") or _port_open(PORTS["ssh"]), timeout=30, interval=0.2,
-                 what="the node's sshd")
+        wait_for(
+            lambda: self._alive_or_fail("sshd") or _port_open(PORTS["ssh"]),
+            timeout=30,
+            interval=0.2,
+            what="the node's sshd",
+        )
 
     # ---- repositories
     def _git(self, repo: Path, *args: str) -> str:
-        return subprocess.run(["git", "-C", str(repo), "-c", "user.name=Zuul harness",
-                               "-c", "user.email=harness@localhost", *args],
-                              check=True, capture_output=True, text=True).stdout
+        return subprocess.run(
+            ["git", "-C", str(repo), "-c", "user.name=Zuul harness", "-c", "user.email=harness@localhost", *args],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
 
     def _init_repo(self, repo: Path, message: str) -> None:
         subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
@@ -330,8 +437,11 @@ class ZuulHarness:
 
     def _write_repos(self) -> None:
         # The project: its working tree as it is now (tracked and new files, not what .gitignore excludes).
-        files = subprocess.run(["git", "-C", str(REPO_ROOT), "ls-files", "-z", "--cached", "--others",
-                                "--exclude-standard"], check=True, capture_output=True).stdout.split(b"\0")
+        files = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            check=True,
+            capture_output=True,
+        ).stdout.split(b"\0")
         for name in filter(None, (f.decode() for f in files)):
             source = REPO_ROOT / name
             if source.is_file():
@@ -347,8 +457,12 @@ class ZuulHarness:
         pipelines = config / "zuul.d" / "pipelines.yaml"
         pipelines.write_text(pipelines.read_text().replace("TIMER_SPEC", f"{soon.minute} {soon.hour} * * *"))
         providers = config / "zuul.d" / "static-node.yaml"
-        providers.write_text(providers.read_text().replace("NODE_LABEL", NODE_LABEL)
-                             .replace("NODE_USER", NODE_USER).replace("NODE_PORT", str(PORTS["ssh"])))
+        providers.write_text(
+            providers.read_text()
+            .replace("NODE_LABEL", NODE_LABEL)
+            .replace("NODE_USER", NODE_USER)
+            .replace("NODE_PORT", str(PORTS["ssh"]))
+        )
         self._init_repo(config, "tenant configuration")
 
     def commit(self, files: dict[str, str | None], message: str) -> str:
@@ -369,46 +483,87 @@ class ZuulHarness:
 
     # ---- configuration
     def _write_config(self) -> None:
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.etc / "id_ed25519")],
-                       check=True)
-        (self.etc / "main.yaml").write_text(yaml.safe_dump([{"tenant": {
-            "name": TENANT,
-            "source": {"local": {
-                # Config projects are read from `master` unless told: without this the layout is silently empty.
-                "config-projects": [{CONFIG_PROJECT: {"load-branch": "main"}}],
-                # Untrusted projects load only job classes unless told: the launcher tests put a bundle's
-                # zuul-launcher draft (sections, providers) and its tenant objects in the project.
-                "untrusted-projects": [{PROJECT: {"include-provider-config": True}}],
-            }},
-        }}], sort_keys=False))
-        (self.etc / "site-variables.yaml").write_text(yaml.safe_dump({
-            "zuul_site_log_dir": str(self.logserver),
-            "zuul_site_log_url": self.log_url,
-        }))
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.etc / "id_ed25519")], check=True)
+        (self.etc / "main.yaml").write_text(
+            yaml.safe_dump(
+                [
+                    {
+                        "tenant": {
+                            "name": TENANT,
+                            "source": {
+                                "local": {
+                                    # Config projects are read from `master` unless told: without this
+                                    # the layout is silently empty.
+                                    "config-projects": [{CONFIG_PROJECT: {"load-branch": "main"}}],
+                                    # Untrusted projects load only job classes unless told: the launcher
+                                    # tests put a bundle's zuul-launcher draft (sections, providers) and its
+                                    # tenant objects in the project.
+                                    "untrusted-projects": [{PROJECT: {"include-provider-config": True}}],
+                                }
+                            },
+                        }
+                    }
+                ],
+                sort_keys=False,
+            )
+        )
+        (self.etc / "site-variables.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "zuul_site_log_dir": str(self.logserver),
+                    "zuul_site_log_url": self.log_url,
+                }
+            )
+        )
         self.auth_secret = secrets.token_hex(24)
         run = self.root / "run"
         sections = {
-            "zookeeper": {"hosts": f"{HOST}:{PORTS['zookeeper']}", "tls_ca": self.certs / "ca.pem",
-                          "tls_cert": self.certs / "client.pem", "tls_key": self.certs / "client-key.pem",
-                          "session_timeout": 40},
+            "zookeeper": {
+                "hosts": f"{HOST}:{PORTS['zookeeper']}",
+                "tls_ca": self.certs / "ca.pem",
+                "tls_cert": self.certs / "client.pem",
+                "tls_key": self.certs / "client-key.pem",
+                "session_timeout": 40,
+            },
             "keystore": {"password": secrets.token_hex(16)},
             "database": {"dburi": f"mysql+pymysql://root@localhost/zuul?unix_socket={run / 'mariadb.sock'}"},
-            "scheduler": {"tenant_config": self.etc / "main.yaml", "state_dir": self.root / "state",
-                          "command_socket": run / "scheduler.socket", "pidfile": run / "scheduler.pid"},
-            "web": {"listen_address": HOST, "port": PORTS["web"], "root": self.web_url + "/",
-                    "command_socket": run / "web.socket", "pidfile": run / "web.pid"},
-            "merger": {"git_dir": self.root / "merger-git", "git_user_email": "zuul@localhost",
-                       "git_user_name": "Zuul harness", "command_socket": run / "merger.socket"},
+            "scheduler": {
+                "tenant_config": self.etc / "main.yaml",
+                "state_dir": self.root / "state",
+                "command_socket": run / "scheduler.socket",
+                "pidfile": run / "scheduler.pid",
+            },
+            "web": {
+                "listen_address": HOST,
+                "port": PORTS["web"],
+                "root": self.web_url + "/",
+                "command_socket": run / "web.socket",
+                "pidfile": run / "web.pid",
+            },
+            "merger": {
+                "git_dir": self.root / "merger-git",
+                "git_user_email": "zuul@localhost",
+                "git_user_name": "Zuul harness",
+                "command_socket": run / "merger.socket",
+            },
             "executor": {
-                "state_dir": self.root / "state", "git_dir": self.root / "executor-git", "job_dir": self.builds,
-                "command_socket": run / "executor.socket", "pidfile": run / "executor.pid",
-                "finger_port": PORTS["finger"], "private_key_file": self.etc / "id_ed25519",
-                "default_username": NODE_USER, "manage_ansible": "false", "ansible_root": self.home / "ansible",
+                "state_dir": self.root / "state",
+                "git_dir": self.root / "executor-git",
+                "job_dir": self.builds,
+                "command_socket": run / "executor.socket",
+                "pidfile": run / "executor.pid",
+                "finger_port": PORTS["finger"],
+                "private_key_file": self.etc / "id_ed25519",
+                "default_username": NODE_USER,
+                "manage_ansible": "false",
+                "ansible_root": self.home / "ansible",
                 "variables": self.etc / "site-variables.yaml",
                 # The base job's post-run copies the logs there (bubblewrap hides everything else).
                 "trusted_rw_paths": self.logserver,
                 # A shared 2-core machine: never let the load or memory governor refuse a build.
-                "load_multiplier": 100, "min_avail_mem": 1, "min_avail_hdd": 1,
+                "load_multiplier": 100,
+                "min_avail_mem": 1,
+                "min_avail_hdd": 1,
             },
             "launcher": {"command_socket": run / "launcher.socket", "pidfile": run / "launcher.pid"},
             'connection "local"': {"driver": "git", "baseurl": self.git, "poll_delay": 2},
@@ -418,16 +573,25 @@ class ZuulHarness:
             # its list of files, which reads it character by character, and turns off the environment override.
             **{f'connection "{name}"': {"driver": "openstack", "cloud": name} for name in self.openstack_clouds},
             # For admin tokens (zuul-admin create-auth-token) that the REST enqueue needs.
-            "auth zuul_operator": {"driver": "HS256", "allow_authz_override": "true", "realm": "zuul.harness",
-                                   "client_id": "zuul.harness", "issuer_id": "zuul_operator",
-                                   "secret": self.auth_secret},
+            "auth zuul_operator": {
+                "driver": "HS256",
+                "allow_authz_override": "true",
+                "realm": "zuul.harness",
+                "client_id": "zuul.harness",
+                "issuer_id": "zuul_operator",
+                "secret": self.auth_secret,
+            },
         }
         if self.openstack_clouds:  # the launcher's credentials: created readable by this user only
             fd = os.open(self.openstack_clouds_yaml, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as out:
                 out.write(yaml.safe_dump({"clouds": self.openstack_clouds}))
-        self.conf.write_text("".join(f"[{name}]\n" + "".join(f"{k}={v}\n" for k, v in values.items()) + "\n"
-                                     for name, values in sections.items()))
+        self.conf.write_text(
+            "".join(
+                f"[{name}]\n" + "".join(f"{k}={v}\n" for k, v in values.items()) + "\n"
+                for name, values in sections.items()
+            )
+        )
         self.conf.chmod(0o600)
 
     # ---- Zuul
@@ -435,11 +599,26 @@ class ZuulHarness:
         started = time.monotonic()
         for name in ZUUL_PROCESSES:
             self._start(name, [self.bin(name), "-c", str(self.conf), "-f", "-d"])
-        self._start("logserver", [self.bin("python"), "-m", "http.server", "--bind", HOST,
-                                  "--directory", str(self.logserver), str(PORTS["logs"])])
-        wait_for(lambda: self._alive_or_fail(*ZUUL_PROCESSES, "logserver") or self._ready(), timeout=600,
-                 interval=1, what="Zuul's tenant layout, executor and launcher",
-                 describe=lambda: str(self._components()))
+        self._start(
+            "logserver",
+            [
+                self.bin("python"),
+                "-m",
+                "http.server",
+                "--bind",
+                HOST,
+                "--directory",
+                str(self.logserver),
+                str(PORTS["logs"]),
+            ],
+        )
+        wait_for(
+            lambda: self._alive_or_fail(*ZUUL_PROCESSES, "logserver") or self._ready(),
+            timeout=600,
+            interval=1,
+            what="Zuul's tenant layout, executor and launcher",
+            describe=lambda: str(self._components()),
+        )
         self.timings["zuul_ready_s"] = time.monotonic() - started
 
     def _components(self) -> dict[str, list[str]]:
@@ -462,9 +641,12 @@ class ZuulHarness:
         headers = {"Content-Type": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        request = urllib.request.Request(f"{self.web_url}/api{path}", method="POST" if data is not None else "GET",
-                                         data=json.dumps(data).encode() if data is not None else None,
-                                         headers=headers)
+        request = urllib.request.Request(
+            f"{self.web_url}/api{path}",
+            method="POST" if data is not None else "GET",
+            data=json.dumps(data).encode() if data is not None else None,
+            headers=headers,
+        )
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.load(response)
 
@@ -472,20 +654,43 @@ class ZuulHarness:
         return self.api(f"/tenant/{TENANT}{path}", **kwargs)
 
     def admin_token(self) -> str:
-        out = subprocess.run([self.bin("zuul-admin"), "-c", str(self.conf), "create-auth-token",
-                              "--auth-config", "zuul_operator", "--user", "harness", "--tenant", TENANT,
-                              "--expires-in", "7200"], check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [
+                self.bin("zuul-admin"),
+                "-c",
+                str(self.conf),
+                "create-auth-token",
+                "--auth-config",
+                "zuul_operator",
+                "--user",
+                "harness",
+                "--tenant",
+                TENANT,
+                "--expires-in",
+                "7200",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         return out.strip().removeprefix("Bearer ").strip()
 
     def wait_for_job(self, name: str, timeout: float = 180) -> dict:
         """Wait until the tenant's layout has the job (after a commit, the git driver polls every 2 s)."""
+
         def find():
             try:
                 return next((j for j in self.tenant_api("/jobs") if j["name"] == name), None)
             except (OSError, ValueError):
                 return None
-        return wait_for(find, timeout=timeout, interval=1, what=f"job {name} in the layout",
-                        describe=lambda: json.dumps(self.tenant_api("/config-errors"))[:2000])
+
+        return wait_for(
+            find,
+            timeout=timeout,
+            interval=1,
+            what=f"job {name} in the layout",
+            describe=lambda: json.dumps(self.tenant_api("/config-errors"))[:2000],
+        )
 
     def pipeline_idle(self, pipeline: str) -> bool:
         for p in self.tenant_api("/status")["pipelines"]:
@@ -500,16 +705,25 @@ class ZuulHarness:
         """
         wait_for(lambda: self.pipeline_idle(pipeline), timeout=timeout, interval=2, what=f"{pipeline} to be idle")
         seen = {b["uuid"] for b in self.tenant_api(f"/builds?job_name={job}&limit=100")}
-        self.tenant_api(f"/project/{PROJECT}/enqueue", token=self.admin_token(),
-                        data={"pipeline": pipeline, "ref": "refs/heads/main", "oldrev": None, "newrev": None})
+        self.tenant_api(
+            f"/project/{PROJECT}/enqueue",
+            token=self.admin_token(),
+            data={"pipeline": pipeline, "ref": "refs/heads/main", "oldrev": None, "newrev": None},
+        )
 
         def finished():
             for build in self.tenant_api(f"/builds?job_name={job}&limit=100"):
                 if build["uuid"] not in seen and build.get("result"):
                     return build
             return None
-        build = wait_for(finished, timeout=timeout, interval=2, what=f"a finished build of {job}",
-                         describe=lambda: json.dumps(self.tenant_api("/status"))[:1500])
+
+        build = wait_for(
+            finished,
+            timeout=timeout,
+            interval=2,
+            what=f"a finished build of {job}",
+            describe=lambda: json.dumps(self.tenant_api("/status"))[:1500],
+        )
         # The builds list is the summary; the build's own record has the artifacts resolved against log_url.
         record = self.tenant_api(f"/build/{build['uuid']}")
         if record.get("result") not in ("SUCCESS", "FAILURE"):
@@ -523,8 +737,11 @@ class ZuulHarness:
         tail = output.read_text(errors="replace")[-3000:] if output.exists() else f"(no {output})"
         log = self.logs / "zuul-executor.log"
         lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-        errors = [line for line in lines if uuid in line and any(w in line for w in ("ERROR", "fatal", "FAILED",
-                                                                                         "UNREACHABLE", "Traceback"))]
+        errors = [
+            line
+            for line in lines
+            if uuid in line and any(w in line for w in ("ERROR", "fatal", "FAILED", "UNREACHABLE", "Traceback"))
+        ]
         return f"job-output.txt ends with:\n{tail}\nexecutor errors:\n" + "\n".join(errors[-20:])
 
     # ---- the node and memory
@@ -569,4 +786,3 @@ def _port_open(port: int) -> bool:
 def fetch_text(url: str, timeout: float = 30) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return response.read().decode("utf-8", errors="replace")
-

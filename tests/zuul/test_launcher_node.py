@@ -69,17 +69,27 @@ class ServerWatcher(threading.Thread):
         for server in self.conn.compute.servers(details=True, all_projects=True, project_id=self.project_id):
             if "zuul_node_uuid" not in (server.metadata or {}):
                 continue
-            view = {"id": server.id, "name": server.name, "status": server.status, "flavor": server.flavor,
-                    "image": server.image, "host": server.compute_host, "addresses": server.addresses,
-                    "metadata": server.metadata, "key_name": server.key_name,
-                    "volumes": [self.conn.block_storage.get_volume(v["id"]).to_dict()
-                                for v in server.attached_volumes or []]}
+            view = {
+                "id": server.id,
+                "name": server.name,
+                "status": server.status,
+                "flavor": server.flavor,
+                "image": server.image,
+                "host": server.compute_host,
+                "addresses": server.addresses,
+                "metadata": server.metadata,
+                "key_name": server.key_name,
+                "volumes": [
+                    self.conn.block_storage.get_volume(v["id"]).to_dict() for v in server.attached_volumes or []
+                ],
+            }
             before = self.seen.get(server.id, {})
             for network, addresses in (before.get("addresses") or {}).items():
                 kept = view["addresses"].setdefault(network, [])
                 kept += [a for a in addresses if a not in kept]
-            view["volumes"] += [v for v in before.get("volumes", []) if v["id"] not in
-                                {known["id"] for known in view["volumes"]}]
+            view["volumes"] += [
+                v for v in before.get("volumes", []) if v["id"] not in {known["id"] for known in view["volumes"]}
+            ]
             self.seen[server.id] = {**before, **view}
 
     def run(self):
@@ -101,15 +111,23 @@ class ServerWatcher(threading.Thread):
 def launcher_leftovers(conn, project_id: str, seen: dict[str, dict]) -> list[str]:
     """What the launcher left in the zuul project: servers with its tags, the boot volumes and floating IPs of
     the servers it made."""
-    left = [f"server {s.name} {s.id}" for s in conn.compute.servers(all_projects=True, project_id=project_id)
-            if "zuul_node_uuid" in (s.metadata or {})]
+    left = [
+        f"server {s.name} {s.id}"
+        for s in conn.compute.servers(all_projects=True, project_id=project_id)
+        if "zuul_node_uuid" in (s.metadata or {})
+    ]
     volumes = {v["id"] for server in seen.values() for v in server["volumes"]}
-    left += [f"volume {v.id} ({v.status})" for v in conn.block_storage.volumes(all_projects=True,
-                                                                               project_id=project_id)
-             if v.id in volumes]
+    left += [
+        f"volume {v.id} ({v.status})"
+        for v in conn.block_storage.volumes(all_projects=True, project_id=project_id)
+        if v.id in volumes
+    ]
     addresses = {a["addr"] for server in seen.values() for net in (server["addresses"] or {}).values() for a in net}
-    left += [f"floating IP {f.floating_ip_address}" for f in conn.network.ips(project_id=project_id)
-             if f.floating_ip_address in addresses]
+    left += [
+        f"floating IP {f.floating_ip_address}"
+        for f in conn.network.ips(project_id=project_id)
+        if f.floating_ip_address in addresses
+    ]
     return left
 
 
@@ -134,7 +152,7 @@ def key_pair(sandbox, zuul_harness):
     conn = sandbox.connect("sandbox-zuul")
     public_key = (zuul_harness.etc / "id_ed25519.pub").read_text().strip()
     for stale in [k for k in conn.compute.keypairs() if k.name == KEY_PAIR]:  # an earlier session's, killed
-        conn.compute.delete_keypair(stale)                                    # before its teardown
+        conn.compute.delete_keypair(stale)  # before its teardown
     pair = conn.compute.create_keypair(name=KEY_PAIR, public_key=public_key)
     yield pair.name
     conn.compute.delete_keypair(pair)
@@ -168,15 +186,21 @@ def tenant_config(label: str, image: str, flavor: str, job: str) -> str:
         {"image": {"name": image, "type": "cloud"}},
         {"flavor": {"name": flavor}},
         {"label": {"name": label, "image": image, "flavor": flavor}},
-        {"job": {"name": job, "run": "playbooks/launcher-node.yaml",
-                 "nodeset": {"nodes": [{"name": "node", "label": label}]}}},
+        {
+            "job": {
+                "name": job,
+                "run": "playbooks/launcher-node.yaml",
+                "nodeset": {"nodes": [{"name": "node", "label": label}]},
+            }
+        },
         {"project": {PIPELINE: {"jobs": [job]}}},
     ]
     return yaml.safe_dump(objects, sort_keys=False)
 
 
-def load_and_build(zuul_harness, sandbox, zuul_project, draft: str, label: str, image: str, flavor: str,
-                   job: str) -> tuple[dict, dict[str, dict]]:
+def load_and_build(
+    zuul_harness, sandbox, zuul_project, draft: str, label: str, image: str, flavor: str, job: str
+) -> tuple[dict, dict[str, dict]]:
     files = dict(zip(LAUNCHER_FILES, (draft, tenant_config(label, image, flavor, job), NODE_PLAYBOOK), strict=True))
     zuul_harness.commit(files, f"Nodes for {job} from the bundle's draft")
     zuul_harness.wait_for_job(job)
@@ -201,18 +225,32 @@ def wait_until_nothing_left(sandbox, zuul_project, seen: dict[str, dict], timeou
 def test_real_node_runs_a_job(zuul_harness, sandbox, run_suite, tmp_path, zuul_project, key_pair):
     draft, results = bundle_draft(run_suite, tmp_path / "reports", f"--profile={PROVIDER_PROFILE}")
     guest = next(sandbox.admin().image.images(name=GLANCE_NAME))
-    values = {"label": "sandbox-real-node", "flavor": "sandbox-8gb", "image": "sandbox-guest-image",
-              "key-name": key_pair, "image-id": guest.id}
+    values = {
+        "label": "sandbox-real-node",
+        "flavor": "sandbox-8gb",
+        "image": "sandbox-guest-image",
+        "key-name": key_pair,
+        "image-id": guest.id,
+    }
     filled = fill_placeholders(draft, values)
     drafted = yaml.safe_load(filled)
     # As the run measured it: nodes on the provider network, no floating IP.
     [section] = [o["section"] for o in drafted if "section" in o]
     assert section["label-defaults"]["auto-floating-ip"] is False
     assert section["label-defaults"]["networks"] == ["public"]
-    build, servers = load_and_build(zuul_harness, sandbox, zuul_project, filled, values["label"], values["image"],
-                                    values["flavor"], "launcher-node-real")
-    (zuul_harness.root / "launcher-real-build.json").write_text(json.dumps({"build": build, "servers": servers},
-                                                                            indent=1, default=str))
+    build, servers = load_and_build(
+        zuul_harness,
+        sandbox,
+        zuul_project,
+        filled,
+        values["label"],
+        values["image"],
+        values["flavor"],
+        "launcher-node-real",
+    )
+    (zuul_harness.root / "launcher-real-build.json").write_text(
+        json.dumps({"build": build, "servers": servers}, indent=1, default=str)
+    )
     assert build["result"] == "SUCCESS", build
     [server] = servers.values()
     assert server["flavor"]["original_name"] == TEST_NODE_FLAVOR["name"]
@@ -227,13 +265,17 @@ def test_real_node_runs_a_job(zuul_harness, sandbox, run_suite, tmp_path, zuul_p
     assert wait_until_nothing_left(sandbox, zuul_project, servers) == []
 
 
-def test_boot_from_volume_node_with_floating_ip(zuul_harness, sandbox, run_suite, tmp_path, zuul_project,
-                                                key_pair):
+def test_boot_from_volume_node_with_floating_ip(zuul_harness, sandbox, run_suite, tmp_path, zuul_project, key_pair):
     with sandbox.test_flavor(disk=0):
         draft, results = bundle_draft(run_suite, tmp_path / "reports", "--profile=sandbox")
         base = next(sandbox.admin().image.images(name="sandbox-base"))
-        values = {"label": "sandbox-bfv-node", "flavor": "sandbox-8gb-bfv", "image": "sandbox-os-less",
-                  "key-name": key_pair, "image-id": base.id}
+        values = {
+            "label": "sandbox-bfv-node",
+            "flavor": "sandbox-8gb-bfv",
+            "image": "sandbox-os-less",
+            "key-name": key_pair,
+            "image-id": base.id,
+        }
         filled = fill_placeholders(draft, values)
         drafted = yaml.safe_load(filled)
         [section] = [o["section"] for o in drafted if "section" in o]
@@ -242,10 +284,19 @@ def test_boot_from_volume_node_with_floating_ip(zuul_harness, sandbox, run_suite
         volume_size = defaults["volume-size"]
         # This test only: the fake node has no OS to answer an ssh-keyscan (see the module's docstring).
         defaults["host-key-checking"] = False
-        build, servers = load_and_build(zuul_harness, sandbox, zuul_project, yaml.safe_dump(drafted, sort_keys=False),
-                                        values["label"], values["image"], values["flavor"], "launcher-node-bfv")
-        (zuul_harness.root / "launcher-bfv-build.json").write_text(json.dumps({"build": build, "servers": servers},
-                                                                               indent=1, default=str))
+        build, servers = load_and_build(
+            zuul_harness,
+            sandbox,
+            zuul_project,
+            yaml.safe_dump(drafted, sort_keys=False),
+            values["label"],
+            values["image"],
+            values["flavor"],
+            "launcher-node-bfv",
+        )
+        (zuul_harness.root / "launcher-bfv-build.json").write_text(
+            json.dumps({"build": build, "servers": servers}, indent=1, default=str)
+        )
         left = wait_until_nothing_left(sandbox, zuul_project, servers)
     assert build["result"] == "RETRY_LIMIT", build  # handed to the build, unreachable: no OS on a fake node
     [server] = servers.values()
@@ -254,7 +305,8 @@ def test_boot_from_volume_node_with_floating_ip(zuul_harness, sandbox, run_suite
     [volume] = server["volumes"]
     assert volume["size"] == volume_size
     assert volume["volume_image_metadata"]["image_id"] == base.id
-    floating = [a for addresses in server["addresses"].values() for a in addresses
-                if a.get("OS-EXT-IPS:type") == "floating"]
+    floating = [
+        a for addresses in server["addresses"].values() for a in addresses if a.get("OS-EXT-IPS:type") == "floating"
+    ]
     assert floating, server["addresses"]
     assert left == []

@@ -24,28 +24,56 @@ from conformance.report import model, onboarding
 from conformance.report.sample import FakeSessionResults
 
 ZUUL_PYTHON = zuul_home() / "venv" / "bin" / "python"
-NODEPOOL = (Path.home() / ".cache" / "opendev-conformance" / "nodepool" / f"nodepool-{onboarding.NODEPOOL_VERSION}"
-            / "venv" / "bin" / "nodepool")
+NODEPOOL = (
+    Path.home()
+    / ".cache"
+    / "opendev-conformance"
+    / "nodepool"
+    / f"nodepool-{onboarding.NODEPOOL_VERSION}"
+    / "venv"
+    / "bin"
+    / "nodepool"
+)
 
 pytestmark = pytest.mark.skipif(not ZUUL_PYTHON.exists(), reason="Zuul is not installed (tests/zuul/prereqs.sh)")
 needs_nodepool = pytest.mark.skipif(not NODEPOOL.exists(), reason="nodepool is not installed (tests/zuul/prereqs.sh)")
 
-FLOATING = {"ipv4": True, "ipv6": False, "mode": "floating",
-            "addresses": [{"addr": "10.0.0.5", "type": "fixed", "network": "private", "public": False, "version": 4},
-                          {"addr": "198.51.100.7", "type": "floating", "network": "public", "public": True,
-                           "version": 4}],
-            "network": {"id": "0a1b", "name": "private"}, "project_networks": ["private"]}
-PROVIDER = {"ipv4": True, "ipv6": True, "mode": "provider",
-            "addresses": [{"addr": "198.51.100.8", "type": "fixed", "network": "provider-net", "public": True,
-                           "version": 4}],
-            "network": {"id": "2c3d", "name": "provider-net"}, "project_networks": ["provider-net", "private"]}
+FLOATING = {
+    "ipv4": True,
+    "ipv6": False,
+    "mode": "floating",
+    "addresses": [
+        {"addr": "10.0.0.5", "type": "fixed", "network": "private", "public": False, "version": 4},
+        {"addr": "198.51.100.7", "type": "floating", "network": "public", "public": True, "version": 4},
+    ],
+    "network": {"id": "0a1b", "name": "private"},
+    "project_networks": ["private"],
+}
+PROVIDER = {
+    "ipv4": True,
+    "ipv6": True,
+    "mode": "provider",
+    "addresses": [{"addr": "198.51.100.8", "type": "fixed", "network": "provider-net", "public": True, "version": 4}],
+    "network": {"id": "2c3d", "name": "provider-net"},
+    "project_networks": ["provider-net", "private"],
+}
 NOTHING = {"ipv4": False, "ipv6": False, "mode": "floating", "addresses": []}
 PROBE_IMAGE = {"id": "5f0c7a1e-3b8d-4c55-9a55-0d3c1f1e2a77", "name": "ubuntu-24.04"}
 
 
 def _result(rid, check, verdict="PASS", *, region="RegionOne", data=None):
-    return {"requirement": rid, "check": check, "project": "zuul", "region": region, "measured": "",
-            "threshold": "", "verdict": verdict, "reason": "", "data": data or {}, "test": f"t::{check}"}
+    return {
+        "requirement": rid,
+        "check": check,
+        "project": "zuul",
+        "region": region,
+        "measured": "",
+        "threshold": "",
+        "verdict": verdict,
+        "reason": "",
+        "data": data or {},
+        "test": f"t::{check}",
+    }
 
 
 def results_doc(regions: dict[str, dict]) -> dict:
@@ -56,17 +84,36 @@ def results_doc(regions: dict[str, dict]) -> dict:
         flavor = {"name": spec.get("flavor", "ci.standard"), "ram": 8192, "vcpus": 8, "disk": spec.get("disk", 80)}
         results.append(_result("R4", "flavor.test_node", region=region, data={"flavor": flavor}))
         r6 = spec.get("r6", FLOATING)
-        results.append(_result("R6", "public_ip", "PASS" if r6.get("ipv4") or r6.get("ipv6") else "FAIL",
-                               region=region, data={**r6, "flavor": flavor["name"]}))
-        results.append(_result("R8", "quota.instances", region=region,
-                               data={"flavor": flavor["name"], "max_servers": spec.get("max_servers", 150)}))
+        results.append(
+            _result(
+                "R6",
+                "public_ip",
+                "PASS" if r6.get("ipv4") or r6.get("ipv6") else "FAIL",
+                region=region,
+                data={**r6, "flavor": flavor["name"]},
+            )
+        )
+        results.append(
+            _result(
+                "R8",
+                "quota.instances",
+                region=region,
+                data={"flavor": flavor["name"], "max_servers": spec.get("max_servers", 150)},
+            )
+        )
         if spec.get("probe_image"):
             results.append(_result("R5", "cpu.vcpus", region=region, data={"probe_image": spec["probe_image"]}))
     session = FakeSessionResults(
         results=results,
         profile=load_profile("opendev-donor"),
-        clouds={"zuul": {"cloud": "donor", "auth_url": "https://keystone.example.org/v3", "regions": list(regions),
-                         "project_name": "zuul"}},
+        clouds={
+            "zuul": {
+                "cloud": "donor",
+                "auth_url": "https://keystone.example.org/v3",
+                "regions": list(regions),
+                "project_name": "zuul",
+            }
+        },
     )
     return model.build_document(session, bundle_name="donor-20261128T120000Z", exit_status=0)
 
@@ -81,8 +128,15 @@ CASES = {
     "floating-ip": {"RegionOne": {"r6": FLOATING}},
     "probe-image": {"RegionOne": {"probe_image": PROBE_IMAGE}},
 }
-SUBSTITUTES = {"label": "debian-trixie", "flavor": "large", "image": "debian-trixie-image", "key-name": "zuul-nodes",
-               "image-id": "9d2b7f43-1c1e-4b8a-8d7e-2f6f0e4c5b11", "flavor-name": "m1.huge", "cloud": "other"}
+SUBSTITUTES = {
+    "label": "debian-trixie",
+    "flavor": "large",
+    "image": "debian-trixie-image",
+    "key-name": "zuul-nodes",
+    "image-id": "9d2b7f43-1c1e-4b8a-8d7e-2f6f0e4c5b11",
+    "flavor-name": "m1.huge",
+    "cloud": "other",
+}
 
 
 def _split(text: str) -> tuple[str, list]:
@@ -108,9 +162,13 @@ def _no_images(objects):
 
 # The shape the drafts had before they followed Zuul 14.3.0 (kept to show what Zuul says about it), with the
 # tenant objects its placeholders named.
-OLD_TENANT = (onboarding.TENANT_MARKER + ":\n#   - image: {name: ubuntu-noble, type: cloud}\n"
-              "#   - flavor: {name: normal}\n#   - label: {name: ubuntu-noble, image: ubuntu-noble, flavor: normal}\n")
-OLD_ONE_REGION = OLD_TENANT + """\
+OLD_TENANT = (
+    onboarding.TENANT_MARKER + ":\n#   - image: {name: ubuntu-noble, type: cloud}\n"
+    "#   - flavor: {name: normal}\n#   - label: {name: ubuntu-noble, image: ubuntu-noble, flavor: normal}\n"
+)
+OLD_ONE_REGION = (
+    OLD_TENANT
+    + """\
 - section:
     name: donor-base
     abstract: true
@@ -128,7 +186,10 @@ OLD_ONE_REGION = OLD_TENANT + """\
     labels:
     - name: ubuntu-noble
 """
-OLD_TWO_REGIONS = OLD_ONE_REGION + """\
+)
+OLD_TWO_REGIONS = (
+    OLD_ONE_REGION
+    + """\
 - provider:
     name: donor-regiontwo
     section: donor-base
@@ -139,6 +200,7 @@ OLD_TWO_REGIONS = OLD_ONE_REGION + """\
     labels:
     - name: ubuntu-noble
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -195,14 +257,20 @@ def validated(drafts, tmp_path_factory) -> dict[str, dict]:
             nodepool_paths[name] = folder / f"{name}-nodepool.yaml"
             nodepool_paths[name].write_text(files["nodepool-provider.yaml"])
     out = folder / "zuul.json"
-    zuul = subprocess.Popen([str(ZUUL_PYTHON), str(HERE / "validate_drafts.py"), "--json", str(out),
-                             *map(str, zuul_paths.values())], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    zuul = subprocess.Popen(
+        [str(ZUUL_PYTHON), str(HERE / "validate_drafts.py"), "--json", str(out), *map(str, zuul_paths.values())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     nodepool = None
     if NODEPOOL.exists():
-        nodepool = subprocess.Popen([str(NODEPOOL.with_name("python")), "-c", NODEPOOL_BATCH,
-                                     *map(str, nodepool_paths.values())], stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
+        nodepool = subprocess.Popen(
+            [str(NODEPOOL.with_name("python")), "-c", NODEPOOL_BATCH, *map(str, nodepool_paths.values())],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     output = zuul.communicate(timeout=300)[0]
     assert out.exists(), output
     report = json.loads(out.read_text())
@@ -319,8 +387,9 @@ def test_placeholders_replace_by_plain_text(zuul_says):
 def test_flavors_in_a_provider_are_refused(zuul_says):
     errors = zuul_says["flavors-in-provider"]["errors"]
     assert len(errors) == 1
-    assert errors[0].endswith('Flavor configuration not permitted in Provider, only Section '
-                              '("donor-regionone" provider stanza)')
+    assert errors[0].endswith(
+        'Flavor configuration not permitted in Provider, only Section ("donor-regionone" provider stanza)'
+    )
 
 
 def test_a_label_whose_image_is_missing_is_refused(zuul_says):
@@ -367,7 +436,8 @@ def test_nodepool_refuses_a_label_missing_from_the_top_level(drafts, tmp_path):
     del broken["labels"]
     path = tmp_path / "nodepool.yaml"
     path.write_text(yaml.safe_dump(broken))
-    proc = subprocess.run([str(NODEPOOL), "-c", str(path), "config-validate"], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [str(NODEPOOL), "-c", str(path), "config-validate"], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 1
     assert "label ubuntu-noble in provider donor-regionone not in top-level labels" in proc.stderr

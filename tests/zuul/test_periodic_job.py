@@ -145,8 +145,13 @@ def test_nonconforming_cloud_build_fails_and_still_returns_its_report(nonconform
 def test_no_clouds_yaml_left_on_the_node(any_build, secret_values):
     config_root = NODE_HOME / ".config" / "opendev-conformance"
     assert not (config_root / any_build["uuid"]).exists()
-    left = [str(p) for root in (config_root, NODE_HOME / "src", NODE_HOME / "zuul-output") if root.exists()
-            for p in root.rglob("*") if p.name in ("clouds.yaml", "cacert.pem") and "/.tox/" not in str(p)]
+    left = [
+        str(p)
+        for root in (config_root, NODE_HOME / "src", NODE_HOME / "zuul-output")
+        if root.exists()
+        for p in root.rglob("*")
+        if p.name in ("clouds.yaml", "cacert.pem") and "/.tox/" not in str(p)
+    ]
     assert left == []
     # The credentials never reached the build's logs either.
     output = job_output(any_build)
@@ -169,14 +174,27 @@ def test_cleanup_swept_the_run_prefix_and_nothing_is_left_in_the_cloud(any_build
     assert leftovers(sandbox) == [], "a run prefix left in the cloud"
 
 
-
 def test_fleet_reads_both_builds_from_zuuls_builds_api(zuul_harness, conforming, nonconforming, tmp_path):
     """The fleet view as OpenDev would build it: from the tenant's builds API, each build's results.json artifact
     (and the bundle beside it, checked like a local one)."""
     out = tmp_path / "fleet"
-    proc = subprocess.run([sys.executable, "-m", "conformance", "fleet", f"{zuul_harness.web_url}/api/tenant/{TENANT}",
-                           "--job", "cloud-conformance-*", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conformance",
+            "fleet",
+            f"{zuul_harness.web_url}/api/tenant/{TENANT}",
+            "--job",
+            "cloud-conformance-*",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     fleet = json.loads((out / "fleet.json").read_text())
     assert fleet["rejected"] == []

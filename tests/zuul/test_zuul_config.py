@@ -15,8 +15,12 @@ pytestmark = pytest.mark.skipif(bool(missing_prerequisites()), reason="Zuul is n
 
 
 def validate(*paths: Path, trusted: bool = False) -> subprocess.CompletedProcess:
-    command = [str(zuul_home() / "venv" / "bin" / "python"), str(HERE / "validate_config.py"),
-               *(["--trusted", "--project", "zuul-config"] if trusted else []), *map(str, paths)]
+    command = [
+        str(zuul_home() / "venv" / "bin" / "python"),
+        str(HERE / "validate_config.py"),
+        *(["--trusted", "--project", "zuul-config"] if trusted else []),
+        *map(str, paths),
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=600)
 
 
@@ -52,8 +56,9 @@ def test_misspelled_job_attribute_fails(tmp_path):
 
 def test_wrong_type_and_deprecated_syntax_fail(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("- job:\n    name: x\n    timeout: ten minutes\n"
-                   "- job:\n    name: y\n    cleanup-run: playbooks/y.yaml\n")
+    bad.write_text(
+        "- job:\n    name: x\n    timeout: ten minutes\n- job:\n    name: y\n    cleanup-run: playbooks/y.yaml\n"
+    )
     proc = validate(bad)
     assert proc.returncode == 1
     assert "timeout" in proc.stdout and "cleanup-run job attribute is deprecated" in proc.stdout

@@ -54,7 +54,7 @@ def tenant_from_comments(text: str) -> str:
     for index, line in enumerate(lines):
         if line.startswith(TENANT_MARKER):
             block = []
-            for item in lines[index + 1:]:
+            for item in lines[index + 1 :]:
                 if not item.startswith("#   "):
                     break
                 block.append(item[4:])
@@ -64,15 +64,35 @@ def tenant_from_comments(text: str) -> str:
 
 def connections_for(objects: list, clouds_yaml: Path | None, workdir: Path) -> ConnectionRegistry:
     """zuul.conf's `[connection "NAME"] driver=openstack cloud=NAME` for each connection a section names."""
-    names = sorted({o["section"]["connection"] for o in objects
-                    if isinstance(o, dict) and isinstance(o.get("section"), dict) and o["section"].get("connection")})
-    regions = sorted({str(o["provider"]["region"]) for o in objects
-                      if isinstance(o, dict) and isinstance(o.get("provider"), dict) and o["provider"].get("region")})
+    names = sorted(
+        {
+            o["section"]["connection"]
+            for o in objects
+            if isinstance(o, dict) and isinstance(o.get("section"), dict) and o["section"].get("connection")
+        }
+    )
+    regions = sorted(
+        {
+            str(o["provider"]["region"])
+            for o in objects
+            if isinstance(o, dict) and isinstance(o.get("provider"), dict) and o["provider"].get("region")
+        }
+    )
     if clouds_yaml is None:
         clouds_yaml = workdir / "clouds.yaml"
-        clouds_yaml.write_text(yaml.safe_dump({"clouds": {
-            name: {"auth": {"auth_url": "https://keystone.invalid/v3"}, **({"regions": regions} if regions else {})}
-            for name in names}}))
+        clouds_yaml.write_text(
+            yaml.safe_dump(
+                {
+                    "clouds": {
+                        name: {
+                            "auth": {"auth_url": "https://keystone.invalid/v3"},
+                            **({"regions": regions} if regions else {}),
+                        }
+                        for name in names
+                    }
+                }
+            )
+        )
     config = configparser.ConfigParser()
     for name in names:
         config[f'connection "{name}"'] = {"driver": "openstack", "cloud": name}
@@ -161,11 +181,19 @@ def validate(draft: Path, tenant_files: list[Path], clouds_yaml: Path | None) ->
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tenant", action="append", type=Path, default=[],
-                    help="a file of tenant-side image/flavor/label objects (default: the draft's commented example)")
+    ap.add_argument(
+        "--tenant",
+        action="append",
+        type=Path,
+        default=[],
+        help="a file of tenant-side image/flavor/label objects (default: the draft's commented example)",
+    )
     ap.add_argument("--clouds-yaml", type=Path, help="clouds.yaml naming the connection's cloud and its regions")
-    ap.add_argument("--json", type=Path,
-                    help="write {draft: {errors, providers}} to this file, each provider as the launcher sees it")
+    ap.add_argument(
+        "--json",
+        type=Path,
+        help="write {draft: {errors, providers}} to this file, each provider as the launcher sees it",
+    )
     ap.add_argument("drafts", type=Path, nargs="+", help="draft files, each validated on its own")
     args = ap.parse_args()
     report, failed = {}, False
@@ -176,8 +204,11 @@ def main() -> int:
         for line in lines:
             print(line)
         print(f"{draft}: {len(providers)} provider(s), {len(errors)} error(s)")
-        report[str(draft)] = {"errors": errors, "warnings": [x for x in lines if x not in errors],
-                              "providers": providers}
+        report[str(draft)] = {
+            "errors": errors,
+            "warnings": [x for x in lines if x not in errors],
+            "providers": providers,
+        }
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=str))
     return 1 if failed else 0
