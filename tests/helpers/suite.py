@@ -68,6 +68,27 @@ def run(
     )
 
 
+def sweep(clouds_yaml: Path | str, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """`python -m conformance cleanup` (the sweeper) against the sandbox's two projects, to its end."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conformance",
+            "cleanup",
+            "--zuul-cloud",
+            "sandbox-zuul",
+            "--ci-cloud",
+            "sandbox-ci",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=environment(clouds_yaml),
+        timeout=timeout,
+    )
+
+
 class LiveRun:
     """One run with stdout+stderr on a pipe, read line by line while it runs, in a session of its own (a signal
     sent to it reaches the run only)."""

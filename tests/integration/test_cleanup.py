@@ -8,34 +8,12 @@ import datetime as dt
 import os
 import secrets
 import signal
-import subprocess
-import sys
 
+from helpers import suite
 from helpers.cloud import burst_servers, leftovers
 from helpers.suite import LiveRun, run_prefix, verdicts
 
 from conformance.resources import Waiter, new_run_prefix, prefix_of
-
-
-def _sweep(sandbox, *args):
-    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(sandbox.clouds_yaml)}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "conformance",
-            "cleanup",
-            "--zuul-cloud",
-            "sandbox-zuul",
-            "--ci-cloud",
-            "sandbox-ci",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-    )
 
 
 def _wait_for_burst(sandbox, proc, at_least=2) -> str:
@@ -74,10 +52,10 @@ def test_kill9_mid_burst_then_sweeper(sandbox, tmp_path):
     Waiter(5).wait(5)  # creates already accepted by nova-api land in its database
     left = leftovers(sandbox, run)
     assert left, "kill -9 should have left the burst's servers (and the image) behind"
-    dry = _sweep(sandbox, "--run", run, "--dry-run")
+    dry = suite.sweep(sandbox.clouds_yaml, "--run", run, "--dry-run")
     assert dry.returncode == 0 and "would delete" in dry.stdout
     assert leftovers(sandbox, run) == left or len(leftovers(sandbox, run)) >= len(left)
-    swept = _sweep(sandbox, "--run", run)
+    swept = suite.sweep(sandbox.clouds_yaml, "--run", run)
     assert swept.returncode == 0, swept.stdout + swept.stderr
     assert leftovers(sandbox, run) == []
 
@@ -99,7 +77,7 @@ def test_sweeper_spares_resources_without_prefix(sandbox):
     conn.compute.create_keypair(name=f"{old_run}-key", public_key=key())
     try:
         # Only runs older than a day: a run going on at the same time is never swept by this test.
-        swept = _sweep(sandbox, "--older-than", "1d")
+        swept = suite.sweep(sandbox.clouds_yaml, "--older-than", "1d")
         assert swept.returncode == 0, swept.stdout + swept.stderr
         assert f"{old_run}-key" in swept.stdout and plain not in swept.stdout
         names = {k.name for k in conn.compute.keypairs()}

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import suite
 from helpers.suite import LiveRun
 
 from conformance.report.model import requirement_verdict
@@ -53,27 +53,6 @@ def run_to_end(sandbox, report_dir: Path, *args, env: dict | None = None) -> Liv
     run = start(sandbox, report_dir, *args, env=env)
     run.finish()
     return run
-
-
-def sweep(sandbox, *args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(sandbox.clouds_yaml)}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "conformance",
-            "cleanup",
-            "--zuul-cloud",
-            "sandbox-zuul",
-            "--ci-cloud",
-            "sandbox-ci",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-    )
 
 
 def leaked(sandbox, *runs: str | None) -> list[str]:
@@ -168,7 +147,7 @@ def paired(sandbox, proxy, tmp_path_factory) -> Paired:
             return len(leases) >= 2 or baseline.proc.poll() is not None or faulted.proc.poll() is not None
 
         Waiter(900).poll(both_leased, 2.0)
-        swept = sweep(sandbox, "--older-than", "1s")
+        swept = suite.sweep(sandbox.clouds_yaml, "--older-than", "1s")
         baseline.finish()
         faulted.finish()
         injected = {rule: proxy.injected(rule) for rule in (r["name"] for r in RETRYABLE)}

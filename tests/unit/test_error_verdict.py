@@ -63,10 +63,19 @@ def clouds_yaml(folder: Path) -> Path:
     return path
 
 
-def run_suite(tmp_path: Path, fault: str, *args: str) -> tuple[subprocess.CompletedProcess, Path]:
-    """The suite as tox runs it, against the fake cloud; returns the run and its bundle."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONFORMANCE_", "OS_"))}
-    env.update(OS_CLIENT_CONFIG_FILE=str(clouds_yaml(tmp_path)), PYTHONPATH=str(UNIT), FAKE_CLOUD_FAULT=fault)
+def run_suite(
+    tmp_path: Path, fault: str, *args: str, cwd: Path | None = None, env: dict | None = None
+) -> tuple[subprocess.CompletedProcess, Path]:
+    """The suite as tox runs it, against the fake cloud (from `cwd`, tmp_path by default); returns the run and its
+    bundle. `env` adds to the environment (PYTHONPATH there adds folders of plugins)."""
+    extra = dict(env or {})
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CONFORMANCE_", "OS_"))}
+    clean.update(
+        extra,
+        OS_CLIENT_CONFIG_FILE=str(clouds_yaml(tmp_path)),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(UNIT), extra.get("PYTHONPATH")])),
+        FAKE_CLOUD_FAULT=fault,
+    )
     command = [
         sys.executable,
         "-m",
@@ -84,11 +93,11 @@ def run_suite(tmp_path: Path, fault: str, *args: str) -> tuple[subprocess.Comple
         "--ci-cloud",
         "ci",
         "--report-dir",
-        "reports",
+        str(tmp_path / "reports"),
         "-rA",
         *args,
     ]
-    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(command, cwd=cwd or tmp_path, env=clean, capture_output=True, text=True, timeout=300)
     bundles = sorted((tmp_path / "reports").iterdir()) if (tmp_path / "reports").exists() else []
     assert len(bundles) == 1, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc, bundles[0]

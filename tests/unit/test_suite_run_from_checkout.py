@@ -7,12 +7,9 @@ the suite's own image instead of the profile's real guest image."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from test_error_verdict import clouds_yaml
+from test_error_verdict import run_suite
 
 UNIT = Path(__file__).resolve().parent
 REPO_ROOT = UNIT.parents[1]
@@ -31,36 +28,8 @@ def pytest_configure(config):
 def test_tests_conftest_changes_nothing_in_a_suite_run_from_the_checkout(tmp_path):
     (tmp_path / "probe_spy.py").write_text(SPY)
     spy_file = tmp_path / "seen.jsonl"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONFORMANCE_", "OS_"))}
-    env.update(
-        OS_CLIENT_CONFIG_FILE=str(clouds_yaml(tmp_path)),
-        PYTHONPATH=os.pathsep.join([str(UNIT), str(tmp_path)]),
-        SPY_FILE=str(spy_file),
-    )
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "fake_cloud_plugin",
-        "-p",
-        "probe_spy",
-        "--pyargs",
-        "conformance.checks",
-        "-k",
-        "test_node_flavor",
-        "--zuul-cloud",
-        "zuul",
-        "--ci-cloud",
-        "ci",
-        "--report-dir",
-        str(tmp_path / "reports"),
-        "-n",
-        "2",
-    ]
-    proc = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    env = {"PYTHONPATH": str(tmp_path), "SPY_FILE": str(spy_file)}
+    proc, _bundle = run_suite(tmp_path, "", "-p", "probe_spy", "-n", "2", cwd=REPO_ROOT, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     seen = [json.loads(line) for line in spy_file.read_text().splitlines()]
     assert sum(s["worker"] for s in seen) == 2 and len(seen) == 3, seen
