@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -66,6 +67,13 @@ def run(
         timeout=timeout,
         cwd=cwd,
     )
+
+
+def default_sigint() -> None:
+    """preexec_fn of a child a test interrupts: SIGINT as a terminal delivers it, even when the tests themselves
+    run with SIGINT ignored (a background job of a non-interactive shell, `nohup ... &`), which the child would
+    inherit: Python then installs no KeyboardInterrupt and the signal is lost."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def sweep(clouds_yaml: Path | str, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:

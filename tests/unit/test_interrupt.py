@@ -12,6 +12,7 @@ import threading
 
 import pytest
 from _pytest._code import ExceptionInfo
+from helpers.suite import default_sigint
 
 from conformance import interrupt
 from conformance.resources import Waiter
@@ -131,7 +132,9 @@ except KeyboardInterrupt as exc:
 
 
 def _linenos(mode: str) -> list:
-    out = subprocess.run([sys.executable, "-c", SPIN, mode], capture_output=True, text=True, timeout=120).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", SPIN, mode], capture_output=True, text=True, timeout=120, preexec_fn=default_sigint
+    ).stdout
     line = next(x for x in out.splitlines() if x.startswith("LINENOS"))
     return ast.literal_eval(line.split(" ", 1)[1])  # a printed list of ints / None
 

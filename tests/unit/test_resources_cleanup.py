@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 from fake_openstack import FakeCloud
+from helpers.suite import default_sigint
 
 from conformance import cleanup
 from conformance.resources import new_run_prefix
@@ -177,6 +178,7 @@ def test_ctrl_c_while_the_cloud_hangs_is_one_line_and_exit_130(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     silent.settimeout(60)
     try:
