@@ -22,12 +22,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/helpers/: `fro
 from helpers import suite  # noqa: E402
 
 
+def names_a_path_in(config, folder: Path) -> bool:
+    """Whether one of the session's arguments is `folder` or a path inside it (node ids reduced to their file)."""
+    named = [Path(config.invocation_params.dir, str(arg).split("::")[0]).resolve() for arg in config.args]
+    return any(path == folder or folder in path.parents for path in named)
+
+
 def pytest_ignore_collect(collection_path, config):
     """tests/zuul/ starts a real Zuul (`tox -e zuul`): `pytest tests` leaves it out unless it is named."""
-    if collection_path == ZUUL_TESTS:
-        named = [Path(config.invocation_params.dir, str(arg).split("::")[0]).resolve() for arg in config.args]
-        if not any(path == ZUUL_TESTS or ZUUL_TESTS in path.parents for path in named):
-            return True
+    if collection_path == ZUUL_TESTS and not names_a_path_in(config, ZUUL_TESTS):
+        return True
     return None
 
 
@@ -37,8 +41,7 @@ def runs_these_tests(config) -> bool:
     path makes pytest read the conftest files of the current directory's test* folders. There it must change
     nothing (it once set CONFORMANCE_PROBE_IMAGE=none, which the demo's xdist workers inherited: R5 on the
     suite's own image instead of the profile's)."""
-    named = [Path(config.invocation_params.dir, str(arg).split("::")[0]).resolve() for arg in config.args]
-    return any(path == TESTS_DIR or TESTS_DIR in path.parents for path in named)
+    return names_a_path_in(config, TESTS_DIR)
 
 
 def pytest_configure(config):
