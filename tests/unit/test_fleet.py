@@ -28,7 +28,11 @@ from conformance.report import bundle, compare, model
 from conformance.report.sample import sample_session_results
 
 START = dt.datetime(2026, 11, 20, 6, 0, tzinfo=dt.timezone.utc)
-EXTERNAL = re.compile(r"""(?:https?:|ftp:)?//[^\s"'<>]+|url\(|@import""", re.I)
+# An absolute URL anywhere, a scheme-relative one where a browser would fetch or follow it (an attribute value or
+# CSS), and CSS imports. A bare "//" is not a URL: signature details quote SSH key fingerprints, which are base64.
+EXTERNAL = re.compile(
+    r"""(?:https?|ftp):|(?:href|src|action|srcset|poster|data)\s*=\s*["']?//|url\(|@import""", re.I
+)
 
 
 def make_doc(day: int, *, verdicts=None, slow_from=0.0, cloud="sandbox-zuul", burst=True) -> dict:
@@ -107,6 +111,20 @@ def test_index_rows_trends_changes_and_rejections(runs_folder, tmp_path, capsys)
     assert page.count('<div class="change"') == 2 and "REGRESSION" in page
     for run in scope["runs"]:
         assert (out / run["report"]).is_file() and f'href="../{run["report"]}"' in page
+
+
+@pytest.mark.parametrize(
+    "html, external",
+    [
+        ('<a href="//example.org/x">', True),
+        ("<img src='https://example.org/i.png'>", True),
+        ("<style>b{background:url(x.png)}</style>", True),
+        ('<td title="ED25519 key SHA256:q0//1ITlJikL4)">verified</td>', False),  # base64 fingerprint, not a URL
+        ('<a href="../runs/x/report.html">', False),
+    ],
+)
+def test_the_external_url_pattern_tells_urls_from_fingerprints(html, external):
+    assert bool(EXTERNAL.findall(html)) is external
 
 
 def test_pages_hold_no_external_url(runs_folder, tmp_path):
