@@ -221,7 +221,7 @@ class Sandbox:
     def without_external_network(self):
         """Make the public network internal: no floating IP pool, no provider network with public addresses."""
         conn = self.admin()
-        network = conn.network.find_network(seed.PUBLIC_NETWORK["name"], ignore_missing=False)
+        network = conn.network.find_network(seed.PUBLIC_NETWORK_NAME, ignore_missing=False)
         routers = [r for r in conn.network.routers() if (r.external_gateway_info or {}).get("network_id") == network.id]
         for router in routers:
             conn.network.update_router(router, external_gateway_info={})
@@ -238,7 +238,7 @@ class Sandbox:
         """Keep the public network external but stop sharing it: no booting on it directly (provider), so public
         addresses come only as floating IPs from it."""
         conn = self.admin()
-        network = conn.network.find_network(seed.PUBLIC_NETWORK["name"], ignore_missing=False)
+        network = conn.network.find_network(seed.PUBLIC_NETWORK_NAME, ignore_missing=False)
         conn.network.update_network(network, is_shared=False)
         try:
             yield

@@ -117,7 +117,7 @@ def cmd_status(sb: Sandbox, args) -> int:
     if plan.enabled:
         print(
             f"real host: {plan.virt_type} (host {real_host.REAL_COMPUTE_HOST}), guests' bridge {plan.bridge} on "
-            f"{real_host.GUEST_NET}, {len(guests)} guest(s), image {plan.image['name']} ({plan.image['key']})"
+            f"{sb.layout.guest_net}, {len(guests)} guest(s), image {plan.image['name']} ({plan.image['key']})"
         )
     else:
         print(f"real host: off ({plan.reason})")

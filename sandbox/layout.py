@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import sys
 from dataclasses import dataclass
@@ -32,13 +33,14 @@ BASE_PORTS = {
 
 
 # Bump when the template's making changes in a way seed.py and the pins don't show (e.g. schema sync steps).
-TEMPLATE_FORMAT = "6"  # 6: the public network on 198.51.100.0/24, private subnets without DHCP, the real host mapped
+TEMPLATE_FORMAT = "6"  # 6: the public network on the guest net, private subnets without DHCP, the real host mapped
 
 # The real compute host's guests sit on a bridge of this machine in a TEST-NET range (RFC 5737) that is not the
 # machine's uplink (192.0.2.0/24 is, on the machines this project runs on): the sandbox's public network. No
-# forwarding, no NAT, no route out: the host reaches its own guests, nothing else.
-GUEST_NET = "198.51.100.0/24"
-GUEST_GATEWAY = "198.51.100.1"  # the bridge's own address
+# forwarding, no NAT, no route out: the host reaches its own guests, nothing else. A range is on one bridge of
+# the machine at a time: a second sandbox with real guests beside the first (CI's Zuul tests beside the project's
+# own) takes the other with SANDBOX_GUEST_NET.
+GUEST_NETS = ("198.51.100.0/24", "203.0.113.0/24")
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,21 @@ class Layout:
     lock = property(lambda self: self.root / "up.lock")
 
     @property
+    def guest_net(self) -> str:
+        """The public network's IPv4 range, on the guests' bridge: one of GUEST_NETS (SANDBOX_GUEST_NET)."""
+        net = os.environ.get("SANDBOX_GUEST_NET") or GUEST_NETS[0]
+        if net not in GUEST_NETS:
+            from sandbox.waiting import SandboxError
+
+            raise SandboxError(f"SANDBOX_GUEST_NET={net} is not one of {', '.join(GUEST_NETS)}")
+        return net
+
+    @property
+    def guest_gateway(self) -> str:
+        """The bridge's own address: the range's first."""
+        return str(next(ipaddress.ip_network(self.guest_net).hosts()))
+
+    @property
     def bridge(self) -> str:
         """The guests' bridge (an interface name: at most 15 characters)."""
         offset = int(os.environ.get("SANDBOX_PORT_OFFSET", "0"))
@@ -112,12 +129,13 @@ def bytecode_dir() -> Path:
 
 
 def template_key(layout: Layout) -> str:
-    """Identity of a database template: what went into it (pins, sandbox code, state path, ports)."""
+    """Identity of a database template: what went into it (pins, sandbox code, state path, ports, guest net)."""
     digest = hashlib.sha256(TEMPLATE_FORMAT.encode())
     for path in (Path(__file__).parent / "seed.py", REPO_ROOT / "constraints.txt"):
         if path.exists():
             digest.update(path.read_bytes())
     digest.update(str(layout.root).encode())
     digest.update(repr(sorted(layout.ports.items())).encode())
+    digest.update(layout.guest_net.encode())
     digest.update(sys.version.encode())
     return digest.hexdigest()[:16]

@@ -3,7 +3,7 @@
 Beside the four fake hypervisor nodes (sandbox/guest_emulation.py) runs one host whose guests are real: QEMU
 (TCG, software emulation, unless the CPU shows vmx or svm), started by a private libvirtd and virtlogd, their
 disks and console logs in the state dir, their ports taps on a bridge of this machine in a TEST-NET range
-(layout.GUEST_NET) with no forwarding, no NAT and no route out.
+(layout.guest_net) with no forwarding, no NAT and no route out.
 
 libvirtd and virtlogd run in a mount namespace of their own where the sandbox's directories are bind-mounted
 over /etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/log/libvirt and /var/cache/libvirt: their configuration
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sandbox.configs import REAL_COMPUTE_HOST  # noqa: F401 (the real host's name, for callers)
-from sandbox.layout import GUEST_GATEWAY, GUEST_NET, Layout
+from sandbox.layout import Layout
 from sandbox.waiting import SandboxError, wait_for
 
 # What a real guest host needs: a 1 GiB TCG guest peaked at 1.56 GB RSS in the feasibility run; one test node
@@ -200,7 +200,7 @@ def bridge_exists(name: str) -> bool:
     return Path(f"/sys/class/net/{name}").exists()
 
 
-BRIDGE_LOCK = Path("/run/lock/opendev-sandbox-guest-net.lock")  # one per machine, like GUEST_NET
+BRIDGE_LOCK = Path("/run/lock/opendev-sandbox-guest-net.lock")  # one per machine, like each guest net
 
 
 def _sysctl(path: str, value: str) -> None:
@@ -208,8 +208,8 @@ def _sysctl(path: str, value: str) -> None:
 
 
 def create_bridge(layout: Layout) -> None:
-    """The guests' L2: a bridge holding the gateway address of GUEST_NET, IPv4 forwarding off for what arrives on
-    it, IPv6 off, no route beyond its own subnet."""
+    """The guests' L2: a bridge holding the gateway address of the layout's guest net, IPv4 forwarding off for
+    what arrives on it, IPv6 off, no route beyond its own subnet."""
     name = layout.bridge
     # Checked and claimed under one machine-wide lock: two sandboxes starting at once (other port offsets) each
     # saw the address free, both bridges got it, and the host's route to the guests went to the other one (SSH
@@ -219,19 +219,20 @@ def create_bridge(layout: Layout) -> None:
         clash = [
             line
             for line in _ip("-o", "-4", "addr", "show").stdout.splitlines()
-            if f" {GUEST_GATEWAY}/" in line and f": {name} " not in line
+            if f" {layout.guest_gateway}/" in line and f": {name} " not in line
         ]
         if clash:
             raise SandboxError(
-                f"{GUEST_NET} is already on another interface ({clash[0].split()[1]}): the real "
-                "host's bridge needs it (another sandbox with real guests?); or SANDBOX_REAL_GUESTS=0"
+                f"{layout.guest_net} is already on another interface ({clash[0].split()[1]}): the real "
+                "host's bridge needs it (another sandbox with real guests? SANDBOX_GUEST_NET takes the other "
+                "range); or SANDBOX_REAL_GUESTS=0"
             )
         if not bridge_exists(name):
             _ip("link", "add", "name", name, "type", "bridge")
         _sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "1")
         _sysctl(f"net/ipv4/conf/{name}/forwarding", "0")
-        prefix = GUEST_NET.split("/")[1]
-        _ip("addr", "replace", f"{GUEST_GATEWAY}/{prefix}", "dev", name)
+        prefix = layout.guest_net.split("/")[1]
+        _ip("addr", "replace", f"{layout.guest_gateway}/{prefix}", "dev", name)
         _ip("link", "set", name, "up")
 
 

@@ -10,20 +10,24 @@ import ipaddress
 import openstack
 
 from sandbox.configs import MIRROR_FLAVOR, QUOTAS, SERVICE_USERS, SMALL_FLAVOR, TEST_NODE_FLAVOR
-from sandbox.layout import GUEST_GATEWAY, GUEST_NET, REGION, Layout
+from sandbox.layout import REGION, Layout
 
-_GUEST_HOSTS = list(ipaddress.ip_network(GUEST_NET).hosts())
 PROJECT_USERS = {"zuul": "openstackzuul-sandbox", "ci": "openstackci-sandbox"}
-PUBLIC_NETWORK = {
-    "name": "public",
-    # The real host's bridge carries this range (layout.GUEST_NET); the first addresses are the host's own.
-    "ipv4": {
-        "cidr": GUEST_NET,
-        "gateway_ip": GUEST_GATEWAY,
-        "allocation_pools": [{"start": str(_GUEST_HOSTS[9]), "end": str(_GUEST_HOSTS[-5])}],
-    },
-    "ipv6": {"cidr": "2001:db8::/64"},
-}
+PUBLIC_NETWORK_NAME = "public"
+
+
+def public_subnets(layout: Layout) -> dict[str, dict]:
+    """The public network's subnets. The real host's bridge carries the IPv4 range (layout.guest_net); its first
+    addresses are the host's own."""
+    hosts = list(ipaddress.ip_network(layout.guest_net).hosts())
+    return {
+        "ipv4": {
+            "cidr": layout.guest_net,
+            "gateway_ip": layout.guest_gateway,
+            "allocation_pools": [{"start": str(hosts[9]), "end": str(hosts[-5])}],
+        },
+        "ipv6": {"cidr": "2001:db8::/64"},
+    }
 
 
 def catalog(layout: Layout) -> dict[str, tuple[str, str, str]]:
@@ -81,22 +85,23 @@ def add_service(conn, name: str, service_type: str, url: str) -> None:
         conn.identity.create_endpoint(service_id=service.id, interface=interface, url=url, region_id=REGION)
 
 
-def seed_compute_network_volume(conn) -> None:
+def seed_compute_network_volume(conn, layout: Layout) -> None:
     for flavor in (TEST_NODE_FLAVOR, MIRROR_FLAVOR, SMALL_FLAVOR):
         conn.compute.create_flavor(**flavor)
     public = conn.network.create_network(
-        name=PUBLIC_NETWORK["name"],
+        name=PUBLIC_NETWORK_NAME,
         is_router_external=True,
         is_shared=True,
         provider_network_type="flat",
         provider_physical_network="public",
     )
+    subnets = public_subnets(layout)
     conn.network.create_subnet(
         network_id=public.id,
         name="public-v4",
         ip_version=4,
         is_dhcp_enabled=False,
-        **PUBLIC_NETWORK["ipv4"],
+        **subnets["ipv4"],
     )
     conn.network.create_subnet(
         network_id=public.id,
@@ -104,7 +109,7 @@ def seed_compute_network_volume(conn) -> None:
         ip_version=6,
         ipv6_address_mode="slaac",
         ipv6_ra_mode="slaac",
-        **PUBLIC_NETWORK["ipv6"],
+        **subnets["ipv6"],
     )
     for index, project_name in enumerate(PROJECT_USERS):
         project = conn.identity.find_project(project_name, ignore_missing=False)

@@ -233,7 +233,7 @@ class Stack:
         for service in services.real_host_daemons(layout):
             self._start(service)
             self._wait_socket(service.name, layout.libvirt_dir / "run" / real_host.SOCKETS[service.name])
-        self.say(f"libvirtd ready ({plan.virt_type}), guests' bridge {layout.bridge} on {real_host.GUEST_NET}")
+        self.say(f"libvirtd ready ({plan.virt_type}), guests' bridge {layout.bridge} on {layout.guest_net}")
 
     def _wipe_state(self, keep_logs: bool) -> None:
         root = self.layout.root
@@ -401,7 +401,7 @@ class Stack:
         conn = seed.admin_connection(layout, passwords["admin"])
         seed.seed_identity(conn, layout, passwords)
         conn = seed.admin_connection(layout, passwords["admin"])  # a token whose catalog has the new services
-        seed.seed_compute_network_volume(conn)
+        seed.seed_compute_network_volume(conn, layout)
         self._upload_base_image(conn)
         self.say("initial state created (projects, users, flavors, quotas, networks, base image)")
         # A clean shutdown so that the datadir copy is consistent.
@@ -550,7 +550,7 @@ class Stack:
             lookups = [
                 pool.submit(conn.image.find_image, "sandbox-base", ignore_missing=False),
                 pool.submit(conn.compute.find_flavor, configs.SMALL_FLAVOR["name"], ignore_missing=False),
-                pool.submit(conn.network.find_network, seed.PUBLIC_NETWORK["name"], ignore_missing=False),
+                pool.submit(conn.network.find_network, seed.PUBLIC_NETWORK_NAME, ignore_missing=False),
             ]
             upload = pool.submit(self._upload_guest_image, conn, plan, guest) if real else None
             wait_for(

@@ -30,9 +30,7 @@ from conformance.report.sample import sample_session_results
 START = dt.datetime(2026, 11, 20, 6, 0, tzinfo=dt.timezone.utc)
 # An absolute URL anywhere, a scheme-relative one where a browser would fetch or follow it (an attribute value or
 # CSS), and CSS imports. A bare "//" is not a URL: signature details quote SSH key fingerprints, which are base64.
-EXTERNAL = re.compile(
-    r"""(?:https?|ftp):|(?:href|src|action|srcset|poster|data)\s*=\s*["']?//|url\(|@import""", re.I
-)
+EXTERNAL = re.compile(r"""(?:https?|ftp):|(?:href|src|action|srcset|poster|data)\s*=\s*["']?//|url\(|@import""", re.I)
 
 
 def make_doc(day: int, *, verdicts=None, slow_from=0.0, cloud="sandbox-zuul", burst=True) -> dict:

@@ -12,7 +12,7 @@ import pytest
 
 from conformance import probe
 from sandbox import configs, real_host, stack
-from sandbox.layout import GUEST_GATEWAY, Layout
+from sandbox.layout import GUEST_NETS, Layout
 from sandbox.waiting import SandboxError
 
 
@@ -124,8 +124,43 @@ def test_libvirtd_runs_in_its_own_mounts(layout):
     assert 'user = "root"' in qemu and 'stdio_handler = "logd"' in qemu
 
 
-def test_the_bridge_holds_the_gateway_and_is_no_uplink():
-    assert GUEST_GATEWAY.startswith("198.51.100.")  # RFC 5737, not this machine kind's 192.0.2.0/24 uplink
+def test_the_bridge_holds_the_gateway_and_is_no_uplink(layout, monkeypatch):
+    # RFC 5737 ranges, not this machine kind's 192.0.2.0/24 uplink.
+    assert GUEST_NETS == ("198.51.100.0/24", "203.0.113.0/24")
+    monkeypatch.delenv("SANDBOX_GUEST_NET", raising=False)
+    assert (layout.guest_net, layout.guest_gateway) == ("198.51.100.0/24", "198.51.100.1")
+    monkeypatch.setenv("SANDBOX_GUEST_NET", "203.0.113.0/24")
+    assert (layout.guest_net, layout.guest_gateway) == ("203.0.113.0/24", "203.0.113.1")
+
+
+@pytest.mark.parametrize("value", ["192.0.2.0/24", "10.0.0.0/8", "203.0.113.0/25"])
+def test_a_guest_net_outside_the_test_net_ranges_is_refused(layout, monkeypatch, value):
+    monkeypatch.setenv("SANDBOX_GUEST_NET", value)
+    refusal = f"SANDBOX_GUEST_NET={value} is not one of 198.51.100.0/24, 203.0.113.0/24"
+    with pytest.raises(SandboxError, match=refusal):
+        assert layout.guest_net
+
+
+def test_each_guest_net_has_its_own_database_template(layout, monkeypatch):
+    from sandbox.layout import template_key
+
+    keys = set()
+    for net in GUEST_NETS:
+        monkeypatch.setenv("SANDBOX_GUEST_NET", net)
+        keys.add(template_key(layout))
+    assert len(keys) == 2
+
+
+def test_the_public_subnet_is_the_guest_net_with_the_host_addresses_kept_out(layout, monkeypatch):
+    from sandbox import seed
+
+    monkeypatch.setenv("SANDBOX_GUEST_NET", "203.0.113.0/24")
+    ipv4 = seed.public_subnets(layout)["ipv4"]
+    assert ipv4 == {
+        "cidr": "203.0.113.0/24",
+        "gateway_ip": "203.0.113.1",
+        "allocation_pools": [{"start": "203.0.113.10", "end": "203.0.113.250"}],
+    }
 
 
 def test_a_bridge_of_another_sandbox_holding_the_guest_net_is_refused(monkeypatch, layout, tmp_path):
@@ -135,7 +170,8 @@ def test_a_bridge_of_another_sandbox_holding_the_guest_net_is_refused(monkeypatc
 
     def ip(*args, check=True):
         calls.append(args)
-        out = f"7: sbxbr1000    inet {GUEST_GATEWAY}/24 scope global sbxbr1000\n" if args[:2] == ("-o", "-4") else ""
+        held = f"7: sbxbr1000    inet {layout.guest_gateway}/24 scope global sbxbr1000\n"
+        out = held if args[:2] == ("-o", "-4") else ""
         return SimpleNamespace(stdout=out, returncode=0)
 
     monkeypatch.setattr(real_host, "_ip", ip)
