@@ -39,8 +39,9 @@ TEMPLATE_FORMAT = "6"  # 6: the public network on the guest net, private subnets
 # machine's uplink (192.0.2.0/24 is, on the machines this project runs on): the sandbox's public network. No
 # forwarding, no NAT, no route out: the host reaches its own guests, nothing else. A range is on one bridge of
 # the machine at a time: a second sandbox with real guests beside the first (CI's Zuul tests beside the project's
-# own) takes the other with SANDBOX_GUEST_NET.
-GUEST_NETS = ("198.51.100.0/24", "203.0.113.0/24")
+# own) takes the other half with SANDBOX_GUEST_NET. Halves of TEST-NET-2 only: TEST-NET-3 (203.0.113.0/24) is
+# routed out of these machines (their package mirror answers there), and a bridge holding it cut them off.
+GUEST_NETS = ("198.51.100.0/25", "198.51.100.128/25")
 
 
 @dataclass(frozen=True)

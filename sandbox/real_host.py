@@ -18,6 +18,7 @@ image and the burst go to the fake nodes, the guest image only here.
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import json
 import os
 import re
@@ -174,15 +175,23 @@ def in_private_mounts(layout: Layout, argv: list[str]) -> list[str]:
 
 
 def daemon_argv(layout: Layout) -> dict[str, list[str]]:
-    """virtlogd first (libvirtd hands it the guests' console output), then libvirtd."""
+    """virtlogd first (libvirtd hands it the guests' console output), then libvirtd. Their PID files go to the
+    private /run/libvirt: by default both write /run/<daemon>.pid, which a second sandbox's daemon then found
+    locked and exited ("Failed to acquire pid file")."""
     return {
         "virtlogd": in_private_mounts(
             layout,
-            [shutil.which("virtlogd", path="/usr/sbin:/usr/bin") or "virtlogd", "-f", "/etc/libvirt/virtlogd.conf"],
+            [
+                shutil.which("virtlogd", path="/usr/sbin:/usr/bin") or "virtlogd",
+                *("-f", "/etc/libvirt/virtlogd.conf", "-p", "/run/libvirt/virtlogd.pid"),
+            ],
         ),
         "libvirtd": in_private_mounts(
             layout,
-            [shutil.which("libvirtd", path="/usr/sbin:/usr/bin") or "libvirtd", "-f", "/etc/libvirt/libvirtd.conf"],
+            [
+                shutil.which("libvirtd", path="/usr/sbin:/usr/bin") or "libvirtd",
+                *("-f", "/etc/libvirt/libvirtd.conf", "-p", "/run/libvirt/libvirtd.pid"),
+            ],
         ),
     }
 
@@ -203,6 +212,17 @@ def bridge_exists(name: str) -> bool:
 BRIDGE_LOCK = Path("/run/lock/opendev-sandbox-guest-net.lock")  # one per machine, like each guest net
 
 
+def _ipv4_addresses() -> list[tuple[str, ipaddress.IPv4Interface]]:
+    """(interface, address/prefix) of every IPv4 address of this machine, from `ip -o -4 addr show` lines like
+    `7: sbxbr0    inet 198.51.100.1/25 scope global sbxbr0`."""
+    found = []
+    for line in _ip("-o", "-4", "addr", "show").stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[2] == "inet":
+            found.append((fields[1].rstrip(":"), ipaddress.ip_interface(fields[3])))
+    return found
+
+
 def _sysctl(path: str, value: str) -> None:
     Path("/proc/sys", path).write_text(value)
 
@@ -217,15 +237,16 @@ def create_bridge(layout: Layout) -> None:
     with open(BRIDGE_LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         clash = [
-            line
-            for line in _ip("-o", "-4", "addr", "show").stdout.splitlines()
-            if f" {layout.guest_gateway}/" in line and f": {name} " not in line
+            (interface, address)
+            for interface, address in _ipv4_addresses()
+            if interface != name and address.network.overlaps(ipaddress.ip_network(layout.guest_net))
         ]
         if clash:
+            interface, address = clash[0]
             raise SandboxError(
-                f"{layout.guest_net} is already on another interface ({clash[0].split()[1]}): the real "
-                "host's bridge needs it (another sandbox with real guests? SANDBOX_GUEST_NET takes the other "
-                "range); or SANDBOX_REAL_GUESTS=0"
+                f"{layout.guest_net} overlaps {address} on another interface ({interface}): the real host's "
+                "bridge needs it (another sandbox with real guests? SANDBOX_GUEST_NET takes the other half); "
+                "or SANDBOX_REAL_GUESTS=0"
             )
         if not bridge_exists(name):
             _ip("link", "add", "name", name, "type", "bridge")

@@ -112,31 +112,35 @@ def test_real_compute_configuration(layout, virt_type, cpu_mode):
     assert real["libvirt"]["connection_uri"] == f"qemu:///system?socket={layout.libvirt_socket}"
 
 
-def test_libvirtd_runs_in_its_own_mounts(layout):
-    argv = real_host.daemon_argv(layout)["libvirtd"]
+@pytest.mark.parametrize("daemon", ["virtlogd", "libvirtd"])
+def test_libvirt_daemons_run_in_their_own_mounts_with_their_own_pid_files(layout, daemon):
+    argv = real_host.daemon_argv(layout)[daemon]
     assert argv[:4] == [argv[0], "--mount", "--propagation", "private"]
     script = argv[argv.index("-c") + 1]
     for target, sub in real_host.LIBVIRT_DIRS.items():
         assert f"mount --bind {layout.libvirt_dir / sub} {target}" in script
-    assert argv[-2:] == ["-f", "/etc/libvirt/libvirtd.conf"]
+    # /run/libvirt is the sandbox's own: a second sandbox's daemons found the default /run/<daemon>.pid locked.
+    assert argv[-4:] == ["-f", f"/etc/libvirt/{daemon}.conf", "-p", f"/run/libvirt/{daemon}.pid"]
+    assert "/run/libvirt" in real_host.LIBVIRT_DIRS
     real_host.write_libvirt_config(layout)
     qemu = (layout.libvirt_dir / "etc" / "qemu.conf").read_text()
     assert 'user = "root"' in qemu and 'stdio_handler = "logd"' in qemu
 
 
 def test_the_bridge_holds_the_gateway_and_is_no_uplink(layout, monkeypatch):
-    # RFC 5737 ranges, not this machine kind's 192.0.2.0/24 uplink.
-    assert GUEST_NETS == ("198.51.100.0/24", "203.0.113.0/24")
+    # Halves of RFC 5737's TEST-NET-2: not this machine kind's 192.0.2.0/24 uplink, nor TEST-NET-3, where its
+    # package mirror answers.
+    assert GUEST_NETS == ("198.51.100.0/25", "198.51.100.128/25")
     monkeypatch.delenv("SANDBOX_GUEST_NET", raising=False)
-    assert (layout.guest_net, layout.guest_gateway) == ("198.51.100.0/24", "198.51.100.1")
-    monkeypatch.setenv("SANDBOX_GUEST_NET", "203.0.113.0/24")
-    assert (layout.guest_net, layout.guest_gateway) == ("203.0.113.0/24", "203.0.113.1")
+    assert (layout.guest_net, layout.guest_gateway) == ("198.51.100.0/25", "198.51.100.1")
+    monkeypatch.setenv("SANDBOX_GUEST_NET", "198.51.100.128/25")
+    assert (layout.guest_net, layout.guest_gateway) == ("198.51.100.128/25", "198.51.100.129")
 
 
-@pytest.mark.parametrize("value", ["192.0.2.0/24", "10.0.0.0/8", "203.0.113.0/25"])
-def test_a_guest_net_outside_the_test_net_ranges_is_refused(layout, monkeypatch, value):
+@pytest.mark.parametrize("value", ["192.0.2.0/24", "203.0.113.0/24", "198.51.100.0/24", "10.0.0.0/8"])
+def test_a_guest_net_outside_the_test_net_halves_is_refused(layout, monkeypatch, value):
     monkeypatch.setenv("SANDBOX_GUEST_NET", value)
-    refusal = f"SANDBOX_GUEST_NET={value} is not one of 198.51.100.0/24, 203.0.113.0/24"
+    refusal = f"SANDBOX_GUEST_NET={value} is not one of 198.51.100.0/25, 198.51.100.128/25"
     with pytest.raises(SandboxError, match=refusal):
         assert layout.guest_net
 
@@ -154,32 +158,60 @@ def test_each_guest_net_has_its_own_database_template(layout, monkeypatch):
 def test_the_public_subnet_is_the_guest_net_with_the_host_addresses_kept_out(layout, monkeypatch):
     from sandbox import seed
 
-    monkeypatch.setenv("SANDBOX_GUEST_NET", "203.0.113.0/24")
+    monkeypatch.setenv("SANDBOX_GUEST_NET", "198.51.100.128/25")
     ipv4 = seed.public_subnets(layout)["ipv4"]
     assert ipv4 == {
-        "cidr": "203.0.113.0/24",
-        "gateway_ip": "203.0.113.1",
-        "allocation_pools": [{"start": "203.0.113.10", "end": "203.0.113.250"}],
+        "cidr": "198.51.100.128/25",
+        "gateway_ip": "198.51.100.129",
+        "allocation_pools": [{"start": "198.51.100.138", "end": "198.51.100.250"}],
     }
 
 
-def test_a_bridge_of_another_sandbox_holding_the_guest_net_is_refused(monkeypatch, layout, tmp_path):
-    """Another sandbox (another port offset) already has the gateway address: `up` stops with one line, creating
-    nothing; the check and the claim share a machine-wide lock."""
+UPLINK = "2: eth0    inet 192.0.2.2/24 brd 192.0.2.255 scope global eth0\n1: lo    inet 127.0.0.1/8 scope host lo\n"
+
+
+def fake_ip(monkeypatch, tmp_path, held: str) -> list:
+    """`ip` answering `ip -o -4 addr show` with the uplink, loopback and `held`; every call recorded."""
     calls = []
 
     def ip(*args, check=True):
         calls.append(args)
-        held = f"7: sbxbr1000    inet {layout.guest_gateway}/24 scope global sbxbr1000\n"
-        out = held if args[:2] == ("-o", "-4") else ""
-        return SimpleNamespace(stdout=out, returncode=0)
+        return SimpleNamespace(stdout=UPLINK + held if args[:2] == ("-o", "-4") else "", returncode=0)
 
     monkeypatch.setattr(real_host, "_ip", ip)
+    monkeypatch.setattr(real_host, "_sysctl", lambda path, value: None)
     monkeypatch.setattr(real_host, "BRIDGE_LOCK", tmp_path / "guest-net.lock")
-    with pytest.raises(SandboxError, match="already on another interface \\(sbxbr1000:?\\)"):
+    return calls
+
+
+@pytest.mark.parametrize(
+    "guest_net, held",
+    [
+        ("198.51.100.0/25", "7: sbxbr1000    inet 198.51.100.1/25 scope global sbxbr1000"),
+        # A sandbox of an older tree holds the whole /24: it overlaps either half.
+        ("198.51.100.128/25", "7: sbxbr5    inet 198.51.100.1/24 scope global sbxbr5"),
+    ],
+)
+def test_a_bridge_of_another_sandbox_overlapping_the_guest_net_is_refused(
+    monkeypatch, layout, tmp_path, guest_net, held
+):
+    """Another sandbox (another port offset) already holds addresses of the range: `up` stops with one line,
+    creating nothing; the check and the claim share a machine-wide lock."""
+    monkeypatch.setenv("SANDBOX_GUEST_NET", guest_net)
+    calls = fake_ip(monkeypatch, tmp_path, held + "\n")
+    other = held.split()[1]
+    with pytest.raises(SandboxError, match=f"{guest_net} overlaps .* on another interface \\({other}\\)"):
         real_host.create_bridge(layout)
     assert calls == [("-o", "-4", "addr", "show")]  # nothing created
     assert (tmp_path / "guest-net.lock").exists()
+
+
+def test_the_other_half_beside_a_sandbox_is_claimed(monkeypatch, layout, tmp_path):
+    monkeypatch.setenv("SANDBOX_PORT_OFFSET", "1000")
+    monkeypatch.setenv("SANDBOX_GUEST_NET", "198.51.100.128/25")
+    calls = fake_ip(monkeypatch, tmp_path, "7: sbxbr0    inet 198.51.100.1/25 scope global sbxbr0\n")
+    real_host.create_bridge(layout)
+    assert ("addr", "replace", "198.51.100.129/25", "dev", "sbxbr1000") in calls
 
 
 def test_binding_is_a_tap_on_the_real_host_and_ovs_elsewhere():
