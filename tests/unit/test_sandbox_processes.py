@@ -135,3 +135,19 @@ def test_a_start_fails_on_what_this_command_started_not_on_what_was_stopped_befo
             stack._check_alive()
     finally:
         stack.table.stop_all(timeout=2)
+
+
+def test_schema_sync_passes_no_password_on_a_command_line(tmp_path, monkeypatch):
+    """keystone-manage bootstrap takes the admin password from OS_BOOTSTRAP_PASSWORD: on its command line it was
+    in every process listing, and a password starting with "-" was taken for an option (a failed `up`)."""
+    from sandbox.layout import Layout
+    from sandbox.stack import Stack
+
+    stack = Stack(Layout(tmp_path), say=lambda message: None)
+    steps = []
+    monkeypatch.setattr(stack, "_run_step", lambda name, argv, env=None: steps.append((name, argv, env or {})))
+    password = "-starts-like-an-option"
+    stack._sync_schemas({"admin": password})
+    [(_, argv, env)] = [step for step in steps if "bootstrap" in step[1]]
+    assert env == {"OS_BOOTSTRAP_PASSWORD": password}
+    assert not [arg for name, argv, _ in steps for arg in argv if password in arg]
