@@ -25,8 +25,11 @@ _PROBE_RE = re.compile(rf"{PROBE_MARKER}: (?P<key>[a-z_0-9]+)=(?P<value>[^\r\n]*
 
 # cloud-init runs a user-data that starts with #! as a script at first boot; its lines go to the serial
 # console, which Nova's console-output API returns. The benchmark loads every vCPU so steal is measured
-# under load: steal is what the hypervisor takes from a busy guest.
-PROBE_USER_DATA = r"""#!/bin/sh
+# under load: steal is what the hypervisor takes from a busy guest. Each vCPU hashes BENCH_MB (the profile's
+# probe.bench_mb_per_vcpu) megabytes; the score is megabytes hashed per second, whatever that size.
+BENCH_MB = "@BENCH_MB@"
+DEFAULT_BENCH_MB = 512
+PROBE_USER_DATA_TEMPLATE = r"""#!/bin/sh
 # conformance-probe: facts about this guest for the OpenStack conformance suite (R5 cpu, R11 overcommit)
 say() { line="conformance-probe: $1"; echo "$line"
   for t in /dev/ttyS0 /dev/console; do [ -w "$t" ] && echo "$line" > "$t"; done; }
@@ -38,15 +41,22 @@ say "cpu_mhz=$(awk -F': *' '/^cpu MHz/ {print $2; exit}' /proc/cpuinfo)"
 cpu() { awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8+$9, $9}' /proc/stat; }
 set -- $(cpu); t0=$1; s0=$2; start=$(date +%s%N)
 i=0; while [ $i -lt $n ]; do
-  dd if=/dev/zero bs=1M count=512 2>/dev/null | sha256sum >/dev/null & i=$((i+1)); done
+  dd if=/dev/zero bs=1M count=@BENCH_MB@ 2>/dev/null | sha256sum >/dev/null & i=$((i+1)); done
 wait; end=$(date +%s%N); set -- $(cpu); t1=$1; s1=$2
 say "steal_percent=$(awk -v a=$((s1-s0)) -v b=$((t1-t0)) 'BEGIN {printf "%.1f", (b>0 ? 100*a/b : 0)}')"
-say "bench_score=$(awk -v n=$n -v ns=$((end-start)) 'BEGIN {printf "%.0f", n*512/(ns/1e9)}')"
+say "bench_score=$(awk -v n=$n -v ns=$((end-start)) 'BEGIN {printf "%.0f", n*@BENCH_MB@/(ns/1e9)}')"
 """
 
 
-def probe_user_data_b64() -> str:
-    return base64.b64encode(PROBE_USER_DATA.encode()).decode()
+def probe_user_data(bench_mb: int = DEFAULT_BENCH_MB) -> str:
+    return PROBE_USER_DATA_TEMPLATE.replace(BENCH_MB, str(int(bench_mb)))
+
+
+PROBE_USER_DATA = probe_user_data()
+
+
+def probe_user_data_b64(bench_mb: int = DEFAULT_BENCH_MB) -> str:
+    return base64.b64encode(probe_user_data(bench_mb).encode()).decode()
 
 
 def parse_probe(console: str) -> dict[str, str]:

@@ -54,7 +54,7 @@ def test_guest_probe(zuul, profile, record, images, tracker, pytestconfig):
             network_id=setup.network.id,
             timeout_s=boot_timeout(profile),
             volume_size_gb=setup.volume_size_gb,
-            user_data=probe_user_data_b64(),
+            user_data=probe_user_data_b64(int(profile["probe.bench_mb_per_vcpu"])),
         )
     except (BootFailed, os_exc.SDKException) as exc:
         _skip_both(record, scope, f"the probe node did not boot: {first_line(exc)}")

@@ -159,3 +159,18 @@ def test_burst_timeout_of_the_profile_counts_hung_boots_as_failed():
     assert p95["ok"] is True  # the ACTIVE ones were fast
     assert failure["ok"] is False and "not ACTIVE after 1800 s" in failure["reason"]
     assert delete["ok"] is True
+
+
+@pytest.mark.parametrize("bench_mb", [512, 64])
+def test_the_benchmark_hashes_the_profiles_megabytes_per_vcpu(bench_mb):
+    """probe.bench_mb_per_vcpu sizes the benchmark, and the score divides by the same figure (a rate)."""
+    script = base64.b64decode(probe_user_data_b64(bench_mb)).decode()
+    assert f"count={bench_mb} " in script and f"n*{bench_mb}/(ns/1e9)" in script
+    assert "@BENCH_MB@" not in script
+
+
+def test_the_profiles_size_the_benchmark():
+    from conformance.profiles import load_profile
+
+    assert load_profile("opendev-donor")["probe.bench_mb_per_vcpu"] == 512
+    assert load_profile("sandbox")["probe.bench_mb_per_vcpu"] == 64  # a relaxation: tests/unit/test_profiles.py

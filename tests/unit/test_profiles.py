@@ -56,6 +56,7 @@ def test_sandbox_extends_donor_and_lists_each_relaxation_with_a_reason():
     assert {r.key for r in sandbox.relaxations} == {
         "public_ip.accept_documentation_ranges",
         "keystone.min_days_to_expiry",
+        "probe.bench_mb_per_vcpu",
     }
     assert all(r.reason for r in sandbox.relaxations)
     assert sandbox.sources[0].endswith("sandbox.yaml") and sandbox.sources[1].endswith("opendev-donor.yaml")
