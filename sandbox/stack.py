@@ -214,7 +214,7 @@ class Stack:
     def _guest_image(self, plan: real_host.RealHost):
         if not plan.enabled:
             return None
-        return guest_image.ensure_image(say=lambda line: self.say(f"guest image: {line}"))
+        return guest_image.ensure_image(say=self.say)  # its lines say "guest image: ..." themselves
 
     def _wait_socket(self, name: str, socket: Path) -> None:
         wait_for(

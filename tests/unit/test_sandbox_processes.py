@@ -151,3 +151,15 @@ def test_schema_sync_passes_no_password_on_a_command_line(tmp_path, monkeypatch)
     [(_, argv, env)] = [step for step in steps if "bootstrap" in step[1]]
     assert env == {"OS_BOOTSTRAP_PASSWORD": password}
     assert not [arg for name, argv, _ in steps for arg in argv if password in arg]
+
+
+def test_the_guest_image_lines_of_up_say_guest_image_once(tmp_path, monkeypatch):
+    from sandbox import guest_image, real_host
+    from sandbox.layout import Layout
+    from sandbox.stack import Stack
+
+    said = []
+    monkeypatch.setattr(guest_image, "ensure_image", lambda say: say("guest image: [  17s] block-device"))
+    Stack(Layout(tmp_path), say=said.append)._guest_image(real_host.RealHost(enabled=True))
+    [line] = said
+    assert line.endswith("] guest image: [  17s] block-device") and line.count("guest image:") == 1, line
