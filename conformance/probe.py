@@ -1,6 +1,6 @@
 """The guest probe (R5, R11; R6's reachability): what a test node reports about itself, and the image it boots.
 
-The node boots with cloud-init user-data (PROBE_USER_DATA) that prints `conformance-probe: key=value` lines on
+The node boots with cloud-init user-data (probe_user_data) that prints `conformance-probe: key=value` lines on
 its console, read back with the console-output API (parse_probe). `probe_image` chooses the image: --probe-image,
 else the profile's probe.image when the cloud has it, else the suite's own image (no OS: only a cloud's guest
 emulation answers for it). `ssh_handshake` is R6's proof that a node's public address is reachable.
@@ -28,7 +28,6 @@ _PROBE_RE = re.compile(rf"{PROBE_MARKER}: (?P<key>[a-z_0-9]+)=(?P<value>[^\r\n]*
 # under load: steal is what the hypervisor takes from a busy guest. Each vCPU hashes BENCH_MB (the profile's
 # probe.bench_mb_per_vcpu) megabytes; the score is megabytes hashed per second, whatever that size.
 BENCH_MB = "@BENCH_MB@"
-DEFAULT_BENCH_MB = 512
 PROBE_USER_DATA_TEMPLATE = r"""#!/bin/sh
 # conformance-probe: facts about this guest for the OpenStack conformance suite (R5 cpu, R11 overcommit)
 say() { line="conformance-probe: $1"; echo "$line"
@@ -48,14 +47,11 @@ say "bench_score=$(awk -v n=$n -v ns=$((end-start)) 'BEGIN {printf "%.0f", n*@BE
 """
 
 
-def probe_user_data(bench_mb: int = DEFAULT_BENCH_MB) -> str:
+def probe_user_data(bench_mb: int) -> str:
     return PROBE_USER_DATA_TEMPLATE.replace(BENCH_MB, str(int(bench_mb)))
 
 
-PROBE_USER_DATA = probe_user_data()
-
-
-def probe_user_data_b64(bench_mb: int = DEFAULT_BENCH_MB) -> str:
+def probe_user_data_b64(bench_mb: int) -> str:
     return base64.b64encode(probe_user_data(bench_mb).encode()).decode()
 
 

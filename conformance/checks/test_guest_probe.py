@@ -1,6 +1,6 @@
 """R5 (CPU: vCPUs and speed) and R11 (little or no overcommit), measured inside a test node.
 
-The node boots with cloud-init user-data (conformance.probe.PROBE_USER_DATA) that prints
+The node boots with cloud-init user-data (conformance.probe.probe_user_data) that prints
 `conformance-probe: key=value` lines on the console: nproc, MemTotal, CPU model and MHz, a short CPU benchmark
 score, the steal time measured while the benchmark loads every vCPU, and the hypervisor the guest sees. They are
 read with the console-output API (no SSH, no public address needed). The node boots the probe image (--probe-image,

@@ -32,7 +32,7 @@ def test_parse_probe_reads_every_key():
 
 
 def test_user_data_is_a_script_printing_every_key():
-    script = base64.b64decode(probe_user_data_b64()).decode()
+    script = base64.b64decode(probe_user_data_b64(512)).decode()
     assert script.startswith("#!/bin/sh\n") and "conformance-probe" in script
     for key in PROBE_KEYS:
         assert f'"{key}=' in script
@@ -43,7 +43,7 @@ def test_user_data_runs_here(tmp_path):
     """The script is plain POSIX sh over /proc: on this Linux machine it prints a complete probe."""
     script = tmp_path / "probe.sh"
     # A smaller benchmark so the test stays fast; the parsing is what matters.
-    script.write_text(base64.b64decode(probe_user_data_b64()).decode().replace("count=512", "count=8"))
+    script.write_text(base64.b64decode(probe_user_data_b64(8)).decode())
     out = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=120).stdout
     facts = parse_probe(out)
     assert probe_complete(facts), out

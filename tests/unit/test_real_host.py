@@ -251,7 +251,8 @@ def test_only_tcg_has_no_steal_clock():
 def test_probe_script_reports_the_hypervisor_and_the_kernel():
     facts = probe.parse_probe("conformance-probe: virt=qemu\r\nconformance-probe: kernel=6.1.0-57-cloud-amd64\n")
     assert facts == {"virt": "qemu", "kernel": "6.1.0-57-cloud-amd64"}
-    assert 'say "virt=' in probe.PROBE_USER_DATA and 'say "kernel=' in probe.PROBE_USER_DATA
+    script = probe.probe_user_data(512)
+    assert 'say "virt=' in script and 'say "kernel=' in script
 
 
 def test_a_port_that_accepts_is_not_an_ssh_handshake():
