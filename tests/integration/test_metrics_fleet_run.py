@@ -282,11 +282,12 @@ def test_fleet_rows_trends_changes_and_the_rejection(runs, fleet):
     assert "R7" in http_row["latest"]["failing"] and http_row["latest"]["verdict"] == "FAIL"
     assert not main_row["stale"] and main_row["age_hours"] < 1
     assert all(r["signature"]["status"] == "verified" for s in data["scopes"] for r in s["runs"])
-    # Trend points are the runs' burst p95 and failure rate, in time order.
-    assert [p["value"] for p in main_row["trends"]["burst_p95_s"]] == [
-        docs["burst"]["burst"]["summary"]["p95"],
-        docs["quota"]["burst"]["summary"]["p95"],
-    ]
+    # Trend points are the runs' burst p95 and failure rate, in time order; a run without a p95 has no point.
+    # The quota run's p95 can be missing: Nova re-checks quota once the three concurrent creates' records exist,
+    # and each of them can be refused (CI saw "already used 2 of 2 instances (413)" three times).
+    p95s = [docs[name]["burst"]["summary"]["p95"] for name in ("burst", "quota")]
+    assert p95s[0] is not None
+    assert [p["value"] for p in main_row["trends"]["burst_p95_s"]] == [p95 for p95 in p95s if p95 is not None]
     rates = [p["value"] for p in main_row["trends"]["burst_failure_rate"]]
     assert rates == [round(1 - d["burst"]["summary"]["success_rate"], 4) for d in (docs["burst"], docs["quota"])]
     assert rates[1] > rates[0]
