@@ -162,11 +162,18 @@ def p95_verdict(summary: dict, max_p95: float, open_boots: OpenBoots, volume_siz
             "reason": open_boots.why,
         }
     p95 = summary["p95"]
-    ok = p95 is not None and p95 <= max_p95
+    if p95 is None:
+        # Nothing booted, so there is no boot time: FAIL (no boot met the SLA), and say so rather than "slower".
+        quota = f", {summary['quota_errors']} refused by quota" if summary["quota_errors"] else ""
+        return {
+            "measured": f"no server became ACTIVE (0/{summary['n']})",
+            "threshold": threshold,
+            "ok": False,
+            "reason": f"no boot to time: {summary['error']} of {summary['n']} failed{quota} (see burst.failure_rate)",
+        }
+    ok = p95 <= max_p95
     measured = (
-        "no server became ACTIVE"
-        if p95 is None
-        else f"p95 {p95:.1f} s (p50 {summary['p50']:.1f}, max {summary['max']:.1f}; "
+        f"p95 {p95:.1f} s (p50 {summary['p50']:.1f}, max {summary['max']:.1f}; "
         f"{summary['boots_per_minute']} boots/min" + (f", from {volume_size_gb} GB volumes)" if volume_size_gb else ")")
     )
     return {"measured": measured, "threshold": threshold, "ok": ok, "reason": "" if ok else "boots slower than the SLA"}

@@ -174,3 +174,25 @@ def test_the_profiles_size_the_benchmark():
 
     assert load_profile("opendev-donor")["probe.bench_mb_per_vcpu"] == 512
     assert load_profile("sandbox")["probe.bench_mb_per_vcpu"] == 64  # a relaxation: tests/unit/test_profiles.py
+
+
+def test_burst_where_nothing_booted_fails_p95_for_that_reason_not_for_slowness():
+    result, summary = _burst(["ERROR", "ERROR", "ERROR"], faults={"ERROR": "No valid host"})
+    p95, failure, _ = _verdicts(result, summary)
+    assert p95["ok"] is False and failure["ok"] is False
+    assert p95["measured"] == "no server became ACTIVE (0/3)"
+    assert p95["reason"] == "no boot to time: 3 of 3 failed (see burst.failure_rate)"
+    assert "slower" not in p95["reason"]
+
+
+def test_burst_with_one_slow_boot_fails_p95_as_slower_than_the_sla():
+    result, summary = _burst(["ACTIVE"])
+    p95, _, _ = _verdicts(result, summary)
+    assert p95["ok"] is True
+    assert p95_of(summary, max_p95=5.0)["reason"] == "boots slower than the SLA"
+
+
+def p95_of(summary, max_p95):
+    from conformance.checks.test_burst import OpenBoots, p95_verdict
+
+    return p95_verdict(summary, max_p95, OpenBoots())
