@@ -101,18 +101,18 @@ def cmd_status(sb: Sandbox, args) -> int:
         print("sandbox is not running")
         return 3
     total = 0.0
-    print(f"{'process':<18} {'pid':>7} {'state':<8} {'rss':>8}")
+    print(f"{'process':<24} {'pid':>7} {'state':<8} {'rss':>8}")
     for name, pid, running, rss in rows:
         total += rss
-        print(f"{name:<18} {pid:>7} {'running' if running else 'EXITED':<8} {rss:>6.0f}MB")
+        print(f"{name:<24} {pid:>7} {'running' if running else 'EXITED':<8} {rss:>6.0f}MB")
     guests = real_host.guests(sb.layout)
     for guest in guests:
         total += guest["rss_mb"]
         print(
-            f"{'guest ' + guest['name']:<26} {guest['state']:<8} {guest['rss_mb']:>6.0f}MB  (Nova instance "
+            f"{'guest ' + guest['name']:<32} {guest['state']:<8} {guest['rss_mb']:>6.0f}MB  (Nova instance "
             f"{guest['uuid']})"
         )
-    print(f"{'total':<18} {'':>7} {'':<8} {total:>6.0f}MB")
+    print(f"{'total':<24} {'':>7} {'':<8} {total:>6.0f}MB")
     plan = real_host.RealHost.load(sb.layout)
     if plan.enabled:
         print(
@@ -303,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     except SandboxError as error:
         print(f"sandbox: {error}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `status | head`: the reader has gone, so the rest goes nowhere (and says nothing)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell shows a process killed by SIGPIPE
     except Exception as error:  # one line for the user; the services' logs hold the details
         if os.environ.get("SANDBOX_DEBUG"):
             raise

@@ -201,8 +201,14 @@ def daemon_services(layout: Layout) -> list[Service]:
             after=("keystone", "placement", "rabbitmq", "nova-conductor"),
             fork=True,
         ),
-        Service("cinder-scheduler", [venv_bin("cinder-scheduler"), *cinder_conf], quiet, nice=10, after=("rabbitmq",)),
-        Service("cinder-volume", [venv_bin("cinder-volume"), *cinder_conf], quiet, nice=10, after=("rabbitmq",)),
+        # Both of Cinder's daemons in one process: one import of Cinder, not two (sandbox/cinder_daemons.py).
+        Service(
+            "cinder-scheduler+volume",
+            [sys.executable, "-m", "sandbox.cinder_daemons", *cinder_conf],
+            quiet,
+            nice=10,
+            after=("rabbitmq",),
+        ),
     ]
 
 

@@ -660,7 +660,7 @@ class Stack:
     def _stop_everything(self, timeout: float = 3) -> list[str]:
         """Every process `up` started, then what the real host leaves behind them: the guests' QEMU processes
         (daemons of their own, which outlive libvirtd), their taps and the bridge."""
-        # Graceful first, but not for long: the state is thrown away anyway (cinder-scheduler ignores SIGTERM).
+        # Graceful first, but not for long: the state is thrown away anyway (Cinder's scheduler ignores SIGTERM).
         stopped = self.table.stop_all(timeout=timeout)
         guests = real_host.kill_guests(self.layout)
         removed = real_host.remove_bridge(self.layout)

@@ -150,6 +150,16 @@ def test_500gb_volume_attaches_to_a_mirror_server_in_ci(sandbox, ci, tmp_path):
         ci.image.delete_image(image)
 
 
+def test_cinders_scheduler_and_volume_are_each_a_service_of_their_own_in_one_process(sandbox):
+    """sandbox/cinder_daemons.py: one process, but Cinder lists (and schedules to) both services as usual."""
+    services = {s.binary: s for s in sandbox.admin().block_storage.services()}
+    assert {"cinder-scheduler", "cinder-volume"} <= set(services)
+    assert all(services[b].state == "up" for b in ("cinder-scheduler", "cinder-volume"))
+    assert services["cinder-volume"].host.endswith("@fake")
+    table = sandbox.stack.table.load()
+    assert "cinder-scheduler+volume" in table and not {"cinder-scheduler", "cinder-volume"} & set(table)
+
+
 def test_twenty_servers_boot_concurrently_and_are_deleted(sandbox, image):
     flavor_id = sandbox.connect("sandbox-zuul").compute.find_flavor(TEST_NODE_FLAVOR["name"], ignore_missing=False).id
     network_id = sandbox.connect("sandbox-zuul").network.find_network("private", ignore_missing=False).id
@@ -325,7 +335,7 @@ def test_down_when_nothing_runs_says_so(tmp_path):
 def test_status_lists_every_process_with_memory(sandbox):
     result = run_cli("status", env={"SANDBOX_DIR": str(sandbox.layout.root)})
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in ("keystone", "nova-compute", "neutron", "cinder-volume", "mariadb", "rabbitmq"):
+    for name in ("keystone", "nova-compute", "neutron", "cinder-scheduler+volume", "mariadb", "rabbitmq"):
         assert name in result.stdout
     assert "total" in result.stdout and "MB" in result.stdout
 

@@ -54,3 +54,23 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys, command):
     out, err = capsys.readouterr()
     assert out == "" and len(err.splitlines()) == 1 and err.startswith(f"sandbox: {command} interrupted")
     assert "Traceback" not in err
+
+
+def test_output_into_a_pipe_whose_reader_left_ends_quietly(tmp_path):
+    """`python -m sandbox status | head -1`: no BrokenPipeError message, exit 141 as for SIGPIPE."""
+    import subprocess
+    import sys
+
+    long_status = (
+        "from sandbox import cli\n"
+        "cli.cmd_status = lambda sb, args: [print('x' * 100) for _ in range(100000)] and 0\n"
+        "raise SystemExit(cli.main(['status']))\n"
+    )
+    env = {"SANDBOX_DIR": str(tmp_path / "sandbox"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", long_status], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    assert proc.stdout.readline().strip() == b"x" * 100
+    proc.stdout.close()  # as `head -1` does
+    assert proc.wait(timeout=60) == 141
+    assert proc.stderr.read() == b""
