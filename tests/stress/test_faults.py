@@ -21,7 +21,6 @@ from helpers.suite import LiveRun
 
 from conformance.report.model import requirement_verdict
 from conformance.resources import Waiter, prefix_of
-from tests.faults.proxy import FaultProxy, services_from_catalog
 
 BURST = os.environ.get("CONFORMANCE_TEST_BURST_SIZE", "5")
 SEED = 14
@@ -93,20 +92,6 @@ def by_requirement_and_scope(results: dict) -> dict[tuple[str, str], str]:
     for result in results.values():
         grouped[(result["requirement"], f"{result['project']}/{result['region']}")].append(result["verdict"])
     return {key: requirement_verdict(found) for key, found in grouped.items()}
-
-
-@pytest.fixture(scope="module")
-def proxy(sandbox, tmp_path_factory):
-    """mitmdump with the fault addon in front of the sandbox's http endpoints (Keystone, https, goes direct)."""
-    conn = sandbox.connect("sandbox-zuul")
-    try:
-        catalog = conn.session.auth.get_access(conn.session).service_catalog.catalog
-    finally:
-        conn.close()
-    services = services_from_catalog(catalog)
-    assert {"compute", "image", "block-storage"} <= set(services.values()), services
-    with FaultProxy(tmp_path_factory.mktemp("faultproxy"), services) as fault_proxy:
-        yield fault_proxy
 
 
 @pytest.fixture

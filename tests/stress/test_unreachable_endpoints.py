@@ -21,7 +21,6 @@ from helpers.suite import LiveRun
 
 from conformance.plugin import EXIT_ERROR
 from conformance.resources import Waiter
-from tests.faults.proxy import FaultProxy, services_from_catalog
 
 # api.timeout_s 30 instead of the sandbox profile's 120: the stall is waited out once either way.
 SHORT_API_TIMEOUT = str(Path(__file__).resolve().parents[1] / "profiles" / "sandbox-short-api-timeout.yaml")
@@ -36,18 +35,6 @@ STALL_FLAVORS = [
         "for_s": 600,
     }
 ]
-
-
-@pytest.fixture(scope="module")
-def proxy(sandbox, tmp_path_factory):
-    """mitmdump with the fault addon in front of the sandbox's http endpoints (Keystone, https, goes direct)."""
-    conn = sandbox.connect("sandbox-zuul")
-    try:
-        catalog = conn.session.auth.get_access(conn.session).service_catalog.catalog
-    finally:
-        conn.close()
-    with FaultProxy(tmp_path_factory.mktemp("faultproxy"), services_from_catalog(catalog)) as fault_proxy:
-        yield fault_proxy
 
 
 @pytest.fixture
