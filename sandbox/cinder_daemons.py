@@ -1,11 +1,13 @@
-"""cinder-scheduler and cinder-volume in one process, as Cinder's own `cinder-all` once ran them.
+"""cinder-scheduler and cinder-volume from one import of Cinder: one parent that forks both.
 
 Each of Cinder's daemons spends its start importing Cinder (1.3-1.7 CPU-seconds here, and they cannot be forked
-from the zygote: they monkey-patch with eventlet first thing). The sandbox's volume backend keeps volumes as
-records only, so one process serves both: one import, one oslo.service launcher running both services as green
-threads, each with its own RPC server and its own row in `openstack volume service list` (binaries
-cinder-scheduler and cinder-volume, as on a real cloud). Started as
-`python -m sandbox.cinder_daemons --config-file cinder.conf`.
+from the sandbox's zygote: they monkey-patch with eventlet first thing). This parent imports Cinder once, creates
+both services, then hands them to oslo.service's process launcher, which forks a child for each: what
+cinder-volume itself does for each of its backends. Each service keeps a process of its own because Cinder keeps
+a service's database id in a class attribute (`cinder.service.Service.service_id`, read by the heartbeat and by
+the volume workers' cleanup records): two services in one process would heartbeat one row, and the other would
+show "down" a minute after start. Both are listed in `openstack volume service list` as on a real cloud.
+Started as `python -m sandbox.cinder_daemons --config-file cinder.conf`.
 """
 
 from cinder import monkey_patch  # isort: skip
@@ -18,10 +20,10 @@ import sys  # noqa: E402
 import os_brick  # noqa: E402
 from cinder import objects, service, utils, version  # noqa: E402
 from cinder.common import config, constants  # noqa: E402,F401  (config registers Cinder's global options)
+from cinder.db import api as session  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 from oslo_log import log as logging  # noqa: E402
 from oslo_privsep import priv_context  # noqa: E402
-from oslo_service import service as oslo_service  # noqa: E402
 
 
 def main() -> None:
@@ -41,7 +43,9 @@ def main() -> None:
         binary=constants.VOLUME_BINARY,
         coordination=True,
     )
-    launcher = oslo_service.launch(conf, scheduler, restart_method="mutate")
+    session.dispose_engine()  # the children must not share the parent's database connections
+    launcher = service.process_launcher()
+    launcher.launch_service(scheduler)
     launcher.launch_service(volume)
     launcher.wait()
 
