@@ -14,18 +14,23 @@ PROGRESS_EVERY_S = 10.0  # a progress line this often when the output is not a t
 
 def progress_writer(config: pytest.Config, every_s: float | None = None):
     """A function writing the burst's live line: rewritten in place on a terminal, one flushed line every
-    `every_s` (--progress-interval) otherwise: a pipe, a file, tox's or Zuul's console log. Silent in xdist
-    workers (their output does not reach the terminal). Call from the main thread (it suspends pytest's output
-    capture)."""
+    `every_s` (--progress-interval) otherwise: a pipe, a file, tox's or Zuul's console log. In an xdist worker
+    (`-n 2`), whose terminal output goes nowhere, one line every `every_s` on the standard error it shares with
+    the controller, marked with the worker's id as xdist marks its own lines (`[gw1] burst 10/100 ACTIVE, ...`):
+    never rewritten in place, as the controller writes between. Call from the main thread (it suspends pytest's
+    output capture)."""
     if every_s is None:
         every_s = config.getoption("conformance_progress_interval", PROGRESS_EVERY_S)
-    if hasattr(config, "workerinput"):
-        silent = lambda line: None  # noqa: E731
-        silent.done = lambda: None
-        return silent
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    reporter = None if worker else config.pluginmanager.get_plugin("terminalreporter")
     capture = config.pluginmanager.get_plugin("capturemanager")
-    tty = bool(reporter.isatty) if reporter is not None else sys.__stderr__.isatty()
+    if worker:
+        tty = False
+    elif reporter is not None:
+        tty = bool(reporter.isatty)
+    else:
+        tty = sys.__stderr__.isatty()
+    mark = f"[{worker}] " if worker else ""
     last = {"t": None, "line": "", "shown": True}
 
     def out(line: str, rewrite: bool = False, end: bool = False) -> None:
@@ -35,7 +40,7 @@ def progress_writer(config: pytest.Config, every_s: float | None = None):
         suspended = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
         with suspended:
             if reporter is None:
-                sys.__stderr__.write(line + "\n")
+                sys.__stderr__.write(mark + line + "\n")
                 sys.__stderr__.flush()
                 return
             if rewrite:
