@@ -74,3 +74,29 @@ def test_output_into_a_pipe_whose_reader_left_ends_quietly(tmp_path):
     proc.stdout.close()  # as `head -1` does
     assert proc.wait(timeout=60) == 141
     assert proc.stderr.read() == b""
+
+
+@pytest.mark.parametrize(
+    ("user_args", "workers"),
+    [([], "2"), (["-n", "0"], "0"), (["--burst-size", "5"], "2")],
+)
+def test_demo_runs_two_checks_at_a_time_unless_told_otherwise(monkeypatch, tmp_path, user_args, workers):
+    """R5's real guest boots beside the burst (pytest-xdist -n 2); `demo -n 0` runs the checks one by one."""
+    import argparse
+
+    from sandbox import cli
+
+    class Running:
+        clouds_yaml = tmp_path / "clouds.yaml"
+
+        def is_running(self):
+            return True  # so demo neither starts nor stops a sandbox
+
+    seen = []
+    monkeypatch.setattr(cli, "run_child", lambda command, **kwargs: seen.append(command) or 0)
+    monkeypatch.setenv("CONFORMANCE_REPORT_DIR", str(tmp_path / "reports"))
+    assert cli.cmd_demo(Running(), argparse.Namespace(pytest_args=user_args)) == 0
+    command = seen[0]
+    last_n = max(i for i, arg in enumerate(command) if arg == "-n")
+    assert command[last_n + 1] == workers  # argparse keeps the last -n: the user's wins
+    assert command[len(command) - len(user_args) :] == user_args  # the user's arguments come last
