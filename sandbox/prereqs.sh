@@ -6,8 +6,17 @@
 #   - tox with tox-uv, which build the Python environments (the OpenStack services come from PyPI)
 #   - what building the real guest image (`python -m sandbox image build`, diskimage-builder) and booting it under
 #     libvirt/QEMU need; the image itself is built on first use, never here
-#   - what tests/zuul/ needs for a real Zuul (tests/zuul/prereqs.sh)
+#   - with --zuul (or CONFORMANCE_PREREQS_ZUUL=1): what tests/zuul/ needs for a real Zuul (tests/zuul/prereqs.sh),
+#     2.2 GB that the sandbox and the demo never use
 set -euo pipefail
+
+with_zuul=${CONFORMANCE_PREREQS_ZUUL:-0}
+for arg in "$@"; do
+    case "$arg" in
+        --zuul) with_zuul=1 ;;
+        *) echo "prereqs: unknown argument $arg (usage: bash sandbox/prereqs.sh [--zuul])" >&2; exit 2 ;;
+    esac
+done
 
 packages=(rabbitmq-server mariadb-server mariadb-client chromium openssh-client gnupg qemu-utils)
 missing=()
@@ -52,8 +61,8 @@ if ! command -v tox >/dev/null 2>&1 || ! python3 -c "import tox_uv" 2>/dev/null;
         || python3 -m pip install -q --break-system-packages "tox>=4.11" "tox-uv>=1"
 fi
 # The real Zuul the project's Zuul jobs are tested on (tests/zuul/): ZooKeeper, bubblewrap, sshd, Zuul, Ansible
-# (2.2 GB; CONFORMANCE_PREREQS_ZUUL=0 skips it where only the sandbox is wanted, e.g. the Zuul check job's node).
-if [ "${CONFORMANCE_PREREQS_ZUUL:-1}" != 0 ]; then
+# (2.2 GB, minutes on a fresh machine): only with --zuul (`tox -e zuul`, CI), not for the sandbox or the demo.
+if [ "$with_zuul" != 0 ]; then
     bash "$(dirname "$0")/../tests/zuul/prereqs.sh"
 fi
 echo "prereqs: ready ($(tox --version | head -1 | cut -d' ' -f1-3))"

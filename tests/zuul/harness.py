@@ -11,7 +11,7 @@ zuul.d/ and playbooks/). Every process is recorded by PID and start time and sto
     harness.api("/builds?job_name=...")
     harness.down()         # stops exactly what up started and removes what the builds left on the node
 
-Install: tests/zuul/prereqs.sh (called by sandbox/prereqs.sh). Gotchas it handles are in the comments and in
+Install: tests/zuul/prereqs.sh (called by `sandbox/prereqs.sh --zuul`). Gotchas it handles are in the comments and in
 the reference recipe the lead keeps (shared/reference/zuul-feasibility).
 """
 
@@ -218,7 +218,7 @@ class ZuulHarness:
         missing = missing_prerequisites()
         if missing:
             raise HarnessError(
-                "missing Zuul prerequisites: " + "; ".join(missing) + ". Run `bash sandbox/prereqs.sh` (as root)."
+                "missing Zuul prerequisites: " + "; ".join(missing) + ". Run `bash sandbox/prereqs.sh --zuul` (as root)."
             )
         busy = [f"{port} ({name})" for name, port in PORTS.items() if _port_open(port)]
         if busy:

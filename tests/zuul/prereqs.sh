@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the real-Zuul harness (tests/zuul/, `tox -e zuul`) needs on a Debian machine (run as root;
-# sandbox/prereqs.sh calls it):
+# `sandbox/prereqs.sh --zuul` calls it):
 #   - ZooKeeper (the plain `zookeeper` package, not `zookeeperd`: no system service), a Java runtime,
 #     bubblewrap (the executor's sandbox) and openssh-server (the private sshd playing the static node)
 #   - Zuul from PyPI in its own venv, and the Ansible versions its executor runs (`zuul-manage-ansible`)
