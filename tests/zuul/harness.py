@@ -218,7 +218,9 @@ class ZuulHarness:
         missing = missing_prerequisites()
         if missing:
             raise HarnessError(
-                "missing Zuul prerequisites: " + "; ".join(missing) + ". Run `bash sandbox/prereqs.sh --zuul` (as root)."
+                "missing Zuul prerequisites: "
+                + "; ".join(missing)
+                + ". Run `bash sandbox/prereqs.sh --zuul` (as root)."
             )
         busy = [f"{port} ({name})" for name, port in PORTS.items() if _port_open(port)]
         if busy:

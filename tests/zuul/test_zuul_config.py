@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from harness import HERE, REPO_ROOT, missing_prerequisites, zuul_home
 
-pytestmark = pytest.mark.skipif(bool(missing_prerequisites()), reason="Zuul is not installed (sandbox/prereqs.sh --zuul)")
+pytestmark = pytest.mark.skipif(
+    bool(missing_prerequisites()), reason="Zuul is not installed (bash sandbox/prereqs.sh --zuul)"
+)
 
 
 def validate(*paths: Path, trusted: bool = False) -> subprocess.CompletedProcess:
