@@ -201,7 +201,8 @@ def daemon_services(layout: Layout) -> list[Service]:
             after=("keystone", "placement", "rabbitmq", "nova-conductor"),
             fork=True,
         ),
-        # Both of Cinder's daemons in one process: one import of Cinder, not two (sandbox/cinder_daemons.py).
+        # Both of Cinder's daemons from one import of Cinder, each forked into a process of its own
+        # (sandbox/cinder_daemons.py), listed and stopped as one process group.
         Service(
             "cinder-scheduler+volume",
             [sys.executable, "-m", "sandbox.cinder_daemons", *cinder_conf],
